@@ -1,0 +1,266 @@
+"""The data contract for patient-level extracts: tables, columns, types and allowed codes.
+
+One source of truth: the loaders validate against it, the synthetic generator writes to it and
+`docs/data_dictionary.md` is checked against it by the tests. The tables follow the PRSB Social
+Prescribing Information Standard minimum data set (NHS England, 2023) plus the GP and A&E activity
+an evaluation needs. Column ``maps_to`` names the minimum-data-set item where there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# NHS Data Dictionary "ETHNIC CATEGORY" (2001 census based codes A-Z). Z = not stated (the person
+# was asked and declined or did not answer). An empty value means *not recorded* and is kept as its
+# own category by every analysis, never merged with Z or "Other".
+ETHNIC_CATEGORIES: dict[str, str] = {
+    "A": "White - British",
+    "B": "White - Irish",
+    "C": "White - Any other White background",
+    "D": "Mixed - White and Black Caribbean",
+    "E": "Mixed - White and Black African",
+    "F": "Mixed - White and Asian",
+    "G": "Mixed - Any other mixed background",
+    "H": "Asian or Asian British - Indian",
+    "J": "Asian or Asian British - Pakistani",
+    "K": "Asian or Asian British - Bangladeshi",
+    "L": "Asian or Asian British - Any other Asian background",
+    "M": "Black or Black British - Caribbean",
+    "N": "Black or Black British - African",
+    "P": "Black or Black British - Any other Black background",
+    "R": "Other ethnic groups - Chinese",
+    "S": "Other ethnic groups - Any other ethnic group",
+    "Z": "Not stated",
+}
+
+# Census 2021 five high-level groups (TS021). Chinese (R) is in the Asian group in Census 2021.
+CENSUS5_GROUPS: list[str] = ["Asian", "Black", "Mixed", "White", "Other"]
+ETHNIC_TO_CENSUS5: dict[str, str] = {
+    **{c: "White" for c in "ABC"},
+    **{c: "Mixed" for c in "DEFG"},
+    **{c: "Asian" for c in "HJKLR"},
+    **{c: "Black" for c in "MNP"},
+    "S": "Other",
+}
+NOT_STATED = "Not stated"
+NOT_RECORDED = "Not recorded"
+
+# Census 2021 TS021 labels as they appear in data/reference (for joining denominators).
+CENSUS5_LABELS: dict[str, str] = {
+    "Asian": "Asian, Asian British or Asian Welsh",
+    "Black": "Black, Black British, Black Welsh, Caribbean or African",
+    "Mixed": "Mixed or Multiple ethnic groups",
+    "White": "White",
+    "Other": "Other ethnic group",
+}
+
+SEXES = {"F": "Female", "M": "Male"}
+
+# Census 2021 TS029 proficiency in English (residents aged 3+); empty = not recorded.
+ENGLISH_PROFICIENCY: dict[str, str] = {
+    "main_english": "Main language is English",
+    "very_well": "Main language not English: can speak English very well",
+    "well": "Main language not English: can speak English well",
+    "not_well": "Main language not English: cannot speak English well",
+    "not_at_all": "Main language not English: cannot speak English",
+}
+
+# Main spoken language (the information standard records it as a SNOMED CT concept; extracts carry
+# the language name). The list holds the languages most spoken in NCL at Census 2021 (TS024, London
+# boroughs) plus "Other"; empty = not recorded.
+LANGUAGES: list[str] = [
+    "English", "Turkish", "Bengali", "Polish", "Somali", "Portuguese", "Spanish", "Greek",
+    "Romanian", "Albanian", "Arabic", "French", "Italian", "Bulgarian", "Persian/Farsi",
+    "Kurdish", "Gujarati", "Tamil", "Hebrew", "Chinese", "Tigrinya", "Other",
+]
+
+REFERRAL_SOURCES: dict[str, str] = {
+    "gp": "GP",
+    "other_clinician": "Other clinician or practice staff",
+    "self": "Self-referral",
+    "other_agency": "Other agency (council, voluntary sector, hospital, police...)",
+}
+
+REFERRAL_REASONS: dict[str, str] = {
+    "housing": "Housing",
+    "money": "Benefits and money",
+    "mental_health": "Mental health and emotional wellbeing",
+    "isolation": "Social isolation and loneliness",
+    "carers": "Carers",
+    "lifestyle": "Weight and lifestyle",
+}
+
+REFERRAL_OUTCOMES: dict[str, str] = {
+    "seen": "Seen by a link worker (at least one contact)",
+    "dna": "Did not attend (no contact after referral accepted)",
+    "declined": "Declined the offer",
+}
+
+ACTIVITY_SETTINGS: dict[str, str] = {
+    "gp": "GP practice appointment (any clinician, attended)",
+    "ae": "A&E attendance (ECDS, types 1-4)",
+}
+
+REGISTRATION_END_REASONS = {"moved_away": "Moved away / deregistered", "died": "Died"}
+
+TIMEPOINTS = {"baseline": "At first contact", "follow_up": "At closure or review"}
+INSTRUMENTS = {
+    "ons4": "ONS4 personal wellbeing (4 items, 0-10)",
+    "wemwbs": "Warwick-Edinburgh Mental Wellbeing Scale (14 items, 1-5)",
+    "swemwbs": "Short WEMWBS (7 items, 1-5)",
+}
+ONS4_ITEMS = ["ons4_life_satisfaction", "ons4_worthwhile", "ons4_happy", "ons4_anxious"]
+WEMWBS_ITEMS = [f"wemwbs_{i:02d}" for i in range(1, 15)]
+SWEMWBS_ITEMS = [f"swemwbs_{i:02d}" for i in range(1, 8)]
+ITEM_RANGES: dict[str, tuple[int, int]] = {
+    **{i: (0, 10) for i in ONS4_ITEMS},
+    **{i: (1, 5) for i in WEMWBS_ITEMS},
+    **{i: (1, 5) for i in SWEMWBS_ITEMS},
+}
+INSTRUMENT_ITEMS = {"ons4": ONS4_ITEMS, "wemwbs": WEMWBS_ITEMS, "swemwbs": SWEMWBS_ITEMS}
+
+WORKFORCE_ROLES = {
+    "link_worker": "Social prescribing link worker",
+    "health_wellbeing_coach": "Health and wellbeing coach",
+    "care_coordinator": "Care coordinator",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an extract table.
+
+    kind: 'id' (string key), 'str', 'code' (value from ``codes``), 'codes' (one or more codes
+    separated by ';'), 'int', 'float', 'date', 'bool'.
+    """
+
+    name: str
+    kind: str
+    description: str
+    nullable: bool = False
+    codes: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    maps_to: str = ""
+    reference: str | None = None  # 'ward', 'lsoa21', 'practice', 'pcn', 'borough'
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    grain: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    foreign_keys: dict[str, str] = field(default_factory=dict)  # column -> "table.column"
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _codes(d) -> tuple[str, ...]:
+    return tuple(d)
+
+
+PERSONS = Table(
+    name="persons",
+    grain="one registered patient",
+    key=("person_id",),
+    columns=(
+        Column("person_id", "id", "Pseudonymous person identifier (never an NHS number).",
+               maps_to="Person identifier (pseudonymised NHS number)"),
+        Column("birth_year", "int", "Year of birth.", min=1900, max=2025, maps_to="Person birth date (year only)"),
+        Column("sex", "code", "Sex (F female, M male).", codes=_codes(SEXES), maps_to="Person stated gender"),
+        Column("ethnicity", "code", "NHS ethnic category code A-Z; Z = not stated; empty = not recorded.",
+               nullable=True, codes=_codes(ETHNIC_CATEGORIES), maps_to="Ethnic category"),
+        Column("main_language", "code", "Main spoken language; empty = not recorded.", nullable=True,
+               codes=tuple(LANGUAGES), maps_to="Preferred spoken language"),
+        Column("english_proficiency", "code", "Proficiency in English (Census 2021 TS029 categories); empty = not recorded.",
+               nullable=True, codes=_codes(ENGLISH_PROFICIENCY)),
+        Column("interpreter_needed", "bool", "Interpreter needed (true/false); empty = not recorded.", nullable=True,
+               maps_to="Interpreter required indicator"),
+        Column("lsoa21_code", "str", "2021 LSOA of residence.", reference="lsoa21", maps_to="Postcode of usual address (as LSOA)"),
+        Column("ward22_code", "str", "2022 electoral ward of residence (WD22).", reference="ward"),
+        Column("practice_code", "str", "ODS code of the registered GP practice.", reference="practice",
+               maps_to="General medical practice code (patient registration)"),
+        Column("registration_start", "date", "Start of registration at the practice."),
+        Column("registration_end", "date", "End of registration; empty = still registered.", nullable=True),
+        Column("registration_end_reason", "code", "Why registration ended; empty = still registered.", nullable=True,
+               codes=_codes(REGISTRATION_END_REASONS)),
+    ),
+)
+
+REFERRALS = Table(
+    name="referrals",
+    grain="one social prescribing referral",
+    key=("referral_id",),
+    foreign_keys={"person_id": "persons.person_id"},
+    columns=(
+        Column("referral_id", "id", "Referral identifier.", maps_to="Social prescribing referral identifier"),
+        Column("person_id", "id", "Person referred (persons.person_id)."),
+        Column("referral_date", "date", "Date the referral was received.", maps_to="Referral received date"),
+        Column("source", "code", "Who referred.", codes=_codes(REFERRAL_SOURCES), maps_to="Source of referral"),
+        Column("reasons", "codes", "One or more reasons, separated by ';'.", codes=_codes(REFERRAL_REASONS),
+               maps_to="Reason for referral to social prescribing service"),
+        Column("borough_code", "str", "Local authority (LAD22) of the service.", reference="borough"),
+        Column("pcn_code", "str", "Primary care network of the referring practice.", reference="pcn"),
+        Column("practice_code", "str", "Referring / registered practice.", reference="practice"),
+        Column("provider", "str", "Organisation delivering the link worker service."),
+        Column("outcome", "code", "What happened after referral.", codes=_codes(REFERRAL_OUTCOMES),
+               maps_to="Social prescribing referral outcome"),
+        Column("first_contact_date", "date", "First link worker contact; empty unless seen.", nullable=True,
+               maps_to="Initial contact date"),
+        Column("closure_date", "date", "Date the case closed; empty = still open.", nullable=True,
+               maps_to="Discharge date"),
+        Column("contacts", "int", "Number of link worker contacts.", min=0, max=500),
+        Column("onward_referrals", "int", "Number of onward referrals / connections to community support.", min=0, max=100,
+               maps_to="Social prescribing onward referral"),
+    ),
+)
+
+ACTIVITY = Table(
+    name="activity",
+    grain="one GP appointment or A&E attendance",
+    foreign_keys={"person_id": "persons.person_id"},
+    columns=(
+        Column("person_id", "id", "Person (persons.person_id)."),
+        Column("activity_date", "date", "Date of the appointment or attendance."),
+        Column("setting", "code", "Setting.", codes=_codes(ACTIVITY_SETTINGS)),
+    ),
+)
+
+WELLBEING = Table(
+    name="wellbeing",
+    grain="one item score at one time point",
+    key=("referral_id", "timepoint", "item"),
+    foreign_keys={"referral_id": "referrals.referral_id"},
+    columns=(
+        Column("referral_id", "id", "Referral (referrals.referral_id)."),
+        Column("timepoint", "code", "baseline or follow_up.", codes=_codes(TIMEPOINTS), maps_to="Outcome measure time point"),
+        Column("instrument", "code", "Instrument.", codes=_codes(INSTRUMENTS), maps_to="Outcome measure (ONS4 / WEMWBS / SWEMWBS)"),
+        Column("item", "code", "Item code (see data dictionary).", codes=tuple(ITEM_RANGES), maps_to="Outcome measure item"),
+        Column("score", "int", "Item score (ONS4 0-10, WEMWBS/SWEMWBS 1-5).", min=0, max=10, maps_to="Outcome measure score"),
+        Column("measurement_date", "date", "Date of the measurement."),
+    ),
+)
+
+WORKFORCE = Table(
+    name="workforce",
+    grain="one role by PCN and employer",
+    key=("borough_code", "pcn_code", "role", "employer"),
+    columns=(
+        Column("borough_code", "str", "Local authority (LAD22).", reference="borough"),
+        Column("pcn_code", "str", "PCN code; empty = borough-level post.", nullable=True, reference="pcn"),
+        Column("role", "code", "Personalised care role.", codes=_codes(WORKFORCE_ROLES)),
+        Column("fte", "float", "Full-time equivalent in post.", min=0, max=500),
+        Column("employer", "str", "Employing organisation."),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (PERSONS, REFERRALS, ACTIVITY, WELLBEING, WORKFORCE)}

@@ -1,0 +1,281 @@
+"""Parameters: YAML files validated on load.
+
+``parameters/ncl.yaml`` holds the defaults; ``parameters/<borough>.yaml`` overrides any key. The
+merged result is validated with pydantic models (unknown keys, wrong types and impossible values
+stop with a :class:`ParameterError` naming the file, the key and what was expected). The JSON
+schema of the models is published in ``parameters/schema.json`` (``spstudy params --schema``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .reference import AREAS, PROJECT_ROOT
+
+PARAMETERS_DIR = PROJECT_ROOT / "parameters"
+EXCLUDE_RULES = (
+    "activity_outside_data_period",
+    "activity_outside_registration",
+    "referral_outside_study_period",
+)
+
+
+class ParameterError(ValueError):
+    """A parameter file is invalid. The message names the file, the key and what was expected."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Study(_Model):
+    referral_start: dt.date = Field(description="First referral date in the study (inclusive).")
+    referral_end: dt.date = Field(description="Last referral date in the study (inclusive).")
+    data_start: dt.date = Field(description="First day of GP/A&E activity in the extract.")
+    data_end: dt.date = Field(description="Last day of GP/A&E activity in the extract (data cut).")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.referral_end < self.referral_start:
+            raise ValueError("referral_end must not be before referral_start")
+        if self.data_end < self.data_start:
+            raise ValueError("data_end must not be before data_start")
+        if self.data_start > self.referral_start or self.data_end < self.referral_end:
+            raise ValueError("the data period must cover the referral period")
+        return self
+
+
+class Data(_Model):
+    extracts_dir: str = Field(description="Folder with the five extract tables (CSV or Parquet), relative to the project.")
+    exclude_rules: list[Literal[EXCLUDE_RULES]] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="Rules under which rows are excluded (and counted) instead of failing."
+    )
+
+
+class Disclosure(_Model):
+    threshold: int = Field(ge=1, le=100, description="Counts 1..threshold are suppressed.")
+    rounding_base: int = Field(ge=1, le=100, description="Other published counts are rounded to this base (1 = none).")
+
+
+class Workforce(_Model):
+    target_link_workers_per_10000: float = Field(gt=0, description="FTE link workers per 10,000 population.")
+
+
+class Needs(_Model):
+    need_index_weights: dict[
+        Literal["imd2025_score", "pct_bad_health", "pct_disabled", "pct_poor_english", "pct_unpaid_carers", "pct_aged_65_plus"],
+        float,
+    ]
+    top_wards_to_label: int = Field(ge=0, le=50)
+    outreach_need_quantile: float = Field(gt=0, lt=1)
+    outreach_referral_ratio_below: float = Field(gt=0)
+
+    @field_validator("need_index_weights")
+    @classmethod
+    def _weights(cls, v):
+        if any(w < 0 for w in v.values()):
+            raise ValueError("weights must be non-negative")
+        if abs(sum(v.values()) - 1) > 1e-6:
+            raise ValueError(f"weights must sum to 1 (they sum to {sum(v.values()):.4f})")
+        return v
+
+
+class Equity(_Model):
+    reference_ethnic_group: Literal["Asian", "Black", "Mixed", "White", "Other"]
+    reference_language_group: Literal["main_english", "very_well", "well", "not_well", "not_at_all"]
+    deprivation_quintiles: Literal[5, 10]
+
+
+class Matching(_Model):
+    k: int = Field(ge=1, le=10, description="Comparators per referred person.")
+    caliper_sd: float = Field(gt=0, le=2, description="Caliper in SDs of the logit of the propensity score.")
+    replace: bool
+    exact: list[Literal["sex", "pcn_code", "practice_code", "borough_code"]]
+    comparator_pool_per_referral: int = Field(ge=1, le=100)
+
+
+class UPC(_Model):
+    uptake: float = Field(ge=0, le=1)
+    gp_reduction: float = Field(ge=0, le=1)
+    ae_reduction: float = Field(ge=0, le=1)
+
+
+class WellbeingThresholds(_Model):
+    wemwbs: float = Field(gt=0)
+    swemwbs: float = Field(gt=0)
+    ons4: float = Field(gt=0)
+
+
+class Evaluation(_Model):
+    windows_months: list[int]
+    post_window_from: Literal["referral", "closure"]
+    matching: Matching
+    placebo_shift_months: int = Field(ge=1, le=36)
+    smd_threshold: float = Field(gt=0, le=1)
+    upc_expectations: UPC
+    wellbeing_thresholds: WellbeingThresholds
+
+    @field_validator("windows_months")
+    @classmethod
+    def _windows(cls, v):
+        if not v or any(m <= 0 or m > 24 for m in v):
+            raise ValueError("windows must be whole months between 1 and 24")
+        return sorted(set(v))
+
+
+Fraction = float
+
+
+class SROI(_Model):
+    price_year: int = Field(ge=2000, le=2100)
+    discount_rate: float = Field(ge=0, le=0.2)
+    horizon_years: int = Field(ge=1, le=30)
+    link_worker_annual_cost: float = Field(gt=0)
+    link_worker_annual_cost_band5: float = Field(gt=0)
+    management_overhead: tuple[float, float]
+    gp_appointment_cost: float = Field(gt=0)
+    ae_attendance_cost: float = Field(gt=0)
+    ae_attendance_price_year: int = Field(ge=2000, le=2100)
+    wellby_value: float = Field(gt=0)
+    wellby_value_range: tuple[float, float]
+    wellby_price_year: int = Field(ge=2000, le=2100)
+    gdp_deflator: dict[int, float]
+    deadweight: float = Field(ge=0, le=1)
+    attribution: tuple[float, float]
+    displacement: float = Field(ge=0, le=1)
+    drop_off: float = Field(ge=0, le=1)
+    duration_years: int = Field(ge=1, le=30)
+    monte_carlo_draws: int = Field(ge=100, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("management_overhead", "attribution"):
+            lo, hi = getattr(self, name)
+            if not (0 <= lo <= hi <= 1):
+                raise ValueError(f"{name} must be a [low, high] range within 0..1")
+        lo, hi = self.wellby_value_range
+        if not (0 < lo <= self.wellby_value <= hi):
+            raise ValueError("wellby_value_range must contain wellby_value")
+        for y in (self.price_year, self.ae_attendance_price_year, self.wellby_price_year):
+            if y not in self.gdp_deflator:
+                raise ValueError(f"gdp_deflator has no value for {y}")
+        return self
+
+
+class Parameters(_Model):
+    area: Literal[AREAS]  # type: ignore[valid-type]
+    study: Study
+    data: Data
+    disclosure: Disclosure
+    workforce: Workforce
+    needs: Needs
+    equity: Equity
+    evaluation: Evaluation
+    sroi: SROI
+
+    def extracts_path(self, root: Path = PROJECT_ROOT) -> Path:
+        p = Path(self.data.extracts_dir)
+        return p if p.is_absolute() else root / p
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParameterError(f"{path}: parameter file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ParameterError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        raise ParameterError(f"{path}: file is empty")
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "gdp_deflator":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _has_path(d: dict, loc: tuple) -> bool:
+    cur: Any = d
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            cur = cur[part]
+        else:
+            return False
+    return True
+
+
+def _format_errors(err: ValidationError, files: list[tuple[Path, dict]]) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(x for x in e["loc"])
+        key = ".".join(str(x) for x in loc) or "(top level)"
+        # the last file that sets this key (or its parent) is the one to blame
+        src = files[0][0]
+        for path, data in files:
+            for n in range(len(loc), 0, -1):
+                if _has_path(data, loc[:n]):
+                    src = path
+                    break
+        got = e.get("input")
+        got_s = "" if e["type"] == "missing" else f"; got {got!r}"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see parameters/schema.json)"
+        lines.append(f"{src}: key '{key}': {msg}{got_s}")
+    return "invalid parameters:\n  " + "\n  ".join(lines)
+
+
+def load_parameters(area: str = "ncl", directory: Path | str | None = None, overrides: dict | None = None) -> Parameters:
+    """Load and validate the parameters for ``area`` ('ncl' or a borough slug).
+
+    Reads ``ncl.yaml`` then ``<area>.yaml`` (if area is not 'ncl') from ``directory`` (default
+    ``parameters/``), applies ``overrides`` (a nested dict, e.g. from papermill), validates the result.
+    """
+    directory = Path(directory) if directory else PARAMETERS_DIR
+    if area not in AREAS:
+        raise ParameterError(f"area {area!r} does not exist; expected one of {', '.join(AREAS)}")
+    base_path = directory / "ncl.yaml"
+    files = [(base_path, _read_yaml(base_path))]
+    merged = files[0][1]
+    if area != "ncl":
+        p = directory / f"{area}.yaml"
+        d = _read_yaml(p)
+        files.append((p, d))
+        merged = _merge(merged, d)
+        if d.get("area", area) != area:
+            raise ParameterError(f"{p}: key 'area': must be {area!r} for this file; got {d.get('area')!r}")
+    if overrides:
+        files.append((Path("<overrides>"), overrides))
+        merged = _merge(merged, overrides)
+    merged.setdefault("area", area)
+    try:
+        return Parameters.model_validate(merged)
+    except ValidationError as e:
+        raise ParameterError(_format_errors(e, files)) from None
+
+
+def json_schema() -> str:
+    """The JSON schema of the parameter files (published as parameters/schema.json)."""
+    return json.dumps(Parameters.model_json_schema(), indent=2, sort_keys=True) + "\n"
