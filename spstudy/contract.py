@@ -264,3 +264,57 @@ WORKFORCE = Table(
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (PERSONS, REFERRALS, ACTIVITY, WELLBEING, WORKFORCE)}
+
+
+def data_dictionary_markdown() -> str:
+    """The data dictionary (docs/data_dictionary.md), generated from this module so the two cannot drift."""
+    kinds = {"id": "text (identifier)", "str": "text", "code": "code", "codes": "codes separated by ';'", "int": "whole number",
+             "float": "number", "date": "date YYYY-MM-DD", "bool": "true/false"}
+    out = ["# Data dictionary: patient-level extracts", "",
+           "Generated from `spstudy/contract.py` (`python -c \"import spstudy.contract as c; print(c.data_dictionary_markdown())\"`);",
+           "a test fails if this file and the contract disagree. Each table is one file in the extracts folder:",
+           "`<table>.parquet` or `<table>.csv` (UTF-8, header row), or a folder `<table>/` of Parquet parts.",
+           "Empty cells mean *not recorded*. The loaders (`spstudy.extracts.load_extracts`) reject any file that",
+           "breaks these rules with an error naming the file, column, rows and values; see the README.", "",
+           "The tables follow the PRSB / NHS England *Social Prescribing Information Standard* minimum data set",
+           "(column 'Minimum data set item'), plus GP and A&E activity for the evaluation.", ""]
+    for t in TABLES.values():
+        out += [f"## `{t.name}`: {t.grain}", ""]
+        if t.key:
+            out.append(f"Unique key: {', '.join(f'`{k}`' for k in t.key)}.")
+        for c, ref in t.foreign_keys.items():
+            out.append(f"`{c}` must exist in `{ref}`.")
+        out += ["", "| column | type | required | description | allowed values | minimum data set item |", "| --- | --- | --- | --- | --- | --- |"]
+        for c in t.columns:
+            allowed = ""
+            if c.codes:
+                allowed = ", ".join(f"`{x}`" for x in c.codes) if len(c.codes) <= 24 else f"{len(c.codes)} item codes (below)"
+            elif c.min is not None:
+                allowed = f"{c.min:g} to {c.max:g}"
+            elif c.reference:
+                allowed = f"a {c.reference} code in data/reference"
+            out.append(f"| `{c.name}` | {kinds[c.kind]} | {'no' if c.nullable else 'yes'} | {c.description} | {allowed} | {c.maps_to} |")
+        out.append("")
+    out += ["## Code lists", ""]
+    lists = [("Ethnic category (NHS Data Dictionary; Census 2021 group in brackets)",
+              {k: f"{v} ({ETHNIC_TO_CENSUS5.get(k, 'kept as its own category')})" for k, v in ETHNIC_CATEGORIES.items()}),
+             ("Proficiency in English (Census 2021 TS029)", ENGLISH_PROFICIENCY), ("Referral source", REFERRAL_SOURCES),
+             ("Referral reason", REFERRAL_REASONS), ("Referral outcome", REFERRAL_OUTCOMES), ("Activity setting", ACTIVITY_SETTINGS),
+             ("Registration end reason", REGISTRATION_END_REASONS), ("Wellbeing time point", TIMEPOINTS), ("Instrument", INSTRUMENTS),
+             ("Workforce role", WORKFORCE_ROLES)]
+    for title, d in lists:
+        out += [f"### {title}", "", "| code | meaning |", "| --- | --- |"] + [f"| `{k}` | {v} |" for k, v in d.items()] + [""]
+    out += ["An empty ethnicity is **not recorded**; `Z` is **not stated**. Analyses keep both as their own categories.", "",
+            "### Main language", "", ", ".join(LANGUAGES) + ". Empty = not recorded.", "",
+            "### Wellbeing items", "", "| item | instrument | range | meaning |", "| --- | --- | --- | --- |"]
+    wem = ["optimistic about the future", "useful", "relaxed", "interested in other people", "energy to spare",
+           "dealing with problems well", "thinking clearly", "feeling good about myself", "feeling close to other people",
+           "confident", "able to make up my own mind", "loved", "interested in new things", "cheerful"]
+    ons = ["life satisfaction", "things done are worthwhile", "happy yesterday", "anxious yesterday (higher = worse)"]
+    for i, n in zip(ONS4_ITEMS, ons):
+        out.append(f"| `{i}` | ONS4 | 0-10 | {n} |")
+    for i, n in zip(WEMWBS_ITEMS, wem):
+        out.append(f"| `{i}` | WEMWBS | 1-5 | {n} |")
+    for i, w in zip(SWEMWBS_ITEMS, (1, 2, 3, 6, 7, 9, 11)):
+        out.append(f"| `{i}` | SWEMWBS | 1-5 | WEMWBS item {w}: {wem[w - 1]} |")
+    return "\n".join(out) + "\n"

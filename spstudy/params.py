@@ -148,6 +148,8 @@ class SROI(_Model):
     wellby_price_year: int = Field(ge=2000, le=2100)
     gdp_deflator: dict[int, float]
     deadweight: float = Field(ge=0, le=1)
+    wellbeing_deadweight: float = Field(ge=0, le=1)
+    wellbeing_deadweight_range: tuple[float, float]
     attribution: tuple[float, float]
     displacement: float = Field(ge=0, le=1)
     drop_off: float = Field(ge=0, le=1)
@@ -156,7 +158,7 @@ class SROI(_Model):
 
     @model_validator(mode="after")
     def _ranges(self):
-        for name in ("management_overhead", "attribution"):
+        for name in ("management_overhead", "attribution", "wellbeing_deadweight_range"):
             lo, hi = getattr(self, name)
             if not (0 <= lo <= hi <= 1):
                 raise ValueError(f"{name} must be a [low, high] range within 0..1")

@@ -188,3 +188,12 @@ def test_seen_without_first_contact_and_registration_logic(tiny, params):
     t = tiny_tables()
     t["persons"].loc[1, "registration_end_reason"] = None
     _expect(t, d, params, r"registration_end_reason': must be given exactly when registration_end is given")
+
+
+def test_data_dictionary_matches_contract():
+    from pathlib import Path
+
+    from spstudy.contract import data_dictionary_markdown
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "data_dictionary.md"
+    assert doc.read_text() == data_dictionary_markdown(), "regenerate docs/data_dictionary.md from spstudy.contract"
