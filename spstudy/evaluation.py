@@ -11,12 +11,22 @@ Design (issue 6; README "How the evaluation works"):
 2. Counting. Events and exposure in windows around the index date come from
    :mod:`spstudy.engine` (DuckDB by default; Spark for large data), never from pandas row joins.
 3. Matching. Propensity score (unpenalised logistic regression) on age, sex, deprivation,
-   ethnic group and prior use (GP and A&E rates per quarter of the pre-year, GP in the last
-   month); greedy nearest-neighbour 1:k on the logit with a 0.2 SD caliper, exact on sex and PCN
-   (:mod:`spstudy.matching`, MatchIt conventions). Balance before and after (SMD < 0.1).
-4. Effects. Naive before/after in the referred, and the matched difference in differences:
-   absolute (per 1,000 person-years, cluster bootstrap CI over matched sets) and the ratio of rate
-   ratios from a Poisson GLM with log exposure offset and cluster-robust errors by matched set.
+   ethnic group and prior use (GP and A&E rates per quarter of the *matching window*, months
+   -12..-7 by default); greedy nearest-neighbour 1:k on the logit with a 0.2 SD caliper, exact on
+   sex and PCN (:mod:`spstudy.matching`, MatchIt conventions). Balance before and after (SMD < 0.1).
+4. Effects. Naive before/after in the referred, and the matched difference in differences between
+   the *baseline window* (months -6..-4) and the post window: absolute (per 1,000 person-years,
+   cluster bootstrap CI over matched sets) and the ratio of rate ratios from a Poisson GLM with log
+   exposure offset and cluster-robust errors by matched set. Months -3..-1 are a washout: the spike
+   in use that prompts a referral would otherwise inflate the baseline.
+
+   Why the matching window and the baseline are disjoint: matching on the same (noisy) counts that
+   form the DiD baseline picks comparators whose counts were high by chance, and they fall back
+   afterwards; the DiD then understates the effect (regression to different means; Daw & Hatfield
+   2018, Health Serv Res 53:4138). The conventional design (matching on every quarter and the last
+   month of the year before, baseline = the whole year before) is reported as a sensitivity
+   analysis; on the synthetic data, whose effect is known, it is biased towards no effect while the
+   split-window design recovers the planted effect (tests/test_evaluation.py).
 5. Checks. Event study (monthly rates -12..+11 months), placebo index 12 months earlier,
    comparison with NHS England's Universal Personalised Care expectations.
 
@@ -40,6 +50,29 @@ from .contract import ETHNIC_TO_CENSUS5
 
 DAYS_PER_MONTH = 30.4375
 QUARTERS = [("pre_q1", -365, -274), ("pre_q2", -273, -183), ("pre_q3", -182, -92), ("pre_q4", -91, -1), ("pre_last_month", -30, -1)]
+
+
+def month_days(m0: int, m1: int) -> tuple[int, int]:
+    """Day offsets of months m0..m1 (inclusive; month -1 = the 30.44 days before the index date)."""
+    return int(round(DAYS_PER_MONTH * m0)), int(round(DAYS_PER_MONTH * (m1 + 1))) - 1
+
+
+def design_windows(params) -> list[tuple[str, int, int]]:
+    """Every window the evaluation counts: quarters of the year before, last month, the matching
+    window's quarters, the DiD baseline, and pre/post windows of each length."""
+    e = params.evaluation
+    b0, b1 = month_days(*e.baseline_window_months)
+    m0, _ = e.matching_window_months
+    n_q = (e.matching_window_months[1] - m0 + 1) // 3
+    mq = [(f"match_q{i + 1}", *month_days(m0 + 3 * i, m0 + 3 * i + 2)) for i in range(n_q)]
+    return QUARTERS + mq + [("baseline", b0, b1)] + windows_for(e.windows_months)
+
+
+def ps_covariates(params) -> list[str]:
+    """Propensity-score covariates of the main design: demographics + use per quarter of the matching window."""
+    e = params.evaluation
+    n_q = (e.matching_window_months[1] - e.matching_window_months[0] + 1) // 3
+    return ["age", "sex", "imd_q", "ethnic_group"] + [f"{s}_match_q{i + 1}_rate" for s in ("gp", "ae") for i in range(n_q)]
 
 
 def windows_for(months: list[int]) -> list[tuple[str, int, int]]:
@@ -76,7 +109,7 @@ def build_cohort(ex, params, area: str, seed: int = 20231) -> tuple[pd.DataFrame
     p["data_start"] = pd.Timestamp(st.data_start)
     p["follow_start"] = p[["registration_start", "data_start"]].max(axis=1)
     p["follow_end"] = p["registration_end"].fillna(pd.Timestamp(st.data_end)).clip(upper=pd.Timestamp(st.data_end))
-    lookback = int(round(DAYS_PER_MONTH * max(params.evaluation.windows_months)))
+    lookback = max(int(round(DAYS_PER_MONTH * max(params.evaluation.windows_months))), -month_days(*params.evaluation.matching_window_months)[0])
     flow = []
 
     r = ex.referrals[ex.referrals["borough_code"].isin(codes)].sort_values(["person_id", "referral_date", "referral_id"])
@@ -130,8 +163,9 @@ def count_windows(activity, index: pd.DataFrame, windows, engine: str = "duckdb"
 def add_features(index: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
     """Join window counts and derive prior-use covariates (events per 30 days of exposure per quarter)."""
     d = index.merge(counts, on="index_id", how="left", validate="one_to_one")
+    quarters = [c.removesuffix("_days") for c in d.columns if c.endswith("_days") and (c.startswith("pre_q") or c.startswith("match_q") or c == "pre_last_month_days")]
     for s in ("gp", "ae"):
-        for q, _, _ in QUARTERS:
+        for q in quarters:
             days = d[f"{q}_days"].where(d[f"{q}_days"] > 0)
             d[f"{s}_{q}_rate"] = (d[f"{s}_{q}_events"] / days * 30).fillna(0.0)
     d["age_band"] = pd.cut(d["age"], [-1, 17, 29, 44, 64, 74, 200], labels=["0-17", "18-29", "30-44", "45-64", "65-74", "75+"]).astype(str)
@@ -139,6 +173,7 @@ def add_features(index: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+# The conventional design (sensitivity analysis): every quarter of the year before and the last month.
 PS_COVARIATES = ["age", "sex", "imd_q", "ethnic_group"] + [f"{s}_{q}_rate" for s in ("gp", "ae") for q, _, _ in QUARTERS]
 
 
@@ -150,7 +185,7 @@ def match_cohort(data: pd.DataFrame, params, covariates: list[str] | None = None
     from .matching import EstimandChangeWarning, nearest_neighbour_match, propensity_score
 
     m = params.evaluation.matching
-    covariates = covariates or PS_COVARIATES
+    covariates = covariates or ps_covariates(params)
     d = data.copy()
     ps = propensity_score(d, "treated", covariates)
     d["ps"], d["logit_ps"] = ps["ps"].to_numpy(), ps["logit_ps"].to_numpy()
@@ -180,7 +215,7 @@ def sample_sizes(res, flow: pd.DataFrame) -> pd.DataFrame:
     return flow, pd.concat([ss, extra], ignore_index=True)
 
 
-def _pairs_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, cohort: str) -> pd.DataFrame:
+def _pairs_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, cohort: str, baseline: str = "baseline") -> pd.DataFrame:
     """Long data (one row per unit-in-set x period) for the DiD: set, treated, post, events, days, weight."""
     t = d.set_index("index_id")
     if cohort == "per_protocol":
@@ -189,7 +224,7 @@ def _pairs_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int,
     rows = []
     for who, ids, w in (("t", pairs.drop_duplicates("subclass")["treated_id"], None), ("c", pairs["control_id"], 1.0 / k_in_set)):
         sub = pairs.drop_duplicates("subclass") if who == "t" else pairs
-        for period, win in ((0, f"pre_{months}m"), (1, f"post_{months}m")):
+        for period, win in ((0, baseline), (1, f"post_{months}m")):
             rows.append(pd.DataFrame({
                 "subclass": sub["subclass"].to_numpy(),
                 "treated": 1 if who == "t" else 0,
@@ -206,18 +241,20 @@ def _rate(events, days):
     return 1000 * 365.25 * events / days if days > 0 else np.nan
 
 
-def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, cohort: str = "itt", boot: int = 500, seed: int = 1) -> dict:
-    """Matched difference in differences for one setting, window and cohort.
+def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, cohort: str = "itt", boot: int = 500, seed: int = 1,
+        baseline: str = "baseline") -> dict:
+    """Matched difference in differences for one setting, post window and cohort.
 
-    Rates per 1,000 person-years before and after in each group (matching weights), the absolute
+    ``baseline`` names the pre-period window ("baseline" in the main design; "pre_12m" etc. in the
+    conventional design). Rates per 1,000 person-years before and after in each group (matching weights), the absolute
     DiD = (post_T - pre_T) - (post_C - pre_C) with a cluster bootstrap 95% CI over matched sets,
     and the ratio of rate ratios exp(b_treated:post) from a Poisson GLM with log(person-years)
     offset, frequency weights = matching weights, cluster-robust (sandwich) errors by matched set.
     """
     import statsmodels.api as sm
 
-    L = _pairs_long(d, pairs, setting, months, cohort)
-    out = {"setting": setting, "window_months": months, "cohort": cohort, "n_treated": int(L.loc[L.treated == 1, "subclass"].nunique())}
+    L = _pairs_long(d, pairs, setting, months, cohort, baseline)
+    out = {"setting": setting, "window_months": months, "cohort": cohort, "baseline": baseline, "n_treated": int(L.loc[L.treated == 1, "subclass"].nunique())}
     agg = L.assign(we=L.events * L.weight, wd=L.days * L.weight).groupby(["treated", "post"])[["we", "wd"]].sum()
     for (tr, po), r in agg.iterrows():
         out[f"rate_{'treated' if tr else 'comparator'}_{'post' if po else 'pre'}"] = _rate(r.we, r.wd)
@@ -236,10 +273,18 @@ def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, cohort:
     out["did_lower"], out["did_upper"] = np.nanpercentile(bd, [2.5, 97.5])
     # ratio of rate ratios (Poisson GLM, cluster-robust)
     X = pd.DataFrame({"const": 1.0, "treated": L["treated"], "post": L["post"], "treated_post": L["treated"] * L["post"]})
-    model = sm.GLM(L["events"].to_numpy(), X, family=sm.families.Poisson(), offset=np.log(L["days"].to_numpy() / 365.25),
-                   freq_weights=L["weight"].to_numpy())
-    fit = model.fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(L["subclass"])[0]})
-    b, se = fit.params["treated_post"], fit.bse["treated_post"]
+    w = L["weight"].to_numpy()
+    kw = {} if np.allclose(w, 1.0) else {"var_weights": w}  # ATT weights only matter for k > 1 or matching with replacement
+    model = sm.GLM(L["events"].to_numpy(), X, family=sm.families.Poisson(), offset=np.log(L["days"].to_numpy() / 365.25), **kw)
+    groups = pd.factorize(L["subclass"])[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if groups.max() >= 2:  # cluster-robust errors need at least 3 matched sets (small-sample correction)
+            fit = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
+            b, se = fit.params["treated_post"], fit.bse["treated_post"]
+        else:
+            fit = model.fit()
+            b, se = fit.params["treated_post"], np.nan
     out["ratio_of_rate_ratios"], out["rrr_lower"], out["rrr_upper"] = np.exp(b), np.exp(b - 1.96 * se), np.exp(b + 1.96 * se)
     out["rrr_p_value"] = float(fit.pvalues["treated_post"])
     return out
@@ -261,25 +306,31 @@ def naive_before_after(d: pd.DataFrame, setting: str, months: int, cohort: str =
             "rr_lower": rr * np.exp(-1.96 * se), "rr_upper": rr * np.exp(1.96 * se)}
 
 
-def effects(d: pd.DataFrame, pairs: pd.DataFrame, months_list: list[int], boot: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Naive and matched DiD estimates for GP and A&E, each window, ITT and per protocol."""
+def effects(d: pd.DataFrame, pairs: pd.DataFrame, months_list: list[int], boot: int = 500, conventional: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Naive and matched DiD estimates for GP and A&E, each window, ITT and per protocol.
+    ``conventional``: the DiD baseline is the pre-window of the same length (pre_6m, pre_12m)."""
     naive, matched = [], []
     for s in ("gp", "ae"):
         for m in months_list:
             for c in ("itt", "per_protocol"):
                 naive.append(naive_before_after(d, s, m, c))
-                matched.append(did(d, pairs, s, m, c, boot=boot))
+                matched.append(did(d, pairs, s, m, c, boot=boot, baseline=f"pre_{m}m" if conventional else "baseline"))
     return pd.DataFrame(naive), pd.DataFrame(matched)
 
 
-def side_by_side(naive: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
-    """Naive % change beside the matched estimate (% change = 100 x (ratio of rate ratios - 1))."""
+def side_by_side(naive: pd.DataFrame, matched: pd.DataFrame, conventional: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Naive % change beside the matched estimate (% change = 100 x (ratio of rate ratios - 1)) and,
+    if given, the conventional matched design (sensitivity)."""
     m = matched.assign(matched_pct_change=100 * (matched["ratio_of_rate_ratios"] - 1), matched_lower=100 * (matched["rrr_lower"] - 1),
                        matched_upper=100 * (matched["rrr_upper"] - 1))
     n = naive.assign(naive_lower=100 * (naive["rr_lower"] - 1), naive_upper=100 * (naive["rr_upper"] - 1))
-    out = n[["setting", "window_months", "cohort", "n_referred", "pct_change", "naive_lower", "naive_upper"]].merge(
-        m[["setting", "window_months", "cohort", "n_treated", "matched_pct_change", "matched_lower", "matched_upper", "did_per_1000py", "did_lower", "did_upper"]],
-        on=["setting", "window_months", "cohort"])
+    keys = ["setting", "window_months", "cohort"]
+    out = n[keys + ["n_referred", "pct_change", "naive_lower", "naive_upper"]].merge(
+        m[keys + ["n_treated", "matched_pct_change", "matched_lower", "matched_upper", "did_per_1000py", "did_lower", "did_upper"]], on=keys)
+    if conventional is not None:
+        c = conventional.assign(conventional_pct_change=100 * (conventional["ratio_of_rate_ratios"] - 1),
+                                conventional_lower=100 * (conventional["rrr_lower"] - 1), conventional_upper=100 * (conventional["rrr_upper"] - 1))
+        out = out.merge(c[keys + ["conventional_pct_change", "conventional_lower", "conventional_upper"]], on=keys)
     return out.rename(columns={"pct_change": "naive_pct_change", "n_treated": "n_matched_referred"})
 
 
@@ -351,19 +402,23 @@ def run(ex, params, area: str, engine: str = "duckdb", boot: int = 500, seed: in
     index, flow = build_cohort(ex, params, area, seed=seed)
     if index["treated"].sum() == 0:
         raise ValueError(f"no referred people in {area} meet the cohort criteria")
-    windows = QUARTERS + windows_for(months)
     post_from = params.evaluation.post_window_from
-    counts = count_windows(ex.activity, index, windows, engine)
-    data = add_features(index, counts)
-    data, res = match_cohort(data, params)
+    counts = count_windows(ex.activity, index, design_windows(params), engine)
+    features = add_features(index, counts)
+    data, res = match_cohort(features, params)
     if post_from == "closure":
         data = _post_from_closure(ex.activity, data, res.pairs, months, engine, params)
     from .matching import balance_table
 
-    bal = balance_table(data, "treated", PS_COVARIATES + ["ps"], weights="weight", threshold=params.evaluation.smd_threshold)
+    # balance on the matching covariates, and on prior use in the baseline and the whole year before
+    extra = [f"{s}_{q}_rate" for s in ("gp", "ae") for q in ("pre_q3", "pre_q4", "pre_last_month")]
+    bal = balance_table(data, "treated", ps_covariates(params) + extra + ["ps"], weights="weight", threshold=params.evaluation.smd_threshold)
     naive, matched = effects(data, res.pairs, months, boot=boot)
+    # sensitivity: the conventional design (match on every quarter + last month, baseline = same-length pre-window)
+    cdata, cres = match_cohort(features, params, PS_COVARIATES)
+    _, conv = effects(cdata, cres.pairs, months, boot=boot, conventional=True)
     return {"index": index, "flow": flow, "data": data, "match": res, "balance": bal, "naive": naive, "matched": matched,
-            "side_by_side": side_by_side(naive, matched)}
+            "conventional": conv, "side_by_side": side_by_side(naive, matched, conv)}
 
 
 def _post_from_closure(activity, data, pairs, months, engine, params):
@@ -389,14 +444,13 @@ def placebo(ex, params, area: str, engine: str = "duckdb", shift_months: int | N
     index, _ = build_cohort(ex, params, area, seed=seed)
     index = index.copy()
     index["index_date"] = index["index_date"] - pd.Timedelta(days=shift)
-    pre_days = int(round(DAYS_PER_MONTH * months))
-    # only index rows whose fake pre-window lies wholly inside the data and registration
+    pre_days = -month_days(*params.evaluation.matching_window_months)[0]
+    # only index rows whose fake matching window lies wholly inside the data and registration
     index = index[index["follow_start"] <= index["index_date"] - pd.Timedelta(days=pre_days)].reset_index(drop=True)
-    windows = QUARTERS + windows_for([months])
-    counts = count_windows(ex.activity, index, windows, engine)
+    wins = {w[0]: w for w in design_windows(params) + windows_for([months])}
+    counts = count_windows(ex.activity, index, list(wins.values()), engine)
     data = add_features(index, counts)
-    covs = [c for c in PS_COVARIATES if not any(q in c for q in ("pre_q1", "pre_q2"))]
-    data, res = match_cohort(data, params, covs)
+    data, res = match_cohort(data, params)
     rows = [did(data, res.pairs, s, months, "itt", boot=boot) for s in ("gp", "ae")]
     return pd.DataFrame(rows).assign(placebo_shift_months=shift_months or params.evaluation.placebo_shift_months)
 

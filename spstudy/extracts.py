@@ -119,7 +119,12 @@ def read_table_file(path: Path) -> pd.DataFrame:
         if magic != b"PAR1":
             raise ExtractError(path, None, "not a Parquet file (missing the PAR1 signature); is it a CSV with the wrong extension?")
         try:
-            df = pd.read_parquet(path)
+            import pyarrow.parquet as pq
+
+            df = pq.read_table(path).to_pandas(date_as_object=False, types_mapper={}.get)
+            for c in df.columns:  # text columns as pandas' string dtype, dates as datetime64
+                if df[c].dtype == object and df[c].map(type).isin([str]).all():
+                    df[c] = df[c].astype("str")
         except Exception as e:  # pyarrow raises several types
             raise ExtractError(path, None, f"could not read Parquet file: {e}") from None
     else:
@@ -141,6 +146,25 @@ def read_table_file(path: Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------- checking
+
+def _isin(values: pd.Series, allowed) -> np.ndarray:
+    """Fast membership test (pyarrow) for large string columns; nulls are False."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values.astype(object).where(values.notna(), None), type=pa.string()) if values.dtype == object else pa.array(values)
+    vs = pa.array([str(v) for v in allowed], type=pa.string())
+    return np.asarray(pc.fill_null(pc.is_in(arr.cast(pa.string()), value_set=vs), False))
+
+
+def _positions(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """Position of each value in ``keys`` (-1 where absent), via pyarrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    idx = pc.index_in(pa.array(values).cast(pa.string()), value_set=pa.array(keys).cast(pa.string()))
+    return np.asarray(pc.fill_null(idx, -1))
+
 
 def _rows(mask) -> list[int]:
     """1-based data row numbers where mask is true."""
@@ -174,12 +198,23 @@ def _typed(df: pd.DataFrame, table: Table, path: Path) -> pd.DataFrame:
     out = {}
     for col in table.columns:
         s = df[col.name]
-        null = s.isna() | (s.astype("string").str.strip() == "")
+        if pd.api.types.is_string_dtype(s) and s.dtype != object:  # already text
+            v0 = s
+            null = s.isna() | (s == "")
+        elif s.dtype == object:
+            v0 = s.astype("string").str.strip()
+            null = s.isna() | (v0 == "")
+        else:
+            v0 = None
+            null = s.isna()
+        null = null.fillna(True).astype(bool)
         if not col.nullable and null.any():
             raise ExtractError(path, col.name, "empty value where one is required", _rows(null))
         if col.kind in ("id", "str", "code", "codes"):
-            v = s.astype("string").str.strip()
-            v = v.mask(null)
+            v = v0 if v0 is not None else s.astype("str")
+            if v.dtype == object:
+                v = v.astype("str")
+            v = v.where(~null, None) if null.any() else v
         elif col.kind == "int":
             v = pd.to_numeric(s, errors="coerce")
             bad = (~null) & (v.isna() | (v.round() != v))
@@ -220,7 +255,7 @@ def _typed(df: pd.DataFrame, table: Table, path: Path) -> pd.DataFrame:
                 parts = v.fillna("").str.split(";")
                 bad = (~null) & parts.map(lambda xs: not xs or any(x.strip() not in allowed for x in xs))
             else:
-                bad = (~null) & ~v.isin(allowed)
+                bad = (~null) & ~_isin(v, allowed)
             if bad.any():
                 raise ExtractError(path, col.name, f"unknown code (allowed: {', '.join(sorted(allowed))})", _rows(bad), v[bad].unique())
         out[col.name] = v
@@ -242,7 +277,7 @@ def _check_references(df: pd.DataFrame, table: Table, path: Path, refs: dict[str
     for col in table.columns:
         if col.reference:
             v = df[col.name]
-            bad = v.notna() & ~v.isin(refs[col.reference])
+            bad = v.notna().to_numpy() & ~_isin(v, refs[col.reference])
             if bad.any():
                 raise ExtractError(path, col.name, f"code not in the reference data ({col.reference} codes in data/reference)", _rows(bad), v[bad].unique())
 
@@ -315,7 +350,7 @@ def load_extracts(params, directory: Path | str | None = None, today: dt.date | 
     # ---- referrals
     r, path = data["referrals"], files["referrals"]
     raw_referral_ids = r["referral_id"]
-    unknown = ~r["person_id"].isin(p["person_id"])
+    unknown = _positions(r["person_id"], p["person_id"]) < 0
     if unknown.any():
         raise ExtractError(path, "person_id", "referral for a person not in persons", _rows(unknown), r.loc[unknown, "person_id"].unique())
     for c in ("first_contact_date", "closure_date"):
@@ -342,14 +377,16 @@ def load_extracts(params, directory: Path | str | None = None, today: dt.date | 
 
     # ---- activity
     a, path = data["activity"], files["activity"]
-    unknown = ~a["person_id"].isin(p["person_id"])
+    pos = _positions(a["person_id"], p["person_id"])
+    unknown = pos < 0
     if unknown.any():
         raise ExtractError(path, "person_id", "activity for a person not in persons", _rows(unknown), a.loc[unknown, "person_id"].unique())
     outside = (a["activity_date"] < pd.Timestamp(st.data_start)) | (a["activity_date"] > pd.Timestamp(st.data_end))
     a = _apply_rule(a, outside, "activity_outside_data_period", "activity", path, ledger, allowed,
                     f"activity date outside the data period {st.data_start} to {st.data_end}", "activity_date")
-    start = reg.loc[a["person_id"], "registration_start"].to_numpy()
-    end = reg.loc[a["person_id"], "registration_end"].to_numpy()
+    pos = _positions(a["person_id"], p["person_id"])
+    start = p["registration_start"].to_numpy()[pos]
+    end = p["registration_end"].to_numpy()[pos]
     d = a["activity_date"].to_numpy()
     notreg = (d < start) | (~pd.isna(end) & (d > end))
     a = _apply_rule(a, notreg, "activity_outside_registration", "activity", path, ledger, allowed,

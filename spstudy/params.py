@@ -114,13 +114,27 @@ class WellbeingThresholds(_Model):
 
 
 class Evaluation(_Model):
+    engine: Literal["duckdb", "spark", "pandas"] = Field(description="Engine for event-level counting.")
     windows_months: list[int]
+    matching_window_months: tuple[int, int]
+    baseline_window_months: tuple[int, int]
     post_window_from: Literal["referral", "closure"]
     matching: Matching
     placebo_shift_months: int = Field(ge=1, le=36)
     smd_threshold: float = Field(gt=0, le=1)
     upc_expectations: UPC
     wellbeing_thresholds: WellbeingThresholds
+
+    @model_validator(mode="after")
+    def _pre_periods(self):
+        m0, m1 = self.matching_window_months
+        b0, b1 = self.baseline_window_months
+        if not (-24 <= m0 <= m1 < b0 <= b1 <= -1):
+            raise ValueError("matching_window_months and baseline_window_months must be month ranges before referral "
+                             "(-24..-1), the matching window wholly before the baseline window, e.g. [-12, -7] and [-6, -4]")
+        if (m1 - m0 + 1) % 3:
+            raise ValueError("matching_window_months must cover whole quarters (3, 6, 9 or 12 months)")
+        return self
 
     @field_validator("windows_months")
     @classmethod
