@@ -26,7 +26,6 @@
 area = "ncl"
 pack_dir = None
 notebook = "03_service_use_evaluation"
-engine = "duckdb"     # 'duckdb' (default), 'spark' for data beyond one machine, or 'pandas'
 
 # %%
 import pickle
@@ -38,6 +37,7 @@ from spstudy.publish import start
 
 ctx = start(area, notebook, pack_dir)
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
+engine = p.evaluation.engine  # parameters: evaluation.engine (duckdb, spark or pandas)
 res = evaluation.run(ex, p, area, engine=engine)
 w = max(p.evaluation.windows_months)
 

@@ -362,10 +362,13 @@ def pcn_coverage(workforce: pd.DataFrame, area: str, target_per_10000: float = 1
     gp = gp[gp["borough_code"].isin(reference.borough_codes(area))]
     den = gp.groupby(["borough_name", "pcn_code", "pcn_name"], as_index=False)["registered_patients"].sum()
     lw = workforce[(workforce["role"] == "link_worker") & workforce["pcn_code"].notna()].groupby("pcn_code")["fte"].sum()
-    if lw.empty:
-        return den.assign(link_worker_fte=np.nan, per_10000=np.nan).iloc[0:0]
-    den = den[den["borough_name"].isin(workforce.merge(gp[["pcn_code", "borough_name"]].drop_duplicates(), on="pcn_code")["borough_name"].unique())]
-    den["link_worker_fte"] = den["pcn_code"].map(lw).fillna(0.0)
+    boroughs = gp.loc[gp["pcn_code"].isin(lw.index), "borough_name"].unique()
+    den = den[den["borough_name"].isin(boroughs)].copy()
+    cols = ["borough_name", "pcn_code", "pcn_name", "registered_patients", "link_worker_fte", "per_10000", "fte_gap_to_target"]
+    if den.empty:
+        return pd.DataFrame(columns=cols)
+    den["link_worker_fte"] = den["pcn_code"].map(lw).astype(float).fillna(0.0)
     den["per_10000"] = den["link_worker_fte"] / den["registered_patients"] * 10000
     den["fte_gap_to_target"] = target_per_10000 * den["registered_patients"] / 10000 - den["link_worker_fte"]
+    den = den[cols]
     return den.reset_index(drop=True)

@@ -187,9 +187,13 @@ def write_excel(pack_dir: Path, path: Path, area: str, ledger: pd.DataFrame | No
             for c, v in enumerate(row):
                 try:
                     num = float(v)
-                    ws.write_number(r, c, num) if v not in ("", "nan") else ws.write_blank(r, c, None)
                 except ValueError:
                     ws.write_string(r, c, v)
+                    continue
+                if num != num or num in (float("inf"), float("-inf")):
+                    ws.write_blank(r, c, None)  # missing / not computable
+                else:
+                    ws.write_number(r, c, num)
         ws.set_column(0, max(len(df.columns) - 1, 0), 18)
     for i, (k, t) in enumerate(note_rows, start=1):
         notes.write_row(i, 0, [k, t])
