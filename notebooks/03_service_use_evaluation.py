@@ -63,8 +63,13 @@ bal = res["balance"]
 show = bal.pivot_table(index="variable", columns="sample", values="smd", sort=False).reset_index()
 display(pub.table("balance", bal.round(3), "Covariate balance before and after matching", notes=f"Standardised mean differences; target |SMD| < {p.evaluation.smd_threshold}."))
 adj = bal[bal["sample"] == "Adjusted"]
-pub.finding(f"After matching, {int((adj['smd'].abs() < p.evaluation.smd_threshold).sum())} of {len(adj)} covariates have |SMD| < {p.evaluation.smd_threshold} "
-            f"(largest {adj['smd'].abs().max():.3f}); before matching the largest was {bal[bal['sample'] == 'Unadjusted']['smd'].abs().max():.2f}.")
+psv = set(evaluation.ps_covariates(p)) | {"ps"}
+in_ps = adj[adj["variable"].str.startswith(tuple(psv))]
+other = adj[~adj.index.isin(in_ps.index)]
+pub.finding(f"After matching, {int((in_ps['smd'].abs() < p.evaluation.smd_threshold).sum())} of {len(in_ps)} matching variables have |SMD| < "
+            f"{p.evaluation.smd_threshold} (largest {in_ps['smd'].abs().max():.3f}; before matching the largest was "
+            f"{bal[bal['sample'] == 'Unadjusted']['smd'].abs().max():.2f}). Use in the last six months before referral is not matched on, by design: "
+            f"it differs by up to {other['smd'].abs().max():.2f} SD because referral follows a peak in use, and the DiD baseline and washout handle it.")
 fig = matching.love_plot(bal, threshold=p.evaluation.smd_threshold).figure
 pub.figure("love_plot", fig, "Balance before and after matching (Love plot)",
            alt=f"Love plot: absolute standardised mean differences for {adj.shape[0]} covariates before and after matching; after matching all but "
@@ -91,7 +96,9 @@ for s, name in (("gp", "GP appointments"), ("ae", "A&E attendances")):
     r = sbs[(sbs["setting"] == s) & (sbs["window_months"] == w) & (sbs["cohort"] == "itt")].iloc[0]
     pub.finding(f"{name}, {w} months, all referred: the raw before/after change is {r['naive_pct_change']:+.0f}%; against matched comparators it is "
                 f"{r['matched_pct_change']:+.0f}% (95% CI {r['matched_lower']:+.0f}% to {r['matched_upper']:+.0f}%). "
-                + ("The raw figure overstates the effect: most of the fall would have happened anyway." if r["naive_pct_change"] < r["matched_pct_change"] else ""))
+                + (f"The raw figure overstates the effect: about {100 * (r['naive_pct_change'] - r['matched_pct_change']) / r['naive_pct_change']:.0f}% "
+                   "of the raw fall would have happened anyway." if r["naive_pct_change"] < r["matched_pct_change"] < 0 else
+                   "The raw figure overstates the effect." if r["naive_pct_change"] < r["matched_pct_change"] else ""))
 fig = evaluation.naive_vs_matched_plot(sbs)
 pub.figure("naive_vs_matched_plot", fig, "Naive and matched estimates", alt="Forest plot comparing the naive before/after % change with the matched difference-in-differences % change and 95% intervals, for GP and A&E use.")
 
@@ -140,7 +147,7 @@ if len(wb_change):
                           derived={"n": ["pct_of_baseline", "mean_baseline", "sd_baseline", "ci_lower", "ci_upper", "p_value"]}))
     for _, r in wb_change.iterrows():
         if r["measure"] in ("wemwbs_total", "swemwbs_metric", "ons4_life_satisfaction"):
-            pub.finding(f"{r['measure']}: mean change {r['mean_change']:+.2f} (95% CI {r['ci_lower']:+.2f} to {r['ci_upper']:+.2f}) in people seen with follow-up.")
+            pub.finding(f"{evaluation.MEASURE_LABELS.get(r['measure'], r['measure'])}: mean change {r['mean_change']:+.2f} (95% CI {r['ci_lower']:+.2f} to {r['ci_upper']:+.2f}) in {int(r['n_pairs']):,} people seen with a follow-up score (no comparison group: change, not effect).")
 else:
     pub.text("No wellbeing measurements for this area's referred cohort.")
 

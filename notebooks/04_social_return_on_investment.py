@@ -53,7 +53,7 @@ wbc = ev["wellbeing_change"]
 ls = None
 if len(wbc) and (wbc["measure"] == "ons4_life_satisfaction").any():
     row = wbc[wbc["measure"] == "ons4_life_satisfaction"].iloc[0]
-    ls = {"mean_change": row["mean_change"], "lower": row["ci_lower"], "upper": row["ci_upper"]}
+    ls = {"mean_change": row["mean_change"], "lower": row["ci_lower"], "upper": row["ci_upper"], "n_pairs": row["n_pairs"]}
 cov = needs.workforce_coverage(p.workforce.target_link_workers_per_10000)
 fte = cov["link_workers"].sum() if area == "ncl" else float(cov.loc[cov["borough_name"] == ctx.area_name, "link_workers"].iloc[0])
 out = valuation.analyse(p, ev["matched"], ev["n_referred"], ev["n_seen"], ls, fte)

@@ -49,6 +49,9 @@ from . import reference
 from .contract import ETHNIC_TO_CENSUS5
 
 DAYS_PER_MONTH = 30.4375
+MEASURE_LABELS = {"ons4_life_satisfaction": "ONS4 life satisfaction (0-10)", "ons4_worthwhile": "ONS4 worthwhile (0-10)",
+                  "ons4_happy": "ONS4 happiness (0-10)", "ons4_anxious": "ONS4 anxiety (0-10, lower is better)",
+                  "wemwbs_total": "WEMWBS (14-70)", "swemwbs_metric": "SWEMWBS metric score (7-35)"}
 QUARTERS = [("pre_q1", -365, -274), ("pre_q2", -273, -183), ("pre_q3", -182, -92), ("pre_q4", -91, -1), ("pre_last_month", -30, -1)]
 
 

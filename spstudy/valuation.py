@@ -45,7 +45,10 @@ def impact_map(params, matched: pd.DataFrame, n_referred: int, n_seen: int, life
     """Impact map (one row per outcome) and the Monte Carlo input distributions.
 
     ``matched``: evaluation.effects() matched table; ``life_satisfaction_change``: dict with
-    mean_change, lower, upper (ONS4 life satisfaction points) or None if not measured.
+    mean_change, lower, upper (ONS4 life satisfaction points) and n_pairs (people with baseline and
+    follow-up) or None if not measured. Wellbeing is valued only for the people whose change was
+    measured (n_pairs), not extrapolated to everyone seen: those who return a follow-up tend to be
+    those who improved (informative attrition), so extrapolating would overstate the value.
     """
     s = params.sroi
     w = max(matched["window_months"])
@@ -72,14 +75,15 @@ def impact_map(params, matched: pd.DataFrame, n_referred: int, n_seen: int, life
         c = life_satisfaction_change
         wv = _uprate(s.wellby_value, s.wellby_price_year, params)
         lo, hi = (_uprate(v, s.wellby_price_year, params) for v in s.wellby_value_range)
+        n_w = int(c.get("n_pairs", n_seen))
         rows.append({"stakeholder": "People seen by a link worker", "outcome": "Higher life satisfaction",
-                     "indicator": f"Mean change in ONS4 life satisfaction ({c['mean_change']:.2f} points) x {n_seen:,} people seen, valued in WELLBYs",
-                     "quantity": n_seen * c["mean_change"], "financial_proxy": wv,
+                     "indicator": f"Mean change in ONS4 life satisfaction ({c['mean_change']:.2f} points) x {n_w:,} people seen with a follow-up score, valued in WELLBYs",
+                     "quantity": n_w * c["mean_change"], "financial_proxy": wv,
                      "proxy_source": "HM Treasury Green Book wellbeing guidance (2021): GBP 13,000 per WELLBY (2019 prices), uprated",
                      "price_year": s.price_year, "deadweight": s.wellbeing_deadweight, "attribution": att_mid, "displacement": 0.0,
                      "drop_off": s.drop_off, "duration_years": s.duration_years,
                      "notes": "No comparison group for wellbeing: deadweight covers regression to the mean and selective follow-up (assumption A10)."})
-        draws["Higher life satisfaction:quantity"] = sroi.normal_from_ci(n_seen * c["lower"], n_seen * c["upper"])
+        draws["Higher life satisfaction:quantity"] = sroi.normal_from_ci(n_w * c["lower"], n_w * c["upper"])
         draws["Higher life satisfaction:financial_proxy"] = sroi.uniform(lo, hi)
         draws["Higher life satisfaction:deadweight"] = sroi.uniform(*s.wellbeing_deadweight_range)
     draws["attribution"] = sroi.uniform(*s.attribution)
