@@ -56,7 +56,8 @@ def choropleth(values: pd.DataFrame, column: str, area: str, title: str, legend_
 
 
 def funnel_plot(points: pd.DataFrame, x: str, y: str, statistic: str, title: str, xlabel: str, ylabel: str,
-                target: float | None = None, multiplier: float = 1.0, label: str | None = None, max_labels: int = 5):
+                target: float | None = None, multiplier: float = 1.0, label: str | None = None, max_labels: int = 5,
+                target_label: str | None = None):
     """Funnel plot with 95% and 99.8% control limits (Spiegelhalter 2005; PHEindicatormethods).
 
     statistic 'ratio': x = expected count, y = ratio x multiplier (target 1 x multiplier);
@@ -78,7 +79,9 @@ def funnel_plot(points: pd.DataFrame, x: str, y: str, statistic: str, title: str
     for c in cols:
         style = "--" if "95" in c and "99" not in c else ":"
         ax.plot(xs, lim[c], style, color="#555555", linewidth=1, label=None)
-    ax.axhline(tgt, color="#0072B2", linewidth=1.2, label="NCL / area value")
+    if target_label is None:
+        target_label = "As expected (ratio 100)" if statistic == "ratio" else "Area value"
+    ax.axhline(tgt, color="#0072B2", linewidth=1.2, label=target_label)
     ax.scatter(points[x], points[y], s=22, color="#E69F00", edgecolor="#333333", linewidth=0.4, zorder=3)
     ax.plot([], [], "--", color="#555555", label="95% limits")
     ax.plot([], [], ":", color="#555555", label="99.8% limits")
@@ -119,5 +122,102 @@ def forest_plot(df: pd.DataFrame, label: str, est: str, lower: str, upper: str, 
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def line_with_intervals(df: pd.DataFrame, x: str, y: str, lower: str, upper: str, series: str | None, title: str,
+                        xlabel: str, ylabel: str, ylim: tuple[float, float] | None = None):
+    """Lines with shaded confidence intervals, one per ``series`` (e.g. recording completeness by quarter).
+
+    Points whose value is missing (e.g. suppressed) are left out. Okabe-Ito colours.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    groups = [(None, df)] if series is None else list(df.groupby(series, sort=False))
+    xs_all = list(dict.fromkeys(df[x]))
+    pos = {v: i for i, v in enumerate(xs_all)}
+    for i, (name, g) in enumerate(groups):
+        g = g.dropna(subset=[y])
+        col = OKABE_ITO[i % len(OKABE_ITO)]
+        px = [pos[v] for v in g[x]]
+        ax.plot(px, g[y], "-o", color=col, label=None if name is None else str(name), markersize=4)
+        ax.fill_between(px, g[lower], g[upper], color=col, alpha=0.18, linewidth=0)
+    ax.set_xticks(range(len(xs_all)))
+    ax.set_xticklabels([str(v) for v in xs_all], rotation=0, fontsize=8)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    if series is not None:
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def bar_with_intervals(df: pd.DataFrame, label: str, value: str, lower: str, upper: str, title: str, xlabel: str,
+                       ylabel: str, reference: float | None = None, reference_label: str = "", colour_by: str | None = None):
+    """Vertical bars with error bars (e.g. rates by deprivation quintile); an optional horizontal reference line.
+
+    Bars whose value is missing (suppressed) are drawn empty with '[c]' written in them.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    d = df.reset_index(drop=True)
+    xs = np.arange(len(d))
+    colours = [OKABE_ITO[4]] * len(d)
+    if colour_by:
+        cats = list(dict.fromkeys(d[colour_by]))
+        colours = [OKABE_ITO[cats.index(v) % len(OKABE_ITO)] for v in d[colour_by]]
+    vals = d[value].astype(float)
+    ax.bar(xs, vals.fillna(0), color=colours, edgecolor="#333333", linewidth=0.5)
+    ok = vals.notna() & d[lower].notna() & d[upper].notna()
+    ax.errorbar(xs[ok], vals[ok], yerr=[vals[ok] - d.loc[ok, lower], d.loc[ok, upper] - vals[ok]], fmt="none",
+                ecolor="#222222", capsize=4)
+    for i in np.flatnonzero(~vals.notna().to_numpy()):
+        ax.text(xs[i], 0, "[c]", ha="center", va="bottom", fontsize=8)
+    if reference is not None:
+        ax.axhline(reference, color="#999999", linestyle="--", label=reference_label or None)
+        if reference_label:
+            ax.legend(fontsize=8, loc="best")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(v) for v in d[label]], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def tidy_ratio_axis(fig, legend: str = "outside"):
+    """Plain-number ticks on a log-scaled ratio axis (0.5, 1, 2 ... rather than 5x10^-1), and the legend
+    moved outside the plot (``legend='outside'``), left where it is (``'keep'``) or removed (``'none'``,
+    e.g. when the row labels already name the series). Returns ``fig``."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    nice = [0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1, 1.1, 1.2, 1.25, 1.5, 2, 2.5, 3,
+            4, 5, 7.5, 10, 20, 50, 100]
+    for ax in fig.axes:
+        if ax.get_xscale() != "log":
+            continue
+        lo, hi = ax.get_xlim()
+        gap = np.log(hi / lo) / 6  # at most about seven labels, evenly spread on the log scale
+        inside = [v for v in nice if lo <= v <= hi]
+        ticks = [1.0] if lo <= 1 <= hi else ([inside[0]] if inside else [lo])
+        for side in (sorted((v for v in inside if v > ticks[0])), sorted((v for v in inside if v < ticks[0]), reverse=True)):
+            last = ticks[0]
+            for v in side:
+                if abs(np.log(v / last)) >= gap:
+                    ticks.append(v)
+                    last = v
+        ticks = np.array(sorted(ticks))
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        if ax.get_legend() is not None:
+            if legend == "none":
+                ax.get_legend().remove()
+            elif legend == "outside":
+                handles, labels = ax.get_legend_handles_labels()
+                ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
