@@ -10,6 +10,10 @@ STAMP  := $(VENV)/.spstudy-installed
 JOBS   ?= 2
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
+# One BLAS thread per process: packs and tests already run two processes on two cores, and
+# multithreaded BLAS in each made the model fits 3-4x slower under that load.
+export OPENBLAS_NUM_THREADS := 1
+export OMP_NUM_THREADS := 1
 
 .PHONY: env packs test test-fast lab notebooks lock schema browser benchmark synth clean help
 

@@ -228,6 +228,10 @@ def run_area(area: str, out: Path, nbs: list[Path], kernel: str, progress: Progr
 
 
 def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | None = None) -> list[AreaResult]:
+    # kernels inherit this: one BLAS thread each, since up to `jobs` kernels share the cores
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MPLBACKEND", "Agg")
     for a in areas:
         load_parameters(a)  # validate every area's parameters before any notebook runs
     nbs = notebooks(notebook_names)
