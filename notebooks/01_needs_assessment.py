@@ -60,10 +60,10 @@ display(pub.table("need_index_sensitivity_components", comp_sens.round(3), "Sens
                   notes="Spearman correlation between the ranking without the component and the base ranking."))
 display(pub.table("need_index_sensitivity_wards", wards_sens.round(1), "Sensitivity of the ward ranking to random weights (Dirichlet, 500 draws)"))
 top = profile.sort_values("need_rank").head(p.needs.top_wards_to_label)
-stable = wards_sens.head(p.needs.top_wards_to_label)["pct_draws_top_fifth"].min()
-pub.finding(f"Highest-need wards: {', '.join(top['ward22_name'])}. Each stays in the top fifth of the ranking in at least "
-            f"{stable:.0f}% of 500 random re-weightings; the ranking correlates at rho >= {comp_sens['spearman_with_base_ranking'].min():.2f} "
-            "with any ranking that leaves one component out.")
+top_sens = wards_sens.head(p.needs.top_wards_to_label)["pct_draws_top_fifth"]
+pub.finding(f"Highest-need wards: {', '.join(top['ward22_name'])}. Under 500 random re-weightings of the index they stay in the "
+            f"top fifth of {ctx.area_name}'s wards in {top_sens.min():.0f}% to {top_sens.max():.0f}% of draws; the ranking correlates at "
+            f"rho >= {comp_sens['spearman_with_base_ranking'].min():.2f} with any ranking that leaves one component out.")
 
 # %%
 fig = figures.choropleth(profile, "need_index", area, f"Need index for social prescribing, {ctx.area_name}",
@@ -120,8 +120,12 @@ cand = needs.outreach_candidates(profile, p.needs.outreach_need_quantile, p.need
 display(pub.table("outreach_candidates", cand.round(2), "Candidate wards for proactive outreach: high need, fewer referrals than expected",
                   counts=["referrals"], derived={"referrals": ["referral_ratio", "ratio_lower", "ratio_upper"]}))
 sig = cand[cand["evidence"].str.startswith("significantly")]
-pub.finding(f"{len(cand)} high-need wards have fewer referrals than expected" +
-            (f"; in {len(sig)} ({', '.join(sig['ward22_name'].head(5))}) the shortfall is statistically clear." if len(sig) else "; none is statistically clear."))
+if len(cand):
+    pub.finding(f"{len(cand)} high-need ward(s) have fewer referrals than expected" +
+                (f"; in {len(sig)} ({', '.join(sig['ward22_name'].head(5))}{', ...' if len(sig) > 5 else ''}) the shortfall is statistically clear."
+                 if len(sig) else "; in none is the shortfall statistically clear."))
+else:
+    pub.finding(f"No ward in the top fifth of NCL need has fewer referrals than expected in {ctx.area_name}.")
 
 # %% [markdown]
 # ## Workforce coverage
