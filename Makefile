@@ -49,7 +49,7 @@ notebooks: env
 	$(BIN)/jupytext --sync notebooks/*.py >/dev/null 2>&1 || $(BIN)/jupytext --set-formats ipynb,py:percent notebooks/*.py
 
 lab: notebooks
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 synth: env
 	$(BIN)/spstudy synth --seed 7 --out data/extracts --truth data/truth
