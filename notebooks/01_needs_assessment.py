@@ -32,6 +32,7 @@ notebook = "01_needs_assessment"
 from IPython.display import display
 
 from spstudy import figures, needs
+from spstudy.disclosure import safe_label
 from spstudy.publish import start
 
 ctx = start(area, notebook, pack_dir)
@@ -39,7 +40,7 @@ p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 years = ((p.study.referral_end - p.study.referral_start).days + 1) / 365.25
 ref = ex.referrals[ex.referrals["borough_code"].isin(ctx.borough_codes)]
 pub.section(f"Need and referrals in {ctx.area_name}",
-            f"{len(ref):,} referrals between {p.study.referral_start} and {p.study.referral_end} "
+            f"{safe_label(len(ref), p.disclosure.threshold, p.disclosure.rounding_base)} referrals between {p.study.referral_start} and {p.study.referral_end} "
             f"({years:.2f} years), against Census 2021 ward populations.")
 
 # %% [markdown]

@@ -35,6 +35,7 @@ import pickle
 from IPython.display import display
 
 from spstudy import evaluation, matching
+from spstudy.disclosure import safe_label
 from spstudy.publish import start
 
 ctx = start(area, notebook, pack_dir)
@@ -42,6 +43,7 @@ p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 engine = p.evaluation.engine  # parameters: evaluation.engine (duckdb, spark or pandas)
 res = evaluation.run(ex, p, area, engine=engine)
 w = max(p.evaluation.windows_months)
+n_ = lambda x: safe_label(x, p.disclosure.threshold, p.disclosure.rounding_base)  # counts of people in text are rounded too
 
 # %% [markdown]
 # ## Cohort and matching
@@ -57,7 +59,7 @@ display(pub.table("matching_sample_sizes", sizes.fillna(0), "Matching: sample si
 lost = res["match"].n_treated_lost_to_caliper + res["match"].n_treated_no_controls_in_stratum + res["match"].n_treated_pool_exhausted
 n_t = int(res["data"]["treated"].sum())
 if lost:
-    pub.text(f"{lost:,} of {n_t:,} referred people found no comparator within the caliper or their stratum. The estimate is for the matched "
+    pub.text(f"{n_(lost)} of {n_(n_t)} referred people found no comparator within the caliper or their stratum. The estimate is for the matched "
              "referred people, who may differ from all referred people (the estimand is no longer the effect in all referred).")
 
 # %%
@@ -149,7 +151,7 @@ if len(wb_change):
                           derived={"n": ["pct_of_baseline", "mean_baseline", "sd_baseline", "ci_lower", "ci_upper", "p_value"]}))
     for _, r in wb_change.iterrows():
         if r["measure"] in ("wemwbs_total", "swemwbs_metric", "ons4_life_satisfaction"):
-            pub.finding(f"{evaluation.MEASURE_LABELS.get(r['measure'], r['measure'])}: mean change {r['mean_change']:+.2f} (95% CI {r['ci_lower']:+.2f} to {r['ci_upper']:+.2f}) in {int(r['n_pairs']):,} people seen with a follow-up score (no comparison group: change, not effect).")
+            pub.finding(f"{evaluation.MEASURE_LABELS.get(r['measure'], r['measure'])}: mean change {r['mean_change']:+.2f} (95% CI {r['ci_lower']:+.2f} to {r['ci_upper']:+.2f}) in {n_(int(r['n_pairs']))} people seen with a follow-up score (no comparison group: change, not effect).")
 else:
     pub.text("No wellbeing measurements for this area's referred cohort.")
 

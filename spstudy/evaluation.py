@@ -460,7 +460,7 @@ def placebo(ex, params, area: str, engine: str = "duckdb", shift_months: int | N
 
 def naive_vs_matched_plot(sbs: pd.DataFrame):
     """Forest plot: naive before/after % change beside the matched DiD % change, with 95% intervals."""
-    from .figures import forest_plot
+    from .figures import forest_plot, tidy_ratio_axis
 
     rows = []
     names = {"gp": "GP", "ae": "A&E"}
@@ -468,8 +468,9 @@ def naive_vs_matched_plot(sbs: pd.DataFrame):
         lab = f"{names[r['setting']]} {r['window_months']}m {'ITT' if r['cohort'] == 'itt' else 'seen'}"
         rows.append({"label": f"{lab}: naive", "est": 1 + r["naive_pct_change"] / 100, "lo": 1 + r["naive_lower"] / 100, "hi": 1 + r["naive_upper"] / 100, "kind": "Naive before/after"})
         rows.append({"label": f"{lab}: matched", "est": 1 + r["matched_pct_change"] / 100, "lo": 1 + r["matched_lower"] / 100, "hi": 1 + r["matched_upper"] / 100, "kind": "Matched DiD"})
-    return forest_plot(pd.DataFrame(rows), "label", "est", "lo", "hi", "Change in use after referral: naive vs matched",
-                       "Rate ratio (after / before; matched: ratio of rate ratios), log scale", ref=1.0, log=True, group="kind")
+    fig = forest_plot(pd.DataFrame(rows), "label", "est", "lo", "hi", "Change in use after referral: naive vs matched",
+                      "Rate ratio (after / before; matched: ratio of rate ratios), log scale", ref=1.0, log=True, group="kind")
+    return tidy_ratio_axis(fig, legend="outside")
 
 
 def event_study_plot(es: pd.DataFrame):

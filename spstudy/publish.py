@@ -42,6 +42,28 @@ def write_csv(df: pd.DataFrame, path: Path):
     df.to_csv(path, index=False, lineterminator="\n", float_format="%.6g")
 
 
+COUNT_IN_TEXT = re.compile(r"\b(n|N)\s*=\s*([0-9][0-9,]*)")
+
+
+def sanitise_figure_counts(fig, threshold: int, rounding_base: int) -> int:
+    """Disclosure control for figure text: every ``n=1,234`` in titles, legends, labels and
+    annotations is replaced by its published form (suppressed 1..threshold, else rounded).
+    Returns the number of labels changed."""
+    from .disclosure import safe_label
+
+    changed = 0
+    texts = list(fig.findobj(match=lambda o: hasattr(o, "get_text") and hasattr(o, "set_text")))
+    for t in texts:
+        old = t.get_text()
+        if not isinstance(old, str) or "=" not in old:
+            continue
+        new = COUNT_IN_TEXT.sub(lambda m: f"{m.group(1)}={safe_label(int(m.group(2).replace(',', '')), threshold, rounding_base)}", old)
+        if new != old:
+            t.set_text(new)
+            changed += 1
+    return changed
+
+
 class Publisher:
     def __init__(self, out_dir: Path, notebook: str, params: Parameters):
         self.dir = Path(out_dir) / "artefacts" / notebook
@@ -102,6 +124,7 @@ class Publisher:
         if not alt or len(alt) < 20:
             raise ValueError(f"figure {name!r} needs descriptive alt text (at least 20 characters)")
         path = self.dir / f"{name}.png"
+        sanitise_figure_counts(fig, self.params.disclosure.threshold, self.params.disclosure.rounding_base)
         fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None, "Title": title})
         entry = {"kind": "figure", "name": name, "title": title, "file": path.name, "alt": alt}
         if data is not None:

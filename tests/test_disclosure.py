@@ -60,3 +60,23 @@ def test_property_no_small_count_visible_and_no_lone_suppression(xs):
             if g.sum() == 1:
                 other = (vals if axis_groups is m else vals.T)[i][~g]
                 assert (other == 0).all()
+
+
+def test_counts_in_figure_text_are_controlled():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spstudy.publish import sanitise_figure_counts
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="Treated (n=1,704)")
+    ax.plot([0, 1], [1, 0], label="Control (n=5)")
+    ax.set_title("Matched units (N = 12)")
+    ax.legend()
+    assert sanitise_figure_counts(fig, 7, 5) >= 3
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["Treated (n=1,705)", "Control (n=[c])"]
+    assert ax.get_title() == "Matched units (N=10)"
+    plt.close(fig)
