@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import hashlib
 import json
 import os
 import platform
@@ -32,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import reference
+from .checksums import sha256
 from .params import ParameterError, load_parameters
 from .publish import read_artefacts, write_csv
 from .report import render_html, write_excel
@@ -55,14 +55,6 @@ def notebooks(names: list[str] | None = None) -> list[Path]:
     if names:
         found = [p for p in found if p.stem in names or p.name in names]
     return found
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def kernel_name() -> str:

@@ -47,6 +47,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import reference
+from .checksums import sha256
 from .contract import (
     CENSUS5_GROUPS,
     ENGLISH_PROFICIENCY,
@@ -1377,17 +1378,9 @@ def _prepare_out(out: Path):
             f.unlink()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_sums(out: Path) -> Path:
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
-    lines = [f"{_sha256(p)}  {p.relative_to(out).as_posix()}" for p in files]
+    lines = [f"{sha256(p)}  {p.relative_to(out).as_posix()}" for p in files]
     target = out / "SHA256SUMS"
     target.write_text("\n".join(lines) + "\n")
     return target
@@ -1541,7 +1534,7 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
     wf.to_csv(out / "workforce.csv", index=False, lineterminator="\n")
     counts["workforce"] = len(wf)
 
-    params_sha = _sha256(params_path)
+    params_sha = sha256(params_path)
     info = {
         "synthetic": True,
         "description": "Synthetic NCL social prescribing extracts made by spstudy.synth; not real patients.",
