@@ -507,6 +507,64 @@ LEFT JOIN ev e ON e.index_id = g.index_id AND e.w = g.w AND e.s = g.s
 """
 
 
+def window_counts_wide_sql(
+    dialect: str,
+    windows: Sequence[tuple[int, int]],
+    settings: Sequence[str],
+    index_view: str = "idx_in",
+    activity_view: str = "activity_in",
+) -> str:
+    """The same counts as :func:`window_counts_sql`, one row per index row (wide form).
+
+    Columns: index_id, ``e_<s>_<w>`` (events of setting position s in window position w) and
+    ``x_<w>`` (exposure days of window w). Counting is done by conditional aggregation over the
+    events that fall in any window, so no index x window x setting grid is built: this is what
+    lets it scale to millions of index rows. One text for DuckDB and Spark (day shim only).
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
+    settings = _check_settings(settings)
+    set_list = ", ".join(f"'{s}'" for s in settings)
+    set_case = " ".join(f"WHEN '{s}' THEN {k}" for k, s in enumerate(settings))
+    lo_min = min(int(lo) for lo, _ in windows)
+    hi_max = max(int(hi) for _, hi in windows)
+    day = day_number_sql("activity_date", dialect)
+    sums = ",\n           ".join(
+        f"SUM(CASE WHEN s = {k} AND t >= {int(lo)} AND t <= {int(hi)} THEN 1 ELSE 0 END) AS e_{k}_{w}"
+        for w, (lo, hi) in enumerate(windows) for k in range(len(settings)))
+    outs = ",\n       ".join(
+        [f"CAST(COALESCE(a.e_{k}_{w}, 0) AS BIGINT) AS e_{k}_{w}" for w in range(len(windows)) for k in range(len(settings))]
+        + [f"CAST(GREATEST(0, LEAST(i.fe, i.d0 + ({int(hi)})) - GREATEST(i.fs, i.d0 + ({int(lo)})) + 1) AS BIGINT) AS x_{w}"
+           for w, (lo, hi) in enumerate(windows)])
+    return f"""
+WITH idx AS (
+    SELECT index_id, person_id, d0, fs, fe FROM {index_view}
+),
+act AS (
+    SELECT person_id, {day} AS d, CASE setting {set_case} END AS s
+    FROM {activity_view}
+    WHERE setting IN ({set_list})
+),
+hit AS (
+    SELECT i.index_id, a.s, a.d - i.d0 AS t
+    FROM act a
+    JOIN idx i ON a.person_id = i.person_id
+    WHERE a.d >= i.fs AND a.d <= i.fe
+      AND a.d >= i.d0 + ({lo_min}) AND a.d <= i.d0 + ({hi_max})
+),
+agg AS (
+    SELECT index_id,
+           {sums}
+    FROM hit
+    GROUP BY index_id
+)
+SELECT i.index_id,
+       {outs}
+FROM idx i
+LEFT JOIN agg a ON a.index_id = i.index_id
+"""
+
+
 def _monthly_sql(per_row_sql: str, n_by: int) -> str:
     """Aggregate the per-index-row query by group, month and setting (same text both dialects)."""
     g = "".join(f"g{k}, " for k in range(n_by))
@@ -835,6 +893,61 @@ def window_counts(
     out.insert(1, "window", pd.Series(names[out["_w"].to_numpy()], dtype="str"))
     out.insert(2, "setting", pd.Series(setting_names[out["_s"].to_numpy()], dtype="str"))
     return out.drop(columns=["_w", "_s"])
+
+
+def window_counts_wide(
+    activity: Any,
+    index: Any,
+    windows: Sequence[tuple[str, int, int]] = STANDARD_WINDOWS,
+    engine: str = "duckdb",
+    settings: Sequence[str] = ("gp", "ae"),
+    *,
+    threads: int | None = None,
+    memory_limit: str = "4GB",
+    temp_directory: str | None = None,
+    spark: Any = None,
+) -> pd.DataFrame:
+    """:func:`window_counts` in wide form: one row per index row, sorted by index_id, with
+    ``<setting>_<window>_events`` and ``<window>_days`` columns (same counting rules).
+
+    DuckDB and Spark run :func:`window_counts_wide_sql`; the pandas engine pivots its long result.
+    Use this for large index tables (the comparator pool): it never materialises the
+    index x window x setting grid.
+    """
+    engine = _check_engine(engine)
+    windows = _check_windows(windows)
+    settings = _check_settings(settings)
+    options = _options(engine, threads, memory_limit, temp_directory, spark)
+    idx = _Index(index, ())
+    ev_cols = [f"{s}_{w[0]}_events" for w in windows for s in settings]
+    day_cols = [f"{w[0]}_days" for w in windows]
+    if idx.n == 0:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in ["index_id", *ev_cols, *day_cols]})
+    bounds = [(lo, hi) for _, lo, hi in windows]
+    if engine == "pandas":
+        long = window_counts(activity, index, windows, "pandas", settings)
+        ev = long.pivot_table(index="index_id", columns=["setting", "window"], values="events", aggfunc="sum", sort=False)
+        ev.columns = [f"{s_}_{w_}_events" for s_, w_ in ev.columns]
+        ex = long[long["setting"] == settings[0]].pivot_table(index="index_id", columns="window", values="exposure_days", aggfunc="sum", sort=False)
+        ex.columns = [f"{w_}_days" for w_ in ex.columns]
+        out = ev.join(ex).reset_index()[["index_id", *ev_cols, *day_cols]]
+        return out.sort_values("index_id", kind="mergesort", ignore_index=True)
+
+    def sql_for(dialect: str, index_view: str, activity_view: str) -> str:
+        return window_counts_wide_sql(dialect, bounds, settings, index_view, activity_view)
+
+    if engine == "duckdb":
+        res = _run_duckdb(sql_for, activity, idx, options.get("threads"), options.get("memory_limit", "4GB"),
+                          options.get("temp_directory")).to_pandas()
+    else:
+        res = _run_spark(sql_for, activity, idx, options.get("spark")).to_pandas()
+    rename = {f"e_{k}_{w}": f"{settings[k]}_{windows[w][0]}_events" for w in range(len(windows)) for k in range(len(settings))}
+    rename.update({f"x_{w}": f"{windows[w][0]}_days" for w in range(len(windows))})
+    res = res.rename(columns=rename)
+    res["index_id"] = res["index_id"].astype(idx.index_id_dtype)
+    for c in ev_cols + day_cols:
+        res[c] = res[c].astype("int64")
+    return res[["index_id", *ev_cols, *day_cols]].sort_values("index_id", kind="mergesort", ignore_index=True)
 
 
 def monthly_series(

@@ -155,12 +155,7 @@ def build_cohort(ex, params, area: str, seed: int = 20231) -> tuple[pd.DataFrame
 def count_windows(activity, index: pd.DataFrame, windows, engine: str = "duckdb") -> pd.DataFrame:
     """Wide table: one row per index_id with ``<setting>_<window>_events`` and ``<window>_days``."""
     cols = ["index_id", "person_id", "index_date", "follow_start", "follow_end"]
-    long = eng.window_counts(activity, index[cols], windows, engine=engine)
-    ev = long.pivot_table(index="index_id", columns=["setting", "window"], values="events", aggfunc="sum")
-    ev.columns = [f"{s}_{w}_events" for s, w in ev.columns]
-    ex = long[long["setting"] == long["setting"].iloc[0]].pivot_table(index="index_id", columns="window", values="exposure_days", aggfunc="sum")
-    ex.columns = [f"{w}_days" for w in ex.columns]
-    return ev.join(ex).reset_index()
+    return eng.window_counts_wide(activity, index[cols], windows, engine=engine)
 
 
 def add_features(index: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:

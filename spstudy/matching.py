@@ -329,14 +329,19 @@ def propensity_score(
     fit = _logistic_irls(X.to_numpy(), t.astype(float), names)
     params = fit["params"]
     eta = fit["eta"]
-    if not fit["converged"] or np.any(np.abs(eta) > 30):
-        sd = X.std().to_numpy()
-        big = pd.Series(np.abs(params[1:]) * sd[1:], index=names[1:])
+    sd = X.std().to_numpy()
+    big = pd.Series(np.abs(params[1:]) * sd[1:], index=names[1:])
+    if not fit["converged"]:
         raise ValueError(
-            "The propensity model did not converge or gives fitted probabilities numerically 0 "
-            "or 1 (quasi-complete separation). Covariates with the largest standardised "
-            f"coefficients: {big.sort_values(ascending=False).head(5).round(2).to_dict()}"
+            "The propensity model did not converge (quasi-complete separation?). Covariates with the "
+            f"largest standardised coefficients: {big.sort_values(ascending=False).head(5).round(2).to_dict()}"
         )
+    extreme = int(np.sum(np.abs(eta) > 30))
+    if extreme:
+        # As R's glm: "fitted probabilities numerically 0 or 1 occurred" is a warning, not an error.
+        # A handful of extreme units (e.g. the heaviest frequent attenders) fall outside any caliper.
+        warnings.warn(f"{extreme} of {len(eta)} units have fitted propensity scores numerically 0 or 1 (|logit| > 30); "
+                      "they will rarely find a match within the caliper", RuntimeWarning, stacklevel=2)
     ps = 1.0 / (1.0 + np.exp(-eta))
     out = pd.DataFrame({"ps": ps, "logit_ps": eta}, index=df.index)
     out.attrs["coefficients"] = dict(zip(names, params.tolist()))

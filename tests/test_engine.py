@@ -606,3 +606,33 @@ def test_spark_accepts_a_spark_dataframe(spark, extract_parquet, reference):
     sdf = spark.read.parquet(str(extract_parquet / "activity"))
     got = window_counts(sdf, extract_parquet / "index.parquet", EVAL_WINDOWS, engine="spark")
     pd.testing.assert_frame_equal(got, reference["window"], check_exact=True)
+
+
+def test_wide_form_equals_long_form_on_every_engine():
+    """window_counts_wide (one SQL text, conditional aggregation) gives exactly window_counts pivoted."""
+    import numpy as np
+    import pandas as pd
+
+    from spstudy import engine as E
+
+    rng = np.random.default_rng(5)
+    n = 400
+    persons = [f"P{i:05d}" for i in range(n)]
+    act = pd.DataFrame({"person_id": rng.choice(persons, 20000),
+                        "activity_date": pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 1000, 20000), unit="D"),
+                        "setting": rng.choice(["gp", "ae", "op"], 20000, p=[0.8, 0.15, 0.05])})
+    idx = pd.DataFrame({"index_id": np.arange(n + 30), "person_id": persons + persons[:30],
+                        "index_date": pd.Timestamp("2023-06-01") + pd.to_timedelta(rng.integers(0, 300, n + 30), unit="D")})
+    idx["follow_start"] = idx["index_date"] - pd.to_timedelta(rng.integers(100, 700, len(idx)), unit="D")
+    idx["follow_end"] = idx["index_date"] + pd.to_timedelta(rng.integers(-10, 500, len(idx)), unit="D")
+    idx["follow_end"] = idx[["follow_end", "follow_start"]].max(axis=1)
+    wins = [("pre", -365, -1), ("post", 0, 364), ("q", -91, -1), ("edge", 0, 0)]
+    long = E.window_counts(act, idx, wins, engine="duckdb")
+    want = long.pivot_table(index="index_id", columns=["setting", "window"], values="events", aggfunc="sum")
+    for engine in ("duckdb", "pandas"):
+        wide = E.window_counts_wide(act, idx, wins, engine=engine).set_index("index_id")
+        for (s, w), col in want.items():
+            assert (wide[f"{s}_{w}_events"] == col).all(), (engine, s, w)
+        ex = long[long.setting == "gp"].pivot_table(index="index_id", columns="window", values="exposure_days", aggfunc="sum")
+        for w in ex.columns:
+            assert (wide[f"{w}_days"] == ex[w]).all(), (engine, w)
