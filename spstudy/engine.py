@@ -804,13 +804,8 @@ def _execute(activity, idx: _Index, windows, settings, engine, monthly: bool, op
         per_row = window_counts_sql(dialect, bounds, settings, n_by, index_view, activity_view)
         return _monthly_sql(per_row, n_by) if monthly else per_row
 
-    if engine == "duckdb":
-        res = _run_duckdb(
-            sql_for, activity, idx, options.get("threads"), options.get("memory_limit", "4GB"),
-            options.get("temp_directory"),
-        ).to_pandas()
-    elif engine == "spark":
-        res = _run_spark(sql_for, activity, idx, options.get("spark")).to_pandas()
+    if engine in ("duckdb", "spark"):
+        res = _run_sql(sql_for, activity, idx, engine, options)
     else:
         res = _run_pandas(activity, idx, bounds, settings, n_by)
         if monthly:
@@ -822,6 +817,14 @@ def _execute(activity, idx: _Index, windows, settings, engine, monthly: bool, op
                 .reset_index()
             )
     return res
+
+
+def _run_sql(sql_for, activity, idx: _Index, engine: str, options: dict) -> pd.DataFrame:
+    """Run ``sql_for(dialect, index_view, activity_view)`` on DuckDB or Spark; pandas out."""
+    if engine == "duckdb":
+        return _run_duckdb(sql_for, activity, idx, options.get("threads"), options.get("memory_limit", "4GB"),
+                           options.get("temp_directory")).to_pandas()
+    return _run_spark(sql_for, activity, idx, options.get("spark")).to_pandas()
 
 
 def _options(engine, threads, memory_limit, temp_directory, spark) -> dict:
@@ -936,11 +939,7 @@ def window_counts_wide(
     def sql_for(dialect: str, index_view: str, activity_view: str) -> str:
         return window_counts_wide_sql(dialect, bounds, settings, index_view, activity_view)
 
-    if engine == "duckdb":
-        res = _run_duckdb(sql_for, activity, idx, options.get("threads"), options.get("memory_limit", "4GB"),
-                          options.get("temp_directory")).to_pandas()
-    else:
-        res = _run_spark(sql_for, activity, idx, options.get("spark")).to_pandas()
+    res = _run_sql(sql_for, activity, idx, engine, options)
     rename = {f"e_{k}_{w}": f"{settings[k]}_{windows[w][0]}_events" for w in range(len(windows)) for k in range(len(settings))}
     rename.update({f"x_{w}": f"{windows[w][0]}_days" for w in range(len(windows))})
     res = res.rename(columns=rename)
