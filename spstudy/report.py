@@ -186,7 +186,7 @@ def write_excel(pack_dir: Path, path: Path, area: str, ledger: pd.DataFrame | No
         ws.write(0, 0, a["title"], bold)
         ws.write(1, 0, "Suppressed cells are shown as [c] (note 1)." + (f" {a.get('notes', '')}" if a.get("notes") else ""))
         if a["name"] == "data_quality_ledger":
-            df = ledger.fillna("").astype(str)
+            df = ledger.astype(object).where(ledger.notna(), "").astype(str)
         else:
             df = pd.read_csv(pack_dir / "artefacts" / a["notebook"] / a["file"], dtype=str, keep_default_na=False)
         ws.write_row(3, 0, list(df.columns), bold)
