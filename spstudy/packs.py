@@ -81,6 +81,7 @@ def run_notebook(nb_path: Path, out_nb: Path, parameters: dict, kernel: str, ret
 
     nb = jupytext.read(nb_path)
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": "spstudy (Python 3)", "language": "python"}
+    out_nb = Path(out_nb).resolve()
     tmp_in = out_nb.with_suffix(".input.ipynb")
     jupytext.write(nb, tmp_in, fmt="ipynb")
     try:
@@ -224,6 +225,9 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # Absolute paths only: papermill's `cwd` changes the working directory of the whole process while
+    # a notebook runs, so a relative path used by another thread would point somewhere else.
+    out = Path(out).resolve()
     for a in areas:
         load_parameters(a)  # validate every area's parameters before any notebook runs
     nbs = notebooks(notebook_names)

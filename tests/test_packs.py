@@ -203,3 +203,18 @@ def test_pack_renders_in_headless_chromium(built):
         page.screenshot(path=str(shots / "camden_pack.png"), full_page=False)
         browser.close()
     assert (shots / "camden_pack.png").stat().st_size > 10_000
+
+
+def test_relative_output_folder_with_parallel_jobs(tmp_path, monkeypatch):
+    """`spstudy packs --out outputs` (relative) with two jobs: papermill changes the process's working
+    directory while a notebook runs, so every path the runner uses must be absolute."""
+    nbdir = tmp_path / "nb"
+    nbdir.mkdir()
+    (nbdir / "01_ok.py").write_text(
+        '# %% tags=["parameters"]\narea = "ncl"\npack_dir = None\nnotebook = "01_ok"\n'
+        "# %%\nimport time\nfrom spstudy.publish import start\nctx = start(area, notebook, pack_dir)\ntime.sleep(1)\nctx.publisher.finding('fine')\n")
+    monkeypatch.setattr(packs, "NOTEBOOKS_DIR", nbdir)
+    monkeypatch.chdir(tmp_path)
+    res = packs.run(["camden", "enfield", "haringey"], Path("rel_out"), jobs=2)
+    assert all(r.ok for r in res), [r.failures for r in res]
+    assert sorted(p.name for p in (tmp_path / "rel_out").iterdir()) == ["camden", "enfield", "haringey"]
