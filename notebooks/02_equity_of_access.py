@@ -129,11 +129,8 @@ display(pub.table("rates_by_ethnic_group", eth.round(3), f"Referral rates per 1,
                         "Not stated and not recorded referrals have no denominator.",
                   source="ONS Census 2021 TS021 (LSOA); registered-population age structure from the extract"))
 fp = eth[eth["group"].isin(CENSUS5_GROUPS)]
-long = equity.rate_ratio_long(fp, {"Crude, vs " + REF: "rr_crude", "Age-standardised, vs " + REF: "rr_dsr", "Crude, vs area average": "rr_area"}, REF)
-safe = equity.controlled(long, ["referrals"], {"referrals": ["rate_ratio", "lower", "upper"]}, thr, base)
-fig = figures.forest_plot(safe, "label", "rate_ratio", "lower", "upper", f"Referral rate ratios by ethnic group, {ctx.area_name}",
-                          "Rate ratio (log scale; 1 = same rate)", group="measure")
-figures.tidy_ratio_axis(fig)
+fig, long = equity.rate_ratio_forest(fp, {"Crude, vs " + REF: "rr_crude", "Age-standardised, vs " + REF: "rr_dsr", "Crude, vs area average": "rr_area"},
+                                     REF, f"Referral rate ratios by ethnic group, {ctx.area_name}", "Rate ratio (log scale; 1 = same rate)", thr, base)
 pub.figure("forest_ethnicity_rates", fig, "Referral rate ratios by ethnic group (crude and age-standardised)",
            alt="Forest plot of crude and age-standardised referral rate ratios with 95% intervals for each Census 2021 ethnic group, "
                f"against the {REF} group and the area average; age-standardised: "
@@ -155,11 +152,9 @@ display(pub.table("rates_by_english_proficiency", prof.round(3), f"Referral rate
                   counts=["referrals"], derived={"referrals": rate_cols}, groups=[[]],
                   source="ONS Census 2021 TS029 (MSOA); registered-population age structure from the extract"))
 fpp = prof[prof["group"] != NOT_RECORDED]
-long = equity.rate_ratio_long(fpp, {"Crude": "rr_crude", "Age-standardised": "rr_dsr"}, REF_LANG)
-safe = equity.controlled(long, ["referrals"], {"referrals": ["rate_ratio", "lower", "upper"]}, thr, base)
-fig = figures.forest_plot(safe, "label", "rate_ratio", "lower", "upper", f"Referral rate ratios by proficiency in English, {ctx.area_name}",
-                          "Rate ratio (log scale; 1 = same rate as main language English)", group="measure")
-figures.tidy_ratio_axis(fig)
+fig, long = equity.rate_ratio_forest(fpp, {"Crude": "rr_crude", "Age-standardised": "rr_dsr"}, REF_LANG,
+                                     f"Referral rate ratios by proficiency in English, {ctx.area_name}",
+                                     "Rate ratio (log scale; 1 = same rate as main language English)", thr, base)
 pub.figure("forest_proficiency_rates", fig, "Referral rate ratios by proficiency in English",
            alt="Forest plot of crude and age-standardised referral rate ratios by proficiency in English against residents whose main "
                "language is English; age-standardised: " + equity.describe_ratios(fpp[fpp["group"] != REF_LANG], "rr_dsr", "rr_dsr_lower",

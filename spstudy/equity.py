@@ -169,6 +169,17 @@ def imd_quintile(decile) -> pd.Series:
 
 # ------------------------------------------------------------------------------------ coding
 
+def _code(values, table: Mapping[str, str], column: str, allowed: str) -> pd.Series:
+    """Map codes through ``table``; empty -> "Not recorded"; unknown codes raise ValueError naming them."""
+    s = _as_object(values)
+    unknown = sorted({v for v in s.dropna() if v not in table})
+    if unknown:
+        raise ValueError(f"{column}: unknown values {unknown[:8]} (allowed: {allowed})")
+    out = s.map(table).astype(object)
+    out[s.isna().to_numpy()] = NOT_RECORDED
+    return out
+
+
 def code_ethnicity(codes, level: str = "census5") -> pd.Series:
     """Map NHS ethnic category codes to analysis groups.
 
@@ -180,36 +191,21 @@ def code_ethnicity(codes, level: str = "census5") -> pd.Series:
     """
     if level not in ("census5", "detailed"):
         raise ValueError(f"level must be 'census5' or 'detailed'; got {level!r}")
-    s = _as_object(codes)
-    unknown = sorted({v for v in s.dropna() if v not in ETHNIC_CATEGORIES})
-    if unknown:
-        raise ValueError(f"ethnicity: unknown NHS ethnic category codes {unknown[:8]} (allowed: A-S, Z or empty)")
     table = dict(ETHNIC_TO_CENSUS5) if level == "census5" else {k: v for k, v in ETHNIC_CATEGORIES.items() if k != "Z"}
     table["Z"] = NOT_STATED
-    out = s.map(table).astype(object)
-    out[s.isna().to_numpy()] = NOT_RECORDED
+    out = _code(codes, table, "ethnicity", "A-S, Z or empty")
     return out.rename("ethnic_group")
 
 
 def code_proficiency(values) -> pd.Series:
     """Proficiency in English (contract keys, Census 2021 TS029) -> labels; empty -> "Not recorded"."""
-    s = _as_object(values)
-    unknown = sorted({v for v in s.dropna() if v not in ENGLISH_PROFICIENCY})
-    if unknown:
-        raise ValueError(f"english_proficiency: unknown values {unknown[:8]} (allowed: {list(ENGLISH_PROFICIENCY)} or empty)")
-    out = s.map(PROFICIENCY_LABELS).astype(object)
-    out[s.isna().to_numpy()] = NOT_RECORDED
+    out = _code(values, PROFICIENCY_LABELS, "english_proficiency", f"{list(ENGLISH_PROFICIENCY)} or empty")
     return out.rename("proficiency")
 
 
 def code_language(values) -> pd.Series:
     """Main spoken language (contract list) kept as given; empty -> "Not recorded"."""
-    s = _as_object(values)
-    unknown = sorted({v for v in s.dropna() if v not in LANGUAGES})
-    if unknown:
-        raise ValueError(f"main_language: unknown languages {unknown[:8]} (allowed: contract.LANGUAGES or empty)")
-    out = s.astype(object).copy()
-    out[s.isna().to_numpy()] = NOT_RECORDED
+    out = _code(values, {v: v for v in LANGUAGES}, "main_language", "contract.LANGUAGES or empty")
     return out.rename("language")
 
 
@@ -1587,6 +1583,19 @@ def safe_count(n: float, threshold: int = 7, rounding_base: int = 5) -> str:
     from .disclosure import safe_label
 
     return safe_label(n, threshold, rounding_base)
+
+
+def rate_ratio_forest(rates: pd.DataFrame, measures: Mapping[str, str], reference_group: str, title: str, xlabel: str,
+                      threshold: int, rounding_base: int):
+    """Forest plot of rate ratios by group from a :func:`group_rates` table, drawn only from
+    disclosure-controlled numbers. Returns (figure, long table behind it: publish it with the figure)."""
+    from . import figures
+
+    long = rate_ratio_long(rates, measures, reference_group)
+    safe = controlled(long, ["referrals"], {"referrals": ["rate_ratio", "lower", "upper"]}, threshold, rounding_base)
+    fig = figures.forest_plot(safe, "label", "rate_ratio", "lower", "upper", title, xlabel, group="measure")
+    figures.tidy_ratio_axis(fig)
+    return fig, long
 
 
 def rate_ratio_long(df: pd.DataFrame, measures: Mapping[str, str], reference_group: str | None = None) -> pd.DataFrame:
