@@ -76,6 +76,12 @@ class Needs(_Model):
     top_wards_to_label: int = Field(ge=0, le=50)
     outreach_need_quantile: float = Field(gt=0, lt=1)
     outreach_referral_ratio_below: float = Field(gt=0)
+    sensitivity_draws: int = Field(default=500, ge=10, le=100_000, description="Random re-weightings of the need index (Dirichlet draws).")
+    sensitivity_seed: int = Field(default=1, ge=0, le=2**32 - 1, description="Seed of the need-index sensitivity draws (numpy.random.default_rng).")
+    reference_area: Literal[AREAS] = Field(  # type: ignore[valid-type]
+        default="ncl",
+        description="Population whose age-sex referral rates give every ward's expected referrals (all its residents' referrals over "
+                    "its Census 2021 population). Keep 'ncl' so a ward has the same ratio in every pack.")
 
     @field_validator("need_index_weights")
     @classmethod
@@ -146,6 +152,21 @@ class Evaluation(_Model):
 
 Fraction = float
 
+WELLBEING_MEASURES = ("ons4_life_satisfaction", "wemwbs_total", "swemwbs_metric")
+
+
+class WellbeingValue(_Model):
+    wellbys_per_point: float = Field(gt=0, description="WELLBYs (life-satisfaction points for one person for one year) per point of the measure.")
+    wellbys_per_point_range: tuple[float, float] = Field(description="Low and high values of wellbys_per_point for the sensitivity analysis.")
+    source: str = Field(min_length=1, description="Published source of the mapping (author, year, table).")
+
+    @model_validator(mode="after")
+    def _range(self):
+        lo, hi = self.wellbys_per_point_range
+        if not (0 < lo <= self.wellbys_per_point <= hi):
+            raise ValueError("wellbys_per_point_range must contain wellbys_per_point")
+        return self
+
 
 class SROI(_Model):
     price_year: int = Field(ge=2000, le=2100)
@@ -169,6 +190,10 @@ class SROI(_Model):
     drop_off: float = Field(ge=0, le=1)
     duration_years: int = Field(ge=1, le=30)
     monte_carlo_draws: int = Field(ge=100, le=1_000_000)
+    seed: int = Field(ge=0, le=2**32 - 1, description="Seed of the Monte Carlo draws (numpy.random.default_rng).")
+    wellbeing_valuation: dict[Literal[WELLBEING_MEASURES], WellbeingValue] = Field(  # type: ignore[valid-type]
+        description="Wellbeing measures that are valued, each with its published mapping to WELLBYs; a measure not listed is "
+                    "reported as measured but not valued.")
 
     @model_validator(mode="after")
     def _ranges(self):
