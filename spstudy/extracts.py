@@ -371,7 +371,7 @@ def _isin(values: pd.Series, allowed) -> np.ndarray:
     import pyarrow.compute as pc
 
     arr = pa.array(values.astype(object).where(values.notna(), None), type=pa.string()) if values.dtype == object else pa.array(values)
-    vs = pa.array([str(v) for v in allowed], type=pa.string())
+    vs = pa.array(allowed, type=pa.string()) if isinstance(allowed, pd.Series) else pa.array([str(v) for v in allowed], type=pa.string())
     return np.asarray(pc.fill_null(pc.is_in(arr.cast(pa.string()), value_set=vs), False))
 
 
@@ -837,10 +837,12 @@ def load_extracts(params, directory: Path | str | None = None, today: dt.date | 
     w, path = data["wellbeing"], files["wellbeing"]
     br = brs["wellbeing"]
     if len(w):
-        dropped = ~w["referral_id"].isin(data["referrals"]["referral_id"]) & w["referral_id"].isin(raw_referral_ids)
+        in_kept = _isin(w["referral_id"], data["referrals"]["referral_id"])
+        in_raw = _isin(w["referral_id"], raw_referral_ids)
+        dropped = ~in_kept & in_raw
         w = _apply_rule(w, dropped, "referral_outside_study_period", "wellbeing", path, ledger, allowed,
                         "measurement for a referral excluded as outside the study period", "referral_id", br)
-        unknown = ~w["referral_id"].isin(raw_referral_ids)
+        unknown = ~_isin(w["referral_id"], raw_referral_ids)
         br.add("referral_id", "measurement for a referral not in referrals (or excluded from it)", mask=unknown, values=w["referral_id"])
         prefix = w["item"].str.split("_").str[0]
         br.add("item", "item does not belong to the instrument", mask=(prefix != w["instrument"]).fillna(False), values=w["item"])
