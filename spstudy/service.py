@@ -272,8 +272,8 @@ def monthly_referrals(referrals: pd.DataFrame, start: dt.date, end: dt.date, by:
     months = pd.period_range(pd.Timestamp(start), pd.Timestamp(end), freq="M")
     r = referrals[referrals["referral_date"].between(pd.Timestamp(start), pd.Timestamp(end))]
     m = r["referral_date"].dt.to_period("M")
-    keys = [((), None)] if not by else [(k if isinstance(k, tuple) else (k,), None) for k in
-                                        sorted(referrals.groupby(by, dropna=False).groups)]
+    keys = [((), None)] if not by else [(tuple(k), None) for k in
+                                        sorted(referrals[by].drop_duplicates().itertuples(index=False, name=None))]
     counts = r.assign(month=m).groupby(by + ["month"]).size()
     rows = []
     for key, _ in keys:
