@@ -226,7 +226,7 @@ CODED_FILES: dict[str, CodedFile] = {f.name: f for f in (
               dates=("registration_start", "registration_end"),
               nonempty=("patient_id", "year_of_birth", "sex", "lsoa21_code", "practice_code", "registration_start"),
               description="registration list: one row per person registered at any time in the data period"),
-    CodedFile("coded_events", ("patient_id", "concept_id", "event_date"), ("value", "term"), dates=("event_date",),
+    CodedFile("coded_events", ("patient_id", "concept_id", "event_date"), ("value", "term", "event_id"), dates=("event_date",),
               nonempty=("patient_id", "concept_id", "event_date"),
               description="GP system search export: one row per coded event"),
     CodedFile("sp_referrals", ("referral_id", "patient_id", "referral_received_date", "referral_source", "referral_reasons",
@@ -480,8 +480,11 @@ def import_coded_events(src_dir: Path | str, out_dir: Path | str, *, pool_fracti
     order = {s: i for i, s in enumerate(contract.ACTIVITY_SETTINGS)}
     activity = pd.DataFrame({"person_id": act["patient_id"].to_numpy(), "activity_date": act["event_date"].to_numpy(),
                              "setting": act["target"].to_numpy()})
+    if "event_id" in act.columns:  # an appointment / attendance id: same-day appointments stay separate events
+        activity["event_id"] = act["event_id"].to_numpy()
     activity["_o"] = activity["setting"].map(order)
-    activity = activity.sort_values(["person_id", "activity_date", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    activity = activity.sort_values(["person_id", "activity_date", "_o"] + (["event_id"] if "event_id" in activity else []),
+                                    kind="stable").drop(columns="_o").reset_index(drop=True)
 
     # ---- referrals (case management)
     b = brs["sp_referrals"]
@@ -794,3 +797,19 @@ def convert_full_extract(contract_dir: Path | str, work_dir: Path | str, fmt: st
     res = import_coded_events(coded, work / "contract")
     t2 = time.perf_counter()
     return {"export_seconds": t1 - t0, "import_seconds": t2 - t1, "coded_dir": coded, "contract_dir": res.out_dir, "result": res}
+
+
+def codelist_tables_markdown(directory: Path | str | None = None) -> str:
+    """The code lists as Markdown tables (for docs/extract_specification.md; a test checks every
+    shipped code appears there)."""
+    lists = load_codelists(directory)
+    out = []
+    for name in sorted(lists):
+        cl = lists[name]
+        out += [f"#### `{name}.csv` (read from {'; '.join(CODELIST_USES[name])})", "",
+                "| code | term | maps to | system | preferred |", "| --- | --- | --- | --- | --- |"]
+        for r in cl.table.itertuples():
+            out.append(f"| `{r.code}` | {r.term} | `{r.maps_to}` | {r.code_system} | {'yes' if r.preferred == '1' else ''} |")
+        srcs = sorted(set(cl.table["source"]))
+        out += ["", "Sources: " + "; ".join(srcs) + f". Version {cl.version}.", ""]
+    return "\n".join(out) + "\n"

@@ -267,3 +267,25 @@ def test_sample_design_is_carried_and_a_complete_list_is_fraction_one(coded_copy
     info = json.loads((res.out_dir / "extract_info.json").read_text())
     assert info["pool_fraction"] == 1.0 and info["sample_design"]["non_referred_weight"] == 1.0
     assert load_extracts(params, res.out_dir).pool_fraction == 1.0
+
+
+@pytest.mark.integration
+def test_event_ids_in_the_gp_export_keep_same_day_appointments(coded_copy, tmp_path, params):
+    ev = _csv(coded_copy, "coded_events")
+    ev["event_id"] = [f"E{i}" for i in range(len(ev))]
+    ev.to_csv(coded_copy / "coded_events.csv", index=False)
+    res = import_coded_events(coded_copy, tmp_path / "out")
+    a = pd.read_parquet(res.out_dir / "activity.parquet")
+    assert "event_id" in a.columns and a.event_id.notna().all()
+    ex = load_extracts(params, res.out_dir)
+    assert "activity_exact_duplicate" not in set(ex.ledger.to_frame().rule) and len(ex.activity) == len(a)
+
+
+@pytest.mark.unit
+def test_extract_specification_lists_every_code_and_file():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "extract_specification.md").read_text()
+    assert coded.codelist_tables_markdown() in doc, "regenerate the code-list tables (spstudy.coded.codelist_tables_markdown)"
+    for name, spec in coded.CODED_FILES.items():
+        assert f"`{name}.csv`" in doc
+        for c in spec.required + spec.optional:
+            assert f"`{c}`" in doc, (name, c)
