@@ -28,7 +28,6 @@ reported at once in a :class:`CodedExtractError` (a :class:`spstudy.extracts.Ext
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
