@@ -451,8 +451,9 @@ def import_coded_events(src_dir: Path | str, out_dir: Path | str, *, pool_fracti
     for n in GP_EVENT_LISTS:
         m = which == n
         if m.any():
+            latest = "" if n in ("activity-setting", "sp-case-events") else "; the latest per person is used"
             led.add(ef, "mapped", int(m.sum()), target={"activity-setting": "activity", "sp-case-events": "cross-check only"}
-                    .get(n, f"persons ({n})"), note=f"code list {n}.csv version {lists[n].version}")
+                    .get(n, f"persons ({n})"), note=f"code list {n}.csv version {lists[n].version}{latest}")
     evk = ev.assign(list=which, target=target)
     demo = evk[hit & ~unknown_pid]
     eth = _latest(demo[demo["list"] == "ethnicity"], "target", led, "ethnicity", ef)

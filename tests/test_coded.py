@@ -126,7 +126,10 @@ def test_round_trip_coded_to_contract_gives_the_same_tables(sample, coded_sample
 
 
 @pytest.mark.integration
-def test_import_is_deterministic(coded_sample, tmp_path):
+def test_export_and_import_are_deterministic(sample, coded_sample, tmp_path):
+    again = export_coded_events(sample, tmp_path / "coded_again")
+    for f in sorted(coded_sample.glob("*.csv")):
+        assert (again / f.name).read_bytes() == f.read_bytes(), f.name
     import_coded_events(coded_sample, tmp_path / "a")
     import_coded_events(coded_sample, tmp_path / "b")
     for name in ("persons.parquet", "referrals.parquet", "activity.parquet", "wellbeing.parquet", "import_ledger.csv"):
