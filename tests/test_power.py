@@ -4,7 +4,6 @@ statsmodels, and simulated matched worlds in which the stated power must be achi
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
