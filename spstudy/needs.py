@@ -236,13 +236,19 @@ def referral_counts(referrals: pd.DataFrame, persons: pd.DataFrame, argument: st
 
 
 def reference_referral_rates(reference_referrals: pd.DataFrame, persons: pd.DataFrame, years: float = 1.0,
-                             reference_area: str = "ncl") -> pd.DataFrame:
+                             reference_area: str = "ncl", min_count: int = 0, count_transform=None) -> pd.DataFrame:
     """Age-sex referral rates of the reference population, the basis of every expected count.
 
     Rate = referrals of residents of ``reference_area`` (all NCL by default; ``reference_referrals``
     must hold every referral of that population, whichever service took it) / (population x
     ``years``), by five-year age band and sex. Population: :func:`ward_population_age_sex`.
-    Columns: age_band, sex, referrals, person_years, rate (referrals per person-year).
+
+    Published expected counts are linear in these rates, so with enough wards a reader could solve
+    for the stratum counts. Two safeguards make that give back nothing a pack would not publish:
+    adjacent age bands within each sex are pooled (youngest first) until every pooled stratum has at
+    least ``min_count`` referrals, and ``count_transform`` (the publisher's rounding, passed in by the
+    notebook) is applied to each pooled count before the rate is taken.
+    Columns: age_band, sex, stratum (the pooled bands), referrals, person_years, rate (referrals per person-year).
     """
     if not years > 0:
         raise ValueError(f"years: must be > 0, got {years!r}")
@@ -254,12 +260,38 @@ def reference_referral_rates(reference_referrals: pd.DataFrame, persons: pd.Data
     n = counts.groupby(["age_band", "sex"], as_index=False)["referrals"].sum()
     g = g.merge(n, on=["age_band", "sex"], how="left").fillna({"referrals": 0})
     g["referrals"] = g["referrals"].astype(int)
-    g["rate"] = g["referrals"] / g["person_years"]
-    return g[["age_band", "sex", "referrals", "person_years", "rate"]]
+    g["order"] = g["age_band"].map({b: i for i, b in enumerate(AGE_BANDS)})
+    g = g.sort_values(["sex", "order"]).reset_index(drop=True)
+    strata = []
+    for sex, sub in g.groupby("sex", sort=True):
+        groups, cur, tot = [], [], 0
+        for i, r in sub.iterrows():
+            cur.append(i)
+            tot += r["referrals"]
+            if tot >= min_count:
+                groups.append(cur)
+                cur, tot = [], 0
+        if cur:
+            if groups:
+                groups[-1] += cur  # the oldest bands join the last full stratum
+            else:
+                groups.append(cur)
+        for grp in groups:
+            label = f"{g.at[grp[0], 'age_band']} to {g.at[grp[-1], 'age_band']}" if len(grp) > 1 else g.at[grp[0], "age_band"]
+            strata += [(i, label) for i in grp]
+    g["stratum"] = pd.Series(dict(strata))
+    pooled = g.groupby(["sex", "stratum"])[["referrals", "person_years"]].transform("sum")
+    c = pooled["referrals"].astype(float)
+    if count_transform is not None:
+        c = c.map(lambda v: float(count_transform(float(v))))
+    g["rate"] = c / pooled["person_years"]
+    g = g.sort_values(["order", "sex"]).reset_index(drop=True)
+    return g[["age_band", "sex", "stratum", "referrals", "person_years", "rate"]]
 
 
 def referral_rates_by_ward(area: str, *, referrals: pd.DataFrame, reference_referrals: pd.DataFrame, persons: pd.DataFrame,
-                           years: float = 1.0, reference_area: str = "ncl", confidence: float = 0.95) -> pd.DataFrame:
+                           years: float = 1.0, reference_area: str = "ncl", confidence: float = 0.95, reference_min_count: int = 0,
+                           reference_count_transform=None) -> pd.DataFrame:
     """Ward referral rates and the standardised referral ratio for the wards of ``area``.
 
     Observed: referrals of the ward's residents (``persons.ward22_code``) whichever borough's service
@@ -281,7 +313,7 @@ def referral_rates_by_ward(area: str, *, referrals: pd.DataFrame, reference_refe
     """
     if not years > 0:
         raise ValueError(f"years: must be > 0, got {years!r}")
-    rates = reference_referral_rates(reference_referrals, persons, years, reference_area)
+    rates = reference_referral_rates(reference_referrals, persons, years, reference_area, reference_min_count, reference_count_transform)
     pop = ward_population_age_sex(area)
     counts = referral_counts(referrals, persons, "referrals")
     full = pop.merge(counts, on=["ward22_code", "age_band", "sex"], how="left").fillna({"referrals": 0})
@@ -310,7 +342,7 @@ def referral_rates_by_ward(area: str, *, referrals: pd.DataFrame, reference_refe
 
 
 def referral_rates_by_practice(area: str, *, referrals: pd.DataFrame, years: float = 1.0, level: str = "practice_code",
-                               reference_area: str = "ncl", confidence: float = 0.95) -> pd.DataFrame:
+                               reference_area: str = "ncl", confidence: float = 0.95, reference_row: bool = False) -> pd.DataFrame:
     """Referrals per 1,000 registered patients per year by practice or PCN (``level``) of ``area``.
 
     Observed: referrals whose ``practice_code`` (the person's practice) is one of the practice's /
@@ -322,7 +354,8 @@ def referral_rates_by_practice(area: str, *, referrals: pd.DataFrame, years: flo
     Columns: practice_code, practice_name, pcn_name (or pcn_code, pcn_name), registered_patients,
     referrals (count), person_years, rate / rate_lower / rate_upper (per 1,000 person-years; exact
     below 10, Byar's from 10), funnel (:func:`spstudy.stats.funnel_flag` against the reference rate),
-    reference_rate (per 1,000 person-years).
+    reference_rate (per 1,000 person-years). ``reference_row`` appends the reference area itself as a
+    last row (its code in the ``level`` column), so the funnel target can be published from its counts.
     """
     if level not in ("practice_code", "pcn_code"):
         raise ValueError(f"level: must be 'practice_code' or 'pcn_code', got {level!r}")
@@ -354,7 +387,20 @@ def referral_rates_by_practice(area: str, *, referrals: pd.DataFrame, years: flo
     out["rate"], out["rate_lower"], out["rate_upper"] = cr["rate"].to_numpy(), cr["lower"].to_numpy(), cr["upper"].to_numpy()
     out["funnel"] = stats.funnel_flag(out["referrals"], out["person_years"], statistic="rate", target=ref_rate).to_numpy()
     out["reference_rate"] = 1000 * ref_rate
-    return out.sort_values(label).reset_index(drop=True)
+    out = out.sort_values(label).reset_index(drop=True)
+    if reference_row:
+        from .cells import area_code
+
+        row = {level: area_code(reference_area), label: f"{reference.area_name(reference_area)} (all practices)",
+               "registered_patients": int(ref_gp["registered_patients"].sum()), "referrals": ref_n,
+               "person_years": ref_gp["registered_patients"].sum() * years, "reference_rate": 1000 * ref_rate}
+        if "pcn_name" in out.columns and label != "pcn_name":
+            row["pcn_name"] = ""
+        cr = stats.crude_rate([ref_n], [row["person_years"]], multiplier=1000, confidence=confidence)
+        row.update(rate=float(cr["rate"].iloc[0]), rate_lower=float(cr["lower"].iloc[0]), rate_upper=float(cr["upper"].iloc[0]),
+                   funnel="within limits")
+        out = pd.concat([out, pd.DataFrame([row])], ignore_index=True)
+    return out
 
 
 OUTREACH_COLUMNS = ["ward22_code", "ward22_name", "borough_name", "need_index", "need_rank", "referrals", "expected",
@@ -382,7 +428,8 @@ def outreach_candidates(profile: pd.DataFrame, *, need_cut: float, ratio_below: 
 
 
 def ward_needs_profile(area: str, *, referrals: pd.DataFrame, reference_referrals: pd.DataFrame, persons: pd.DataFrame,
-                       weights: dict[str, float], years: float = 1.0, reference_area: str = "ncl", confidence: float = 0.95) -> pd.DataFrame:
+                       weights: dict[str, float], years: float = 1.0, reference_area: str = "ncl", confidence: float = 0.95,
+                       reference_min_count: int = 0, reference_count_transform=None) -> pd.DataFrame:
     """Ward indicators + need index (:func:`need_index`) + referral rates and ratios
     (:func:`referral_rates_by_ward`) in one table for the wards of ``area``. ``referrals``: every
     referral in the extract; ``reference_referrals``: the referrals behind the expected counts (every
@@ -390,7 +437,8 @@ def ward_needs_profile(area: str, *, referrals: pd.DataFrame, reference_referral
     ind = ward_indicators(area)
     ni = need_index(ind, weights, ward_indicators("ncl"))
     rates = referral_rates_by_ward(area, referrals=referrals, reference_referrals=reference_referrals, persons=persons,
-                                   years=years, reference_area=reference_area, confidence=confidence)
+                                   years=years, reference_area=reference_area, confidence=confidence,
+                                   reference_min_count=reference_min_count, reference_count_transform=reference_count_transform)
     return ni.merge(rates.drop(columns=["ward22_name", "borough_name"]), on="ward22_code", how="left", validate="one_to_one")
 
 
