@@ -695,9 +695,13 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
+_BATCH_ROWS = 1 << 20  # rows per Arrow batch when a result is consumed as a stream
+
+
 def _run_duckdb(
-    sql_for, activity: Any, idx: _Index, threads: int | None, memory_limit: str, temp_directory: str | None
-) -> pa.Table:
+    sql_for, activity: Any, idx: _Index, threads: int | None, memory_limit: str, temp_directory: str | None,
+    consume=None,
+) -> pa.Table | None:
     import duckdb
 
     if temp_directory is None:
@@ -733,7 +737,14 @@ def _run_duckdb(
             _missing(cols, ACTIVITY_COLUMNS, "activity")
         act_type = con.sql("SELECT person_id FROM activity_in LIMIT 0").to_arrow_table().schema.field(0).type
         _check_person_types(act_type, idx.table.schema.field("person_id").type)
-        return con.sql(sql_for("duckdb", "idx_in", "activity_in")).to_arrow_table()
+        rel = con.sql(sql_for("duckdb", "idx_in", "activity_in"))
+        if consume is None:
+            return rel.to_arrow_table()
+        # stream: the result is never held whole (one batch at a time)
+        reader = rel.to_arrow_reader(_BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch(_BATCH_ROWS)
+        for batch in reader:
+            consume(batch)
+        return None
     finally:
         con.close()
 
@@ -803,7 +814,7 @@ def _spark_to_pandas(sdf) -> pd.DataFrame:
     return _spark_to_arrow(sdf).to_pandas()
 
 
-def _run_spark(sql_for, activity: Any, idx: _Index, spark) -> pa.Table:
+def _run_spark(sql_for, activity: Any, idx: _Index, spark, consume=None) -> pa.Table | None:
     with warnings.catch_warnings():
         # PySpark warns about pandas >= 3 on conversions; this path moves data through Arrow.
         warnings.filterwarnings("ignore", message=_PANDAS3_WARNING, category=FutureWarning)
@@ -831,7 +842,12 @@ def _run_spark(sql_for, activity: Any, idx: _Index, spark) -> pa.Table:
         _spark_from_arrow(spark, idx.table).createOrReplaceTempView(idx_view)
         act_df.createOrReplaceTempView(act_view)
         try:
-            return _spark_to_arrow(spark.sql(sql_for("spark", idx_view, act_view)))
+            table = _spark_to_arrow(spark.sql(sql_for("spark", idx_view, act_view)))
+            if consume is None:
+                return table
+            for batch in table.to_batches(max_chunksize=_BATCH_ROWS):
+                consume(batch)
+            return None
         finally:
             spark.catalog.dropTempView(idx_view)
             spark.catalog.dropTempView(act_view)
@@ -916,12 +932,13 @@ def _execute_pandas(activity, idx: _Index, windows, settings, monthly: bool) -> 
     return res
 
 
-def _run_sql(sql_for, activity, idx: _Index, engine: str, options: dict) -> pa.Table:
-    """Run ``sql_for(dialect, index_view, activity_view)`` on DuckDB or Spark; Arrow out."""
+def _run_sql(sql_for, activity, idx: _Index, engine: str, options: dict, consume=None) -> pa.Table | None:
+    """Run ``sql_for(dialect, index_view, activity_view)`` on DuckDB or Spark: an Arrow table
+    out, or with ``consume`` each Arrow record batch passed to it in turn (None out)."""
     if engine == "duckdb":
         return _run_duckdb(sql_for, activity, idx, options.get("threads"), options.get("memory_limit", "4GB"),
-                           options.get("temp_directory"))
-    return _run_spark(sql_for, activity, idx, options.get("spark"))
+                           options.get("temp_directory"), consume)
+    return _run_spark(sql_for, activity, idx, options.get("spark"), consume)
 
 
 def _options(engine, threads, memory_limit, temp_directory, spark) -> dict:
@@ -945,19 +962,23 @@ class _Cells:
         def sql_for(dialect: str, index_view: str, activity_view: str) -> str:
             return event_offsets_sql(dialect, first, last, settings, index_view, activity_view)
 
-        tab = _run_sql(sql_for, activity, idx, engine, options)
         size = n_bins * n_set * idx.n
         key = np.int32 if size < 2**31 else np.int64
         # code = (t - first) * n_set + s  ->  cell = bin * n_set + s, by a lookup table
         bin_of = np.searchsorted(np.asarray(self.breaks), np.arange(first, last + 1), side="right") - 1
         lut = (bin_of[:, None] * n_set + np.arange(n_set)[None, :]).reshape(-1).astype(key)
-        # events per (cell, row), counted batch by batch (a person has far fewer than 2^31 events)
+        # events per (cell, row); int32 is ample (a person has far fewer than 2^31 events) and
+        # add.at with an int32 increment takes numpy's fast path
         flat = np.zeros(size, dtype=np.int32)
-        for batch in tab.to_batches(max_chunksize=1 << 20):
+        rows, one = key(idx.n), np.int32(1)
+
+        def count(batch: pa.RecordBatch) -> None:
             at = lut[batch.column("code").to_numpy()]
-            at *= key(idx.n)
+            at *= rows
             at += batch.column("pos").to_numpy()  # flat position: cell * rows + pos
-            np.add.at(flat, at, 1)
+            np.add.at(flat, at, one)
+
+        _run_sql(sql_for, activity, idx, engine, options, consume=count)
         self.counts = flat.reshape(n_bins, n_set, idx.n)
 
     def window_events(self, w: int, k: int, out: np.ndarray | None = None) -> np.ndarray:
