@@ -92,6 +92,12 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _rss_mb() -> float:
+    """Current resident memory of this process (MB)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -189,6 +195,8 @@ def w_count(spec: dict) -> dict:
         t0 = time.perf_counter()
         spark_session()
         extra["spark_startup_seconds"] = time.perf_counter() - t0
+        extra["poll_peak"] = True  # the JVM's memory is not in this process's ru_maxrss
+    extra["inputs_mb"] = _rss_mb()
     c0, t0 = _cpu_s(), time.perf_counter()
     if impl == "spstudy":
         out = E.count_windows(act, index, windows, engine="duckdb")
@@ -288,12 +296,13 @@ def w_match(spec: dict) -> dict:
         info = json.loads(r.stdout.strip().splitlines()[-1])
         pairs = pd.read_csv(outp, dtype=str)
         secs, extra["matchit_version"], extra["rscript_wall_seconds"] = info["seconds"], info["version"], wall
-        peak = None  # the R process's memory is polled by the parent
+        peak, extra["poll_peak"] = None, True  # the R process's memory is polled by the parent
     else:
         if impl == "spstudy":
             from spstudy import matching as M
         else:
             import legacy_matching as M
+        extra["inputs_mb"] = _rss_mb()
         c0, t0 = _cpu_s(), time.perf_counter()
         d = df
         if with_ps:
@@ -443,7 +452,10 @@ class Runner:
         else:
             tail = err_path.read_text()[-400:].strip().splitlines()[-1:] if err_path.exists() else []
             out = {"status": status or f"failed (exit {proc.returncode}): {' '.join(tail)}"}
-        out["peak_mb"] = max(out.get("peak_mb") or 0.0, polled)
+        # the worker's own peak (taken when its timed step ends, before any checking); the polled
+        # process-tree peak only for workers whose memory lives in child processes (JVM, R)
+        if out.get("poll_peak") or not out.get("peak_mb"):
+            out["peak_mb"] = max(out.get("peak_mb") or 0.0, polled)
         out["load_before"] = load_before
         if out["status"] != "ok" and "traceback" in out:
             self.log(out["traceback"].strip().splitlines()[-1])
@@ -549,6 +561,7 @@ def summarise(R: dict) -> None:
                "median_s": statistics.median(secs) if secs else None, "min_s": min(secs) if secs else None,
                "cpu_s": statistics.median(c) if (c := [m["cpu_seconds"] for m in ok if m.get("cpu_seconds") is not None]) else None,
                "peak_mb": max((m["peak_mb"] or 0) for m in ms) or None,
+               "inputs_mb": max((m.get("inputs_mb") or 0) for m in ms) or None,
                "same": None if not ok else (all(m.get("same") for m in ok) if all(m.get("same") is not None for m in ok) else None),
                "check": ok[-1].get("check", "") if ok else ms[-1]["status"], "extra": {k: v for k, v in (ok[-1] if ok else ms[-1]).items()
                                                                                      if k in ("polars_native_seconds", "ps_seconds", "spark_startup_seconds",
@@ -621,6 +634,7 @@ def table_rows(R: dict) -> list[dict]:
             "x spstudy's time": "—" if r["step"] == "import time" else "1" if r["impl"] == "spstudy" else (
                 f"{r['ratio']:.2f}" if r["ratio"] else "—"),
             "peak MB": f"{r['peak_mb']:,.0f}" if r["peak_mb"] else "—",
+            "of which inputs MB": f"{r['inputs_mb']:,.0f}" if r.get("inputs_mb") else "—",
             "same result": same, "notes": _notes(r),
         })
     return out
@@ -664,10 +678,11 @@ def report(R: dict) -> str:
           f"Each measurement is a fresh process; {R['repeats']} runs per implementation, interleaved. `x spstudy's time` = the "
           "implementation's median / spstudy's median in this run (above 1: spstudy is faster). CPU s = median user + "
           "system CPU seconds of the worker process (all its threads; not for Spark's JVM or R). Peak MB = the largest peak "
-          "resident memory of the runs (MB = 2^20 bytes; includes the inputs loaded and the imports). `same result` = "
+          "resident memory of the runs when the timed step ends (MB = 2^20 bytes; for Spark and R the polled peak of the "
+          "process tree), including the resident memory before the step (imports and inputs: `of which inputs MB`). `same result` = "
           "exactly the same output as spstudy (window counts: every cell; matching: the same (treated, control) pairs).", ""]
     cols = list(rows[0].keys()) if rows else []
-    L += ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if c in ("median s", "min s", "CPU s", "x spstudy's time", "peak MB") else "---" for c in cols) + "|"]
+    L += ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if c in ("median s", "min s", "CPU s", "x spstudy's time", "peak MB", "of which inputs MB") else "---" for c in cols) + "|"]
     for r in rows:
         L.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
     L.append("")

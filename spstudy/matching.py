@@ -229,14 +229,25 @@ def _separation_problems(df: pd.DataFrame, t: np.ndarray, covariates: Sequence[s
     return problems
 
 
-def _weighted_crossprod(X: np.ndarray, w: np.ndarray, z: np.ndarray, chunk: int = 262_144):
-    """X'WX and X'Wz, accumulated over row chunks (bounded memory for millions of rows)."""
+def _weighted_crossprod(X: np.ndarray, w: np.ndarray, z: np.ndarray, chunk: int = 262_144,
+                        buffers: dict | None = None):
+    """X'WX and X'Wz, accumulated over row chunks (bounded memory for millions of rows).
+
+    The weighted chunk W X goes into a reused buffer laid out as ``xc * w[:, None]`` would be
+    (pass the same ``buffers`` dict on every call of a fit), so the matrix products, and their
+    bits, are those of the plain expression without allocating a chunk per step."""
     p = X.shape[1]
     G = np.zeros((p, p))
     g = np.zeros(p)
+    buffers = {} if buffers is None else buffers
     for a in range(0, X.shape[0], chunk):
         xc = X[a:a + chunk]
-        xw = xc * w[a:a + chunk, None]
+        m = xc.shape[0]
+        xw = buffers.get(m)
+        if xw is None:  # first use: the plain expression fixes the buffer's layout
+            xw = buffers[m] = xc * w[a:a + chunk, None]
+        else:
+            np.multiply(xc, w[a:a + chunk, None], out=xw)
         G += xw.T @ xc
         g += xw.T @ z[a:a + chunk]
     return G, g
@@ -273,6 +284,7 @@ def _logistic_irls(X: np.ndarray, y: np.ndarray, names: list[str], tol: float = 
     # same order as the textbook expressions, so bit-identical results, without temporaries)
     n = X.shape[0]
     w, z, buf = np.empty(n), np.empty(n), np.empty(n)
+    chunks: dict = {}
     sign = -(2 * y - 1)
     lo, hi = np.finfo(float).eps, 1 - np.finfo(float).eps
     for it in range(maxiter):
@@ -281,7 +293,7 @@ def _logistic_irls(X: np.ndarray, y: np.ndarray, names: list[str], tol: float = 
         np.subtract(y, mu, out=z)
         np.divide(z, w, out=z)
         np.add(eta, z, out=z)              # z = eta + (y - mu) / w
-        G, g = _weighted_crossprod(X, w, z)
+        G, g = _weighted_crossprod(X, w, z, buffers=chunks)
         d = 1 / np.sqrt(np.diag(G))
         Gs = G * d[:, None] * d[None, :]
         if it == 0:

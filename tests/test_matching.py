@@ -563,6 +563,22 @@ def test_propensity_score_bit_identical_to_the_pre_speed_implementation(seed):
 
 
 @pytest.mark.unit
+def test_weighted_crossprod_bit_identical_over_chunks_and_reused_buffers():
+    """Several full chunks and a partial one, buffers reused across calls (as the IRLS loop
+    does): the same bits as the plain expression of the pre-speed implementation."""
+    rng = np.random.default_rng(3)
+    X0 = rng.normal(size=(2500, 7))
+    for X in (np.asfortranarray(X0), np.ascontiguousarray(X0)):  # the fit's (column-major) layout, and the other
+        buffers: dict = {}
+        for _ in range(3):
+            w, z = rng.random(2500), rng.normal(size=2500)
+            G, g = mt._weighted_crossprod(X, w, z, chunk=700, buffers=buffers)
+            G0, g0 = LEGACY._weighted_crossprod(X, w, z, chunk=700)
+            assert np.array_equal(G, G0) and np.array_equal(g, g0)
+        assert sorted(buffers) == [400, 700]
+
+
+@pytest.mark.unit
 def test_propensity_errors_identical_to_the_pre_speed_implementation(lalonde):
     bad = [
         (lalonde.assign(sep=np.where(lalonde["treat"] == 1, "a", np.where(lalonde.index % 2 == 0, "a", "b"))),
