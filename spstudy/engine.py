@@ -39,11 +39,22 @@ Engines
     A straightforward in-memory pandas implementation: the baseline for benchmarks and a third
     check in the equivalence tests. Fine for samples; the whole activity table is read.
 
-DuckDB and Spark run the SAME SQL text (built by :func:`window_counts_sql`). The only
+DuckDB and Spark run the SAME SQL text (built by :func:`event_offsets_sql`). The only
 dialect-specific piece is :func:`day_number_sql`, the conversion of a date to a day number
 (days since 1970-01-01); every other date comparison is integer arithmetic on day numbers.
 The equivalence tests in ``tests/test_engine.py`` run identical queries on all three engines
 and require exactly equal results.
+
+How the counting is done (DuckDB and Spark): the SQL only joins activity to the index rows (on
+person_id, within follow-up and within the span of the windows) and returns, per event that can
+count, its index row and its day offset and setting as one integer. The windows, which may
+overlap (quarters inside a year), are split into disjoint elementary intervals
+(:func:`elementary_intervals`); numpy maps each offset to its interval with a lookup table,
+counts events per (index row, interval, setting) and adds up each window's intervals, and
+computes exposure days per index row. The cost per event is the same whatever the number of
+windows. :func:`window_counts_sql` and :func:`window_counts_wide_sql` are the earlier,
+row-level formulations of the same counts (a window table joined to every event, or one
+conditional sum per window and setting), kept as references for the equivalence tests.
 
 Conventions (units and denominators)
 ------------------------------------
@@ -102,12 +113,16 @@ __all__ = [
     "ENGINES",
     "STANDARD_WINDOWS",
     "day_number_sql",
+    "elementary_intervals",
+    "event_offsets_sql",
     "monthly_series",
     "per_1000_person_years",
     "relative_months",
     "spark_session",
     "window_counts",
     "window_counts_sql",
+    "window_counts_wide",
+    "window_counts_wide_sql",
 ]
 
 ENGINES = ("duckdb", "spark", "pandas")
@@ -394,7 +409,7 @@ class _Index:
             "index_id": pa.array(ids, from_pandas=True),
             "person_id": pa.array(df["person_id"], from_pandas=True),
             **days,
-            # row position: what the cell-count SQL returns instead of index_id
+            # row position: what event_offsets_sql returns instead of index_id
             "pos": pa.array(np.arange(self.n, dtype=np.int32)),
         }
         self.by_dtypes = {}
@@ -464,6 +479,9 @@ def window_counts_sql(
     activity_view: str = "activity_in",
 ) -> str:
     """The SQL (one text for DuckDB and Spark) giving events and exposure per index row.
+
+    Reference formulation (the engine itself runs :func:`event_offsets_sql`), kept for the
+    equivalence tests and for users who want the index x window x setting grid in SQL.
 
     Inputs: ``index_view`` with index_id, person_id, d0, fs, fe (day numbers, see
     :func:`day_number_sql`) and g0..g{n_by-1}; ``activity_view`` with person_id, activity_date,
@@ -539,6 +557,10 @@ def window_counts_wide_sql(
     activity_view: str = "activity_in",
 ) -> str:
     """The same counts as :func:`window_counts_sql`, one row per index row (wide form).
+
+    Reference formulation (the engine itself runs :func:`event_offsets_sql`): kept so that the
+    equivalence tests can compare the binned counts with one conditional sum per window and
+    setting, and for users who want the whole pivot in SQL.
 
     Columns: index_id, ``e_<s>_<w>`` (events of setting position s in window position w) and
     ``x_<w>`` (exposure days of window w). Counting is done by conditional aggregation over the
@@ -629,7 +651,7 @@ def event_offsets_sql(
     index date) are computed once per index row; activity is equi-joined on person_id with that
     day range; each joined row gets one integer. Nothing else is done per event. The caller
     maps each code to its elementary interval (:func:`elementary_intervals`) with a lookup
-    table, counts rows per (index row, interval, setting) with ``numpy.bincount``, sums each
+    table, counts rows per (index row, interval, setting) (``numpy.add.at``), sums each
     window's intervals and computes exposure per index row: the cost does not grow with the
     number of windows, and overlapping windows (quarters inside a year) cost nothing extra. The
     result has one small row per event: fewer values than the wide table it becomes.
