@@ -602,6 +602,11 @@ def test_strata_codes_identical_to_the_pre_speed_implementation():
                        "c": pd.Categorical(rng.choice(["p", "q"], 500))})
     for cols in (["a"], ["a", "b"], ["b", "a", "c"]):
         assert np.array_equal(mt._strata_codes(df, cols), LEGACY._strata_codes(df, cols))
+    # 6,000 levels in each of 5 columns: more combinations than one int64 holds (MultiIndex path)
+    wide = pd.DataFrame({f"k{j}": rng.permutation(6000) for j in range(5)})
+    wide.iloc[:10] = wide.iloc[10:20].to_numpy()  # some repeated combinations
+    codes = mt._strata_codes(wide, list(wide.columns))
+    assert np.array_equal(codes, LEGACY._strata_codes(wide, list(wide.columns))) and codes.max() == 5989
 
 
 # --------------------------------------------------------------------------------------------
