@@ -648,7 +648,7 @@ def _notes(r: dict) -> str:
     if "ps_median_s" in x:
         bits.append(f"propensity score {_fmt_s(x['ps_median_s'])} s")
     if "spark_startup_seconds" in x:
-        bits.append(f"session start-up {x['spark_startup_seconds']:.0f} s not included")
+        bits.append(f"session start-up {x['spark_startup_seconds']:.0f} s not included; the first query of a new session includes Spark's warm-up")
     if "matchit_version" in x:
         bits.append(f"MatchIt {x['matchit_version']}")
     if "heavy_loaded" in x:
