@@ -21,35 +21,37 @@
 # their share of the population, once age, sex and deprivation are allowed for? Once referred, do they
 # attend? How much do the answers depend on the referrals whose ethnicity was not recorded?
 #
-# Denominators are real open data (Census 2021 TS021, TS025, TS029; IMD 2025); referrals and the registered
-# population come from the extract (synthetic unless you point `data.extracts_dir` at your own). Logic
-# lives in `spstudy.equity`; every table below has passed disclosure control.
+# Rates against Census 2021 residents count every referral of the area's residents, whichever NCL
+# service took it; tables about services (recording, outcomes, models) count the referrals made by the
+# area's practices. Denominators are real open data (Census 2021 TS021, TS025, TS029; IMD 2025).
 
 # %% tags=["parameters"]
 area = "ncl"          # 'ncl' or a borough: barnet, camden, enfield, haringey, islington
-pack_dir = None       # set by `spstudy packs`; interactive runs write to outputs/interactive/<area>
+pack_dir = None       # set by `spstudy packs`; without it the notebook previews its outputs
 notebook = "02_equity_of_access"
 
 # %%
-from IPython.display import display
-
-from spstudy import equity, figures
-from spstudy.contract import CENSUS5_GROUPS, NOT_RECORDED
 from spstudy.publish import start
 
-ctx = start(area, notebook, pack_dir)
+ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
+
+from spstudy import cells, charts, equity, findings
+from spstudy.contract import CENSUS5_GROUPS, NOT_RECORDED
+from spstudy.disclosure import Count, Estimate, Label, Proportion, Public, Rate, RateRatio
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
-thr, base = p.disclosure.threshold, p.disclosure.rounding_base
 REF = p.equity.reference_ethnic_group
 REF_LANG = equity.PROFICIENCY_LABELS[p.equity.reference_language_group]
-SEED, M = 2024, 20
+here, NCL = cells.area_code(area), cells.NCL_CODE
 data = equity.prepare(ex, area, p.study.referral_start, p.study.referral_end, equity.read_pool_fraction(p.extracts_path()))
 refs = data.referrals
 pub.section(f"Equity of access in {ctx.area_name}",
-            f"{equity.safe_count(len(refs), thr, base)} referrals between {p.study.referral_start} and {p.study.referral_end}, "
-            f"against Census 2021 populations and the registered population of the area's practices "
-            f"(non-referred people sampled at {data.pool_fraction:.0%} and weighted by {1 / data.pool_fraction:g}). "
-            f"Rate ratios compare with the {REF} group (parameter `equity.reference_ethnic_group`) and with the area average.")
+            f"Referrals between {p.study.referral_start} and {p.study.referral_end}, against Census 2021 populations and the "
+            f"registered population of the area's practices (people never referred are sampled at {data.pool_fraction:.0%} in the "
+            f"extract and weighted by {1 / data.pool_fraction:g}). Rate ratios compare with the {REF} group "
+            "(parameter `equity.reference_ethnic_group`).")
+svc = Count("Referrals", measure="referrals_svc")
+res = Count("Referrals of residents", measure="referrals_res")
+ci_ = {"lower": "lower", "upper": "upper"}
 
 # %% [markdown]
 # ## How ethnicity and language are coded
@@ -57,16 +59,19 @@ pub.section(f"Equity of access in {ctx.area_name}",
 # `Z` is *not stated* and an empty field *not recorded*: both stay as their own categories in every table.
 
 # %%
-display(pub.table("ethnicity_coding", equity.coding_table(refs), "NHS ethnic category codes, their Census 2021 group and referrals",
-                  counts=["referrals"], groups=[[]], source="NHS Data Dictionary (Ethnic Category); ONS Census 2021 classification"))
+pub.table("ethnicity_coding", equity.coding_table(refs), "NHS ethnic category codes, their Census 2021 group and referrals",
+          rows={"code": "ethnicity"}, columns={"code": Label("Code"), "nhs_category": Label("NHS ethnic category"),
+                                               "census2021_group": Label("Census 2021 group"), "referrals": svc},
+          source="NHS Data Dictionary (Ethnic Category); ONS Census 2021 classification")
 detail = equity.registered_representation(data, "ethnic_detail", equity.DETAILED_GROUPS)
-rep_der = {"referrals": ["pct_of_referrals", "rate", "lower", "upper", "pct_of_recorded", "representation_ratio", "rr_lower", "rr_upper"],
-           "registered_py": ["rate", "lower", "upper", "pct_of_registered", "representation_ratio", "rr_lower", "rr_upper"]}
-display(pub.table("referrals_by_detailed_ethnicity", detail.round(3), "Referrals by detailed ethnic category against the registered population",
-                  counts=["referrals", "registered_py"], derived=rep_der, groups=[[]],
-                  notes="Rate per 1,000 registered person-years (weighted registered population, no Census denominator exists for the "
-                        "detailed categories). Representation ratio = share of recorded referrals / share of the recorded registered "
-                        "population (1 = referred in proportion)."))
+pub.table("referrals_by_detailed_ethnicity", detail, "Referrals by detailed ethnic category against the registered population",
+          rows={"group": "ethnicity"},
+          columns={"group": Label("Ethnic category"), "referrals": svc,
+                   "registered_py": Count("Registered person-years (weighted)", measure="registered_py", continuous=True),
+                   "rate": Rate("Referrals per 1,000 registered person-years", count="referrals", per="registered_py", multiplier=1000,
+                                **ci_)},
+          notes="No Census denominator exists for the detailed categories: the denominator is the registered population of the "
+                "area's practices (weighted for the extract's sampling).")
 
 # %% [markdown]
 # ## Recording completeness
@@ -74,72 +79,77 @@ display(pub.table("referrals_by_detailed_ethnicity", detail.round(3), "Referrals
 # quarter (Wilson 95% intervals; funnel limits at 95% and 99.8% around the area's share).
 
 # %%
-overall = equity.recording_completeness(refs, None)
-by_borough = equity.recording_completeness(refs, "borough_name")
-cnt = ["referrals", "recorded", "not_stated", "not_recorded"]
-der = {"recorded": ["pct_recorded", "lower", "upper", "funnel"], "referrals": ["pct_recorded", "lower", "upper", "funnel"]}
-display(pub.table("completeness_by_borough", by_borough.round(2), "Recording of ethnicity and main language among referrals, by borough",
-                  counts=cnt, derived=der, groups=[["field"]]))
-by_quarter = equity.recording_completeness(refs, ["borough_name", "quarter"])
-display(pub.table("completeness_by_quarter", by_quarter.round(2), "Recording completeness by borough and quarter of referral",
-                  counts=cnt, derived=der, groups=[["field", "borough_name"]]))
-fig = figures.line_with_intervals(equity.controlled(by_quarter[by_quarter["field"] == "ethnicity"], cnt, der, thr, base),
-                                  "quarter", "pct_recorded", "lower", "upper", "borough_name",
-                                  f"Referrals with an ethnic group recorded, by quarter, {ctx.area_name}", "Quarter of referral",
-                                  "% of referrals with ethnicity recorded (95% CI)", ylim=(0, 100))
-pub.figure("completeness_trend", fig, "Ethnicity recording by quarter",
-           alt=f"Line chart of the percentage of referrals with an ethnic group recorded in each quarter by borough; overall "
-               f"{overall.loc[overall['field'] == 'ethnicity', 'pct_recorded'].iloc[0]:.0f}%.")
-for level, name in (("pcn_name", "PCN"), ("practice_name", "practice")):
-    t = equity.recording_completeness(refs, ["borough_name", level])
-    display(pub.table(f"completeness_by_{name.lower()}", t.round(2), f"Recording completeness by {name}", counts=cnt, derived=der,
-                      groups=[["field", "borough_name"]]))
-    e = t[t["field"] == "ethnicity"]
-    shown = equity.controlled(e, cnt, der, thr, base).dropna(subset=["pct_recorded"])
-    shown = shown[shown["referrals"] > 0]
-    target = float(overall.loc[overall["field"] == "ethnicity", "pct_recorded"].iloc[0])
-    low = e[e["funnel"].str.startswith("below")]
-    fig = figures.funnel_plot(shown, "referrals", "pct_recorded", "proportion", f"Ethnicity recording by {name}, {ctx.area_name}",
-                              "Referrals (log scale)", "% with ethnicity recorded", target=target, multiplier=100,
-                              label=level if len(low) <= 5 else None)
-    where = "; ".join(f"{b}: {n}" for b, n in low["borough_name"].value_counts().items())
-    pub.figure(f"completeness_funnel_{name.lower()}", fig, f"Funnel plot of ethnicity recording by {name}",
-               alt=f"Funnel plot of the share of referrals with ethnicity recorded for {len(shown)} {name}s (those with small counts are "
-                   f"not shown) around the area's {target:.0f}%; {len(low)} lie below the 95% limit" + (f" ({where})." if len(low) else "."))
+def completeness_columns(field, unit, quarter=False):
+    tree = "ethnicity" if field == "ethnicity" else "language"
+    cols = {"code": Label(f"{unit} code"), "name": Label(unit)}
+    if quarter:
+        cols["quarter"] = Label("Quarter")
+    cols.update({"referrals": svc, "recorded": Count(f"{field.capitalize()} recorded", measure="referrals_svc", at={tree: "Recorded"}),
+                 "not_recorded": Count("Not recorded", measure="referrals_svc", at={tree: NOT_RECORDED})})
+    if field == "ethnicity":
+        cols["not_stated"] = Count("Not stated (code Z)", measure="referrals_svc", at={tree: "Not stated"})
+    cols["pct_recorded"] = Proportion(f"{field.capitalize()} recorded (%)", count="recorded", total="referrals",
+                                      lower="pct_recorded_lower", upper="pct_recorded_upper",
+                                      flag=None if quarter else "funnel", target_row=None if quarter else NCL)
+    return cols
 
-# %%
-trust = equity.trust_statement(overall, by_borough)
-pub.text(trust)
-pub.finding(trust.split(". ")[0].replace("**", "") + ".")
+
+levels = [("borough", "Borough"), ("pcn", "PCN"), ("practice", "Practice")]
+for field in ("ethnicity", "language"):
+    for level, unit in levels:
+        t = equity.completeness_table(refs, field, level, here, ctx.area_name, reference_referrals=data.all_referrals,
+                                      reference_code=NCL, reference_name="North Central London (reference)")
+        if field == "language" and level == "practice":
+            continue
+        pub.table(f"{field}_recording_by_{level}", t, f"{field.capitalize()} recording by {unit.lower()}, {ctx.area_name}",
+                  rows={"code": "geo"}, columns=completeness_columns(field, unit),
+                  notes="The last rows are the whole area and NCL: funnel limits are drawn around NCL's share in every pack.")
+q = equity.completeness_table(refs, "ethnicity", "borough", here, ctx.area_name, by_quarter=True)
+pub.table("ethnicity_recording_by_quarter", q, f"Ethnicity recording by quarter, {ctx.area_name}", rows={"code": "geo", "quarter": "quarter"},
+          columns=completeness_columns("ethnicity", "Area", quarter=True))
+pub.figure("completeness_trend", "Ethnicity recording by quarter", charts.lines, "ethnicity_recording_by_quarter", charts.alt_lines,
+           x="quarter", y="pct_recorded", lower="pct_recorded_lower", upper="pct_recorded_upper", series="name",
+           title=f"Referrals with an ethnic group recorded, by quarter, {ctx.area_name}", xlabel="Quarter of referral",
+           ylabel="% of referrals with ethnicity recorded (95% CI)", ylim=[0, 100])
+for level, unit in levels[1:]:
+    pub.figure(f"completeness_funnel_{level}", f"Funnel plot of ethnicity recording by {unit.lower()}", charts.funnel,
+               f"ethnicity_recording_by_{level}", charts.alt_funnel, x="referrals", count="recorded", y="pct_recorded",
+               statistic="proportion", multiplier=100, total_row=NCL, geo="code", target_label="NCL share", exclude_rows=[here],
+               title=f"Ethnicity recording by {unit.lower()}, {ctx.area_name}", xlabel="Referrals (log scale)",
+               ylabel="% with ethnicity recorded", unit_name=f"{unit.lower()}s")
+pub.finding(findings.recording, priority=2, area_code=here)
 
 # %% [markdown]
 # ## Referral rates by ethnic group
-# Crude and age-standardised referral rates per 1,000 residents per year, rate ratios against the reference
-# group and the area average, and the representation ratio (share of recorded referrals / share of residents).
+# Crude and age-standardised referral rates per 1,000 residents per year, and rate ratios against the
+# reference group.
 
 # %%
 pub.text(equity.DENOMINATOR_NOTE)
-eth = equity.ethnicity_rates(data, REF)
-rate_cols = ["pct_of_referrals", "crude_rate", "crude_lower", "crude_upper", "dsr", "dsr_lower", "dsr_upper", "rr_crude",
-             "rr_crude_lower", "rr_crude_upper", "rr_dsr", "rr_dsr_lower", "rr_dsr_upper", "rr_area", "rr_area_lower",
-             "rr_area_upper", "pct_of_recorded", "representation_ratio"]
-display(pub.table("rates_by_ethnic_group", eth.round(3), f"Referral rates per 1,000 residents per year by ethnic group, {ctx.area_name}",
-                  counts=["referrals"], derived={"referrals": rate_cols}, groups=[[]],
-                  notes=f"Rate ratios against the {REF} group (rr_crude, rr_dsr) and the area average (rr_area = representation ratio). "
-                        "Not stated and not recorded referrals have no denominator.",
-                  source="ONS Census 2021 TS021 (LSOA); registered-population age structure from the extract"))
-fp = eth[eth["group"].isin(CENSUS5_GROUPS)]
-fig, long = equity.rate_ratio_forest(fp, {"Crude, vs " + REF: "rr_crude", "Age-standardised, vs " + REF: "rr_dsr", "Crude, vs area average": "rr_area"},
-                                     REF, f"Referral rate ratios by ethnic group, {ctx.area_name}", "Rate ratio (log scale; 1 = same rate)", thr, base)
-pub.figure("forest_ethnicity_rates", fig, "Referral rate ratios by ethnic group (crude and age-standardised)",
-           alt="Forest plot of crude and age-standardised referral rate ratios with 95% intervals for each Census 2021 ethnic group, "
-               f"against the {REF} group and the area average; age-standardised: "
-               + equity.describe_ratios(fp[fp["group"] != REF], "rr_dsr", "rr_dsr_lower", "rr_dsr_upper", threshold=thr),
-           data=long, counts=["referrals"], derived={"referrals": ["rate_ratio", "lower", "upper"]})
-disp = equity.disparity_index(eth, "dsr", "residents")
-pub.text(f"**Index of disparity** across the five groups' age-standardised rates: {disp['id_total']:.1f}% of the area's rate "
-         f"(reference: the population-weighted rate of all groups) and {disp['id_best']:.1f}% of the highest group rate. "
-         f"{disp['formula']}; Keppel et al. (2005) Vital Health Stat 2(141) for the choice of reference. 0 means equal rates.")
+rate_cols = lambda group_label, at: {  # noqa: E731
+    "group": Label(group_label), "referrals": res, "residents": Public("Residents (Census 2021)", "count"),
+    "crude_rate": Rate("Crude rate per 1,000 per year", count="referrals", per="person_years", multiplier=1000,
+                       lower="crude_rate_lower", upper="crude_rate_upper"),
+    "person_years": Public("Person-years (residents x years)", "person_years"),
+    "rr_crude": RateRatio("Crude rate ratio", count="referrals", per="person_years", key="group", reference=at,
+                          lower="rr_crude_lower", upper="rr_crude_upper"),
+    "dsr": Estimate("Age-standardised rate per 1,000 per year", ("referrals",), "rate"),
+    "dsr_lower": Estimate("Age-standardised rate: lower 95% limit", ("referrals",), "rate"),
+    "dsr_upper": Estimate("Age-standardised rate: upper 95% limit", ("referrals",), "rate"),
+    "rr_dsr": Estimate("Age-standardised rate ratio", ("referrals",)),
+    "rr_dsr_lower": Estimate("Age-standardised rate ratio: lower 95% limit", ("referrals",)),
+    "rr_dsr_upper": Estimate("Age-standardised rate ratio: upper 95% limit", ("referrals",)),
+    "note": Label("Note")}
+eth = equity.ethnicity_rates(data, REF).assign(person_years=lambda d: d["residents"] * data.years)
+pub.table("rates_by_ethnic_group", eth, f"Referral rates per 1,000 residents per year by ethnic group, {ctx.area_name}",
+          rows={"group": "ethnicity"}, columns=rate_cols("Ethnic group", REF),
+          notes=f"Rate ratios against the {REF} group. Not stated and not recorded referrals have no denominator.",
+          source="ONS Census 2021 TS021 (LSOA); registered-population age structure from the extract")
+forest_measures = {"Crude": ["rr_crude", "rr_crude_lower", "rr_crude_upper"], "Age-standardised": ["rr_dsr", "rr_dsr_lower", "rr_dsr_upper"]}
+pub.figure("forest_ethnicity_rates", "Referral rate ratios by ethnic group (crude and age-standardised)", charts.forest,
+           "rates_by_ethnic_group", charts.alt_forest, label="group", measures=forest_measures,
+           where={"group": [g for g in CENSUS5_GROUPS if g != REF]},
+           title=f"Referral rate ratios by ethnic group vs {REF}, {ctx.area_name}", xlabel="Rate ratio (log scale; 1 = same rate)")
 
 # %% [markdown]
 # ### Proficiency in English
@@ -147,19 +157,16 @@ pub.text(f"**Index of disparity** across the five groups' age-standardised rates
 # whose main language is English (parameter `equity.reference_language_group`).
 
 # %%
-prof = equity.proficiency_rates(data, p.equity.reference_language_group)
-display(pub.table("rates_by_english_proficiency", prof.round(3), f"Referral rates per 1,000 residents aged 3+ per year by proficiency in English, {ctx.area_name}",
-                  counts=["referrals"], derived={"referrals": rate_cols}, groups=[[]],
-                  source="ONS Census 2021 TS029 (MSOA); registered-population age structure from the extract"))
-fpp = prof[prof["group"] != NOT_RECORDED]
-fig, long = equity.rate_ratio_forest(fpp, {"Crude": "rr_crude", "Age-standardised": "rr_dsr"}, REF_LANG,
-                                     f"Referral rate ratios by proficiency in English, {ctx.area_name}",
-                                     "Rate ratio (log scale; 1 = same rate as main language English)", thr, base)
-pub.figure("forest_proficiency_rates", fig, "Referral rate ratios by proficiency in English",
-           alt="Forest plot of crude and age-standardised referral rate ratios by proficiency in English against residents whose main "
-               "language is English; age-standardised: " + equity.describe_ratios(fpp[fpp["group"] != REF_LANG], "rr_dsr", "rr_dsr_lower",
-                                                                                   "rr_dsr_upper", threshold=thr),
-           data=long, counts=["referrals"], derived={"referrals": ["rate_ratio", "lower", "upper"]})
+prof = equity.proficiency_rates(data, p.equity.reference_language_group).assign(person_years=lambda d: d["residents"] * data.years)
+pub.table("rates_by_english_proficiency", prof, f"Referral rates per 1,000 residents aged 3+ per year by proficiency in English, {ctx.area_name}",
+          rows={"group": "proficiency"}, columns=rate_cols("Proficiency in English", REF_LANG),
+          source="ONS Census 2021 TS029 (MSOA); registered-population age structure from the extract")
+pub.figure("forest_proficiency_rates", "Referral rate ratios by proficiency in English", charts.forest, "rates_by_english_proficiency",
+           charts.alt_forest, label="group", measures=forest_measures,
+           where={"group": [g for g in equity.PROFICIENCY_LABELS.values() if g != REF_LANG]},
+           title=f"Referral rate ratios by proficiency in English, {ctx.area_name}",
+           xlabel="Rate ratio (log scale; 1 = same rate as main language English)")
+pub.finding(findings.proficiency, priority=3)
 
 # %% [markdown]
 # ## Adjusted comparison and the effect of missing ethnicity
@@ -169,27 +176,29 @@ pub.figure("forest_proficiency_rates", fig, "Referral rate ratios by proficiency
 # %%
 frame = equity.model_frame(data)
 adj = equity.adjusted_rate_ratios(frame, REF)
-sens = equity.missing_ethnicity_sensitivity(frame, REF, m=M, seed=SEED)
+seed, m_imp = p.equity.imputation_seed, p.equity.imputations
+sens = equity.missing_ethnicity_sensitivity(frame, REF, m=m_imp, seed=seed)
 pub.text(equity.MODEL_NOTE.format(borough=" x borough" if "borough_code" in adj.attrs["adjusted_for"] else "",
-                                  dispersion=adj.attrs["dispersion"], m=M, seed=SEED))
-display(pub.table("adjusted_rate_ratios", adj.drop(columns=["log_rr", "se"]).round(4), "Adjusted referral rate ratios by ethnic group (complete cases)",
-                  counts=["referrals", "exposure"], derived={"referrals": ["rate_ratio", "lower", "upper", "p"],
-                                                             "exposure": ["rate_ratio", "lower", "upper", "p"]},
-                  notes=f"Reference: {REF}. Exposure = weighted registered person-years aged 16+ with the group recorded."))
-sens = sens.merge(adj[["group", "referrals"]].rename(columns={"referrals": "recorded_referrals"}), on="group", how="left")
-display(pub.table("missing_ethnicity_sensitivity", sens.round(4), "Adjusted rate ratios under four treatments of missing ethnicity",
-                  counts=["recorded_referrals"], derived={"recorded_referrals": ["rate_ratio", "lower", "upper", "log_rr", "se", "fmi"]},
-                  notes="fmi = fraction of missing information (multiple imputation). missing_referrals = referrals (aged 16+) "
-                        "without a recorded group."))
-plot = equity.sensitivity_plot_frame(sens, REF)
-safe = equity.controlled(plot, ["recorded_referrals"], {"recorded_referrals": ["rate_ratio", "lower", "upper"]}, thr, base)
-fig = figures.forest_plot(safe, "label", "rate_ratio", "lower", "upper", f"Adjusted referral rate ratios vs {REF}, {ctx.area_name}",
-                          "Adjusted rate ratio (log scale; 1 = same rate)", group="method")
-figures.tidy_ratio_axis(fig, legend="none")
-pub.figure("forest_adjusted_sensitivity", fig, "Adjusted rate ratios: complete cases, multiple imputation and bounds",
-           alt="Forest plot of adjusted referral rate ratios for each ethnic group against the reference group under complete cases, "
-               "multiple imputation and the two bounds; complete cases: "
-               + equity.describe_ratios(adj[adj["group"] != REF], "rate_ratio", "lower", "upper", threshold=thr))
+                                  dispersion=adj.attrs["dispersion"], m=m_imp, seed=seed))
+model_n = Count("Referrals in the model (aged 16+)")
+model_py = Count("Registered person-years in the model (weighted)", continuous=True)
+est = lambda label: Estimate(label, ("referrals", "exposure"))  # noqa: E731
+pub.table("adjusted_rate_ratios", adj, "Adjusted referral rate ratios by ethnic group (complete cases)", rows={"group": "ethnicity"},
+          columns={"group": Label("Ethnic group"), "referrals": model_n, "exposure": model_py, "rate_ratio": est("Adjusted rate ratio"),
+                   "lower": est("Lower 95% limit"), "upper": est("Upper 95% limit"), "p": Estimate("p-value", ("referrals", "exposure"), "p")},
+          notes=f"Reference: {REF}. Exposure = weighted registered person-years aged 16+ with the group recorded.")
+sest = lambda label, fmt="ratio": Estimate(label, (), fmt)  # noqa: E731
+pub.table("missing_ethnicity_sensitivity", sens, "Adjusted rate ratios under four treatments of missing ethnicity",
+          rows={"method": "method", "group": "ethnicity"},
+          columns={"method": Label("Treatment of missing ethnicity"), "group": Label("Ethnic group"),
+                   "rate_ratio": sest("Adjusted rate ratio"), "lower": sest("Lower 95% limit"), "upper": sest("Upper 95% limit"),
+                   "fmi": sest("Fraction of missing information", "share")},
+          notes="Model estimates from the whole registered population; groups too small to estimate are left blank.")
+pub.figure("forest_adjusted_sensitivity", "Adjusted rate ratios: complete cases, multiple imputation and bounds", charts.forest,
+           "missing_ethnicity_sensitivity", charts.alt_forest, label="group", est="rate_ratio", lower="lower", upper="upper",
+           group="method", where={"group": [g for g in CENSUS5_GROUPS if g != REF]},
+           title=f"Adjusted referral rate ratios vs {REF}, {ctx.area_name}", xlabel="Adjusted rate ratio (log scale; 1 = same rate)")
+pub.finding(findings.adjusted_ratios, priority=1, reference=REF)
 
 # %% [markdown]
 # ## Uptake and outcome
@@ -197,36 +206,39 @@ pub.figure("forest_adjusted_sensitivity", fig, "Adjusted rate ratios: complete c
 # attending adjusted for age, sex, deprivation and referral source.
 
 # %%
-out = equity.outcome_by_group(refs)
-display(pub.table("outcome_by_ethnic_group", out.round(2), "Referral outcome by ethnic group", counts=["n", "referrals"],
-                  derived={"n": ["pct", "lower", "upper"], "referrals": ["pct", "lower", "upper"]}, groups=[["group"]]))
-src = equity.source_by_group(refs)
-display(pub.table("source_by_ethnic_group", src.round(2), "Referral source by ethnic group (self-referral and GP referral)",
-                  counts=["n", "referrals"], derived={"n": ["pct", "lower", "upper"], "referrals": ["pct", "lower", "upper"]},
-                  groups=[["group"]]))
-dna_share = equity.controlled(out[out["outcome"] == "dna"], ["n", "referrals"], {"n": ["pct", "lower", "upper"],
-                                                                                "referrals": ["pct", "lower", "upper"]}, thr, base)
-fig = figures.bar_with_intervals(dna_share, "group", "pct", "lower", "upper", f"Did not attend, by ethnic group, {ctx.area_name}",
-                                 "Ethnic group", "% of referrals not attending (95% CI)",
-                                 reference=100 * (refs["outcome"] == "dna").mean(), reference_label="All referrals")
-pub.figure("dna_by_ethnic_group", fig, "Did-not-attend rate by ethnic group",
-           alt="Bar chart of the percentage of referrals that did not attend in each ethnic group, with 95% intervals and the "
-               f"all-referrals rate of {100 * (refs['outcome'] == 'dna').mean():.0f}% as a dashed line.")
-dna = equity.dna_model(refs, REF)
-dna_der = {"n": ["odds_ratio", "lower", "upper", "p"], "events": ["odds_ratio", "lower", "upper", "p"]}
-display(pub.table("dna_odds_ratios", equity.readable_terms(dna)[["label", "reference_label", "n", "events", "odds_ratio", "lower", "upper", "p"]].round(4),
-                  "Odds of not attending: logistic regression (odds ratios, 95% CI)", counts=["n", "events"], derived=dna_der,
-                  notes=f"Reference: {REF}, GP referral, age 16-29, female, IMD quintile 1; "
-                        f"{equity.safe_count(dna.attrs['n'], thr, base)} referrals. n and events: referrals and non-attendances at each "
-                        "level. Not stated and not recorded ethnicity are kept as their own categories."))
-terms = equity.controlled(equity.readable_terms(dna[dna["factor"] != ""]), ["n", "events"], dna_der, thr, base)
-fig = figures.forest_plot(terms, "label", "odds_ratio", "lower", "upper", f"Odds of not attending, {ctx.area_name}",
-                          "Adjusted odds ratio (log scale; 1 = same odds)", group="factor")
-figures.tidy_ratio_axis(fig, legend="none")
-eth_terms = terms[terms["factor"] == "ethnic_group"].rename(columns={"level": "group"})
-pub.figure("forest_dna", fig, "Adjusted odds ratios for not attending",
-           alt="Forest plot of adjusted odds ratios for not attending by ethnic group, age band, sex, deprivation quintile, referral "
-               "source and borough; ethnic groups: " + equity.describe_ratios(eth_terms, "odds_ratio", "lower", "upper", count=None))
+def share_columns(value_col, value_label, tree):
+    return {"group": Label("Ethnic group"), value_col: Label(value_label), "n": Count("Referrals", measure="referrals_svc"),
+            "referrals": Count("All referrals in the group", measure="referrals_svc", at={tree: "All"}),
+            "pct": Proportion("% of the group's referrals", count="n", total="referrals", **ci_)}
+
+
+out = equity.outcome_by_group(refs, total=True)
+pub.table("outcome_by_ethnic_group", out, "Referral outcome by ethnic group", rows={"group": "ethnicity", "outcome": "outcome"},
+          columns=share_columns("outcome", "Outcome", "outcome"))
+src = equity.source_by_group(refs, total=True)
+pub.table("source_by_ethnic_group", src, "Referral source by ethnic group", rows={"group": "ethnicity", "source": "source"},
+          columns=share_columns("source", "Source", "source"))
+pub.figure("dna_by_ethnic_group", "Did-not-attend rate by ethnic group", charts.bars, "outcome_by_ethnic_group", charts.alt_bars,
+           label="group", value="pct", lower="lower", upper="upper", where={"outcome": "dna"}, reference_row="All",
+           reference_label="All referrals", title=f"Did not attend, by ethnic group, {ctx.area_name}", xlabel="Ethnic group",
+           ylabel="% of referrals not attending (95% CI)")
+dna = equity.readable_terms(equity.dna_model(refs, REF))
+factor_dims = {"by": "factor", "dims": {"ethnic_group": "ethnicity", "sex": "sex", "imd_quintile": "imd_quintile", "source": "source",
+                                        "model_age_band": "age_band", "borough_code": "geo"}}
+dest = lambda label, fmt="ratio": Estimate(label, ("n", "events"), fmt)  # noqa: E731
+pub.table("dna_odds_ratios", dna, "Odds of not attending: logistic regression (odds ratios, 95% CI)", rows={"level": factor_dims},
+          columns={"factor": Label("Factor"), "level": Label("Level"), "label": Label("Term"), "reference_label": Label("Compared with"),
+                   "n": Count("Referrals", measure="referrals_svc_adults"),
+                   "events": Count("Did not attend", measure="referrals_svc_adults", at={"outcome": "dna"}),
+                   "odds_ratio": dest("Adjusted odds ratio"), "lower": dest("Lower 95% limit"), "upper": dest("Upper 95% limit"),
+                   "p": dest("p-value", "p")},
+          notes=f"Referrals aged 16+ with a known IMD quintile. Reference: {REF}, GP referral, age 16-29, female, IMD quintile 1. "
+                "Not stated and not recorded ethnicity are kept as their own categories.")
+pub.figure("forest_dna", "Adjusted odds ratios for not attending", charts.forest, "dna_odds_ratios", charts.alt_forest,
+           label="label", est="odds_ratio", lower="lower", upper="upper", group="factor",
+           where={"factor": ["ethnic_group", "model_age_band", "sex", "imd_quintile", "source", "borough_code"]},
+           title=f"Odds of not attending, {ctx.area_name}", xlabel="Adjusted odds ratio (log scale; 1 = same odds)", legend="none")
+pub.finding(findings.dna, priority=2, reference=REF)
 
 # %% [markdown]
 # ## Inequality by deprivation
@@ -237,53 +249,54 @@ pub.figure("forest_dna", fig, "Adjusted odds ratios for not attending",
 # %%
 Q = p.equity.deprivation_quintiles
 qname = "quintile" if Q == 5 else "decile"
-dep = equity.deprivation_rates(data, Q)
-sii = equity.deprivation_sii(dep, seed=SEED)
-display(pub.table("rates_by_deprivation", dep.round(3), f"Referral rates per 1,000 residents per year by IMD 2025 {qname} (1 = most deprived)",
-                  counts=["referrals"], derived={"referrals": ["rate", "lower", "upper"]}, groups=[[]]))
-display(pub.table("sii_rii", sii.round(4), f"Slope and relative index of inequality of referral rates across IMD 2025 {qname}s",
-                  notes="SII: modelled difference in rate between the least and the most deprived ends of the area's population (per 1,000 "
-                        "per year; negative = more referrals where more deprived). RII: their ratio. " + sii.attrs.get("note", "")))
-fig = figures.bar_with_intervals(equity.controlled(dep, ["referrals"], {"referrals": ["rate", "lower", "upper"]}, thr, base),
-                                 "imd_quantile", "rate", "lower", "upper", f"Referral rate by deprivation, {ctx.area_name}",
-                                 f"IMD 2025 national {qname} (1 = most deprived)", "Referrals per 1,000 residents per year (95% CI)")
-pub.figure("rates_by_deprivation", fig, "Referral rates by deprivation",
-           alt=f"Bar chart of referral rates per 1,000 residents per year for each IMD 2025 {qname} with 95% intervals" +
-               (f"; slope index of inequality {sii['sii'].iloc[0]:.1f} per 1,000 ({sii['sii_lower'].iloc[0]:.1f} to "
-                f"{sii['sii_upper'].iloc[0]:.1f})." if len(sii) else "."))
+dep = equity.deprivation_rates(data, Q).assign(person_years=lambda d: d["residents"] * data.years)
+sii = equity.deprivation_sii(dep, seed=p.equity.sii_seed)
+pub.table("rates_by_deprivation", dep, f"Referral rates per 1,000 residents per year by IMD 2025 {qname} (1 = most deprived)",
+          rows={"imd_quantile": f"imd_{qname}"},
+          columns={"imd_quantile": Label(f"IMD 2025 {qname}"), "residents": Public("Residents (Census 2021)", "count"),
+                   "person_years": Public("Person-years", "person_years"), "referrals": res,
+                   "rate": Rate("Referrals per 1,000 residents per year", count="referrals", per="person_years", multiplier=1000, **ci_)})
+sest2 = lambda label: Estimate(label, (), "rate")  # noqa: E731
+pub.table("sii_rii", sii, f"Slope and relative index of inequality of referral rates across IMD 2025 {qname}s",
+          columns={"sii": sest2("Slope index of inequality (per 1,000 per year)"), "sii_lower": sest2("SII: lower 95% limit"),
+                   "sii_upper": sest2("SII: upper 95% limit"), "rii": Estimate("Relative index of inequality", ()),
+                   "rii_lower": Estimate("RII: lower 95% limit", ()), "rii_upper": Estimate("RII: upper 95% limit", ())},
+          notes="SII: modelled difference in rate between the least and the most deprived ends of the area's population (negative = "
+                "more referrals where more deprived). RII: their ratio.")
+pub.figure("bar_rates_by_deprivation", "Referral rates by deprivation", charts.bars, "rates_by_deprivation", charts.alt_bars,
+           label="imd_quantile", value="rate", lower="lower", upper="upper", title=f"Referral rate by deprivation, {ctx.area_name}",
+           xlabel=f"IMD 2025 national {qname} (1 = most deprived)", ylabel="Referrals per 1,000 residents per year (95% CI)")
+pub.finding(findings.deprivation, priority=3)
 
 # %% [markdown]
 # ## Language and interpreter need
-# Proficiency in English and household language among residents (Census 2021 TS029 / TS025) against referrals,
-# the most common recorded main languages, and interpreter need.
+# Proficiency in English among residents (Census 2021 TS029) against referrals with it recorded, household
+# language (TS025), the most common recorded main languages, and interpreter need.
 
 # %%
-display(pub.table("english_proficiency_residents_vs_referrals", equity.proficiency_comparison(data).round(3),
-                  "Proficiency in English: residents aged 3+ (Census 2021) against referrals with proficiency recorded",
-                  counts=["residents", "referrals"], derived={"referrals": ["pct_referrals", "lower", "upper", "representation_ratio"]},
-                  groups=[[]], source="ONS Census 2021 TS029 (MSOA)"))
-display(pub.table("household_language", equity.household_language(area).round(2), "Household language (Census 2021 TS025), households in the area's wards",
-                  source="ONS Census 2021 TS025, ward estimates derived from output areas", round_counts=False))
-nonen = equity.main_language_not_english(data)
-display(pub.table("main_language_not_english", nonen.round(2), "Main language not English: residents, registered patients and referrals",
-                  counts=["numerator", "denominator"], derived={"numerator": ["pct", "lower", "upper"],
-                                                                "denominator": ["pct", "lower", "upper"]}))
+pc = equity.proficiency_comparison(data, total=True)
+pub.table("english_proficiency_residents_vs_referrals", pc,
+          "Proficiency in English: residents aged 3+ (Census 2021) against referrals of residents with it recorded",
+          rows={"group": "proficiency"},
+          columns={"group": Label("Proficiency in English"), "residents": Public("Residents aged 3+", "count"),
+                   "pct_residents": Public("% of residents", "percent"), "referrals": res,
+                   "recorded": Count("Referrals with proficiency recorded", measure="referrals_res", at={"proficiency": "Recorded"}),
+                   "pct_referrals": Proportion("% of referrals with it recorded", count="referrals", total="recorded", **ci_)},
+          source="ONS Census 2021 TS029 (MSOA)")
+pub.table("household_language", equity.household_language(area), "Household language (Census 2021 TS025), households in the area's wards",
+          columns={"category": Label("Household language"), "households": Public("Households", "count"), "pct": Public("%", "percent")},
+          source="ONS Census 2021 TS025, ward estimates derived from output areas")
 langs = equity.top_languages(data, 10)
-display(pub.table("top_languages", langs.round(3), "Most common recorded main languages among referrals",
-                  counts=["referrals", "registered_py"], derived=rep_der,
-                  notes="Representation against the weighted registered population with the language recorded."))
+pub.table("top_languages", langs, "Most common recorded main languages among referrals", rows={"group": "language"},
+          columns={"group": Label("Main language"), "referrals": svc,
+                   "registered_py": Count("Registered person-years (weighted)", measure="registered_py", continuous=True),
+                   "rate": Rate("Referrals per 1,000 registered person-years", count="referrals", per="registered_py", multiplier=1000,
+                                **ci_)},
+          notes="Against the weighted registered population with the language recorded.")
 interp = equity.interpreter_need(refs)
-display(pub.table("interpreter_need", interp.round(2), "Interpreter needed among referrals with it recorded, overall and by proficiency in English",
-                  counts=["recorded", "interpreter_needed"], derived={"interpreter_needed": ["pct", "lower", "upper"],
-                                                                      "recorded": ["pct", "lower", "upper"]}, groups=[[]]))
-
-# %% [markdown]
-# ## Summary
-
-# %%
-summary = equity.plain_english_summary({
-    "area_name": ctx.area_name, "referrals": len(refs), "completeness": overall, "adjusted": adj, "sensitivity": sens,
-    "reference_group": REF, "proficiency": prof, "reference_language": REF_LANG, "dna": dna, "sii": sii,
-    "threshold": thr, "rounding_base": base})
-pub.finding(summary)
-print(summary)
+pub.table("interpreter_need", interp, "Interpreter needed among referrals with it recorded, overall and by proficiency in English",
+          rows={"group": "proficiency"},
+          columns={"group": Label("Proficiency in English"),
+                   "recorded": Count("Referrals with interpreter need recorded", measure="referrals_svc", at={"interpreter": "Recorded"}),
+                   "interpreter_needed": Count("Interpreter needed", measure="referrals_svc", at={"interpreter": "Interpreter needed"}),
+                   "pct": Proportion("% needing an interpreter", count="interpreter_needed", total="recorded", **ci_)})

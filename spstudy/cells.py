@@ -213,13 +213,15 @@ class Measure:
     geo: str = "svc"
     additive: bool = True
     unit: str = "referrals"
+    subset_of: str | None = None   # every cell is at most the same cell of this measure (e.g. a model's sample)
 
 
 MEASURES: dict[str, Measure] = {}
 
 
-def measure(id: str, description: str, geo: str = "svc", additive: bool = True, unit: str = "referrals") -> Measure:
-    m = Measure(id, description, geo, additive, unit)
+def measure(id: str, description: str, geo: str = "svc", additive: bool = True, unit: str = "referrals",
+            subset_of: str | None = None) -> Measure:
+    m = Measure(id, description, geo, additive, unit, subset_of)
     if id in MEASURES and MEASURES[id] != m:
         raise CellError(f"measure {id!r} is defined twice, differently")
     MEASURES[id] = m
@@ -240,6 +242,8 @@ measure("registered_py", "Registered person-years in the study period (weighted 
         geo="svc", unit="person-years")
 measure("referred_people_svc", "People referred in the study period by the area's practices (first referral)", geo="svc", unit="people")
 measure("onward_referrals_svc", "Onward referrals made for referrals in the study period, by the area's practices", geo="svc")
+measure("referrals_svc_adults", "Referrals by the area's practices of people aged 16+ with a known IMD quintile (the DNA model's sample)",
+        geo="svc", subset_of="referrals_svc")
 
 
 # ------------------------------------------------------------------------------------------ keys
@@ -305,9 +309,22 @@ def relations(keys, open_dims: dict[str, Tree] | None = None) -> list[tuple[Key,
     while todo:
         key = todo.pop()
         m, coords = key
-        if not get_measure(m).additive:
+        meas = get_measure(m)
+        if not meas.additive:
             continue
         cd = dict(coords)
+        if meas.subset_of:
+            # superset cell = this cell + the part outside the subset (unknown)
+            sup = make_key(meas.subset_of, cd)
+            rest = make_key(meas.subset_of + "~not~" + m, cd)
+            if (sup, "subset") not in groups:
+                groups[(sup, "subset")] = {key, rest}
+                exact[(sup, "subset")] = True
+                MEASURES.setdefault(rest[0], Measure(rest[0], f"{meas.subset_of} outside {m}", meas.geo, False))
+                for k in (sup,):
+                    if k not in closure:
+                        closure.add(k)
+                        todo.append(k)
         for dim, node in coords:
             par = _parent(key, dim, node, open_dims)
             if par is None:

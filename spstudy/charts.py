@@ -61,15 +61,18 @@ def _funnel_points(values, x: str, count: str, y: str, multiplier: float):
 
 def funnel(values, x: str, count: str, y: str, statistic: str, title: str, xlabel: str, ylabel: str, multiplier: float = 1.0,
            label: str | None = None, total_row: str | None = None, geo: str | None = None, target_label: str | None = None,
-           reference_rate: str | None = None, **_):
-    """Funnel plot of the published rows (the total row, if any, gives the target and is not a point)."""
-    d, target = _funnel_target(values, x, count, y, multiplier, total_row, geo, reference_rate, statistic)
+           reference_rate: str | None = None, exclude_rows: list | None = None, **_):
+    """Funnel plot of the published rows (the total row, if any, gives the target and is not a point;
+    ``exclude_rows``: other rows that are not units, e.g. the area's own total)."""
+    d, target = _funnel_target(values, x, count, y, multiplier, total_row, geo, reference_rate, statistic, exclude_rows)
     return F.funnel_plot(d, x, y, statistic, title, xlabel, ylabel, count=count, target=target, multiplier=multiplier,
                          label=label, target_label=target_label)
 
 
-def _funnel_target(values, x, count, y, multiplier, total_row, geo, reference_rate, statistic):
+def _funnel_target(values, x, count, y, multiplier, total_row, geo, reference_rate, statistic, exclude_rows=None):
     d = values
+    if exclude_rows:
+        d = d[~d[geo].astype(str).isin([str(e) for e in exclude_rows])]
     target = None
     if total_row is not None:
         tot = d[d[geo].astype(str) == total_row]
@@ -83,11 +86,12 @@ def _funnel_target(values, x, count, y, multiplier, total_row, geo, reference_ra
 
 def alt_funnel(values, x: str, count: str, y: str, statistic: str, title: str, xlabel: str, ylabel: str, multiplier: float = 1.0,
                label: str | None = None, total_row: str | None = None, geo: str | None = None, unit_name: str = "units",
-               reference_rate: str | None = None, **_):
-    d, target = _funnel_target(values, x, count, y, multiplier, total_row, geo, reference_rate, statistic)
+               reference_rate: str | None = None, exclude_rows: list | None = None, **_):
+    d, target = _funnel_target(values, x, count, y, multiplier, total_row, geo, reference_rate, statistic, exclude_rows)
     fd = F.funnel_data(d, x, y, statistic, count=count, target=target, multiplier=multiplier, label=label)
     p = fd.points
-    hidden = len(values) - len(d) - (1 if total_row is not None and (values[geo].astype(str) == total_row).any() else 0)
+    not_units = {str(total_row)} | {str(e) for e in (exclude_rows or [])} if geo else set()
+    hidden = int((~values[geo].astype(str).isin(not_units)).sum()) - len(d) if geo else len(values) - len(d)
     above = int(p["position"].fillna("").str.startswith("above").sum())
     below = int(p["position"].fillna("").str.startswith("below").sum())
     s = (f"Funnel plot of {len(p)} {unit_name}: {title.lower()}, against 95% and 99.8% control limits around "
@@ -99,31 +103,54 @@ def alt_funnel(values, x: str, count: str, y: str, statistic: str, title: str, x
 
 # -------------------------------------------------------------------------- forest, bars, lines
 
-def forest(values, label: str, est: str, lower: str, upper: str, title: str, xlabel: str, group: str | None = None,
-           ref: float = 1.0, log: bool = True, legend: str = "outside", **_):
-    d = values.dropna(subset=[est])
-    fig = F.forest_plot(d, label, est, lower, upper, title, xlabel, ref=ref, log=log, group=group)
+def _forest_long(values, label, est, lower, upper, measures, where):
+    v = values
+    for k, val in (where or {}).items():
+        v = v[v[k].astype(str).isin([str(x) for x in (val if isinstance(val, list) else [val])])]
+    if not measures:
+        return v, label, est, lower, upper, None
+    rows = []
+    for _, r in v.iterrows():
+        for name, (e, lo, hi) in measures.items():
+            rows.append({"label": f"{r[label]}: {name}", "measure": name, "est": r[e], "lo": r[lo], "hi": r[hi]})
+    return pd.DataFrame(rows, columns=["label", "measure", "est", "lo", "hi"]), "label", "est", "lo", "hi", "measure"
+
+
+def forest(values, label: str, title: str, xlabel: str, est: str = "", lower: str = "", upper: str = "", group: str | None = None,
+           ref: float = 1.0, log: bool = True, legend: str = "outside", measures: dict | None = None, where: dict | None = None, **_):
+    """Forest plot of estimates with intervals; ``measures`` {name: [est, lower, upper]} draws several
+    columns per row; ``where`` keeps rows whose column equals a value."""
+    d, lab, e, lo, hi, g = _forest_long(values, label, est, lower, upper, measures, where)
+    d = d.dropna(subset=[e])
+    fig = F.forest_plot(d, lab, e, lo, hi, title, xlabel, ref=ref, log=log, group=g or group)
     return F.tidy_ratio_axis(fig, legend=legend) if log else fig
 
 
-def alt_forest(values, label: str, est: str, lower: str, upper: str, title: str, xlabel: str, group: str | None = None,
-               ref: float = 1.0, **_):
-    d = values.dropna(subset=[est])
+def alt_forest(values, label: str, title: str, xlabel: str, est: str = "", lower: str = "", upper: str = "", group: str | None = None,
+               ref: float = 1.0, measures: dict | None = None, where: dict | None = None, **_):
+    d, lab, e, lo, hi, g = _forest_long(values, label, est, lower, upper, measures, where)
+    shown = d.dropna(subset=[e])
     parts = []
-    for _, r in d.head(12).iterrows():
-        g = f"{r[group]}: " if group else ""
-        parts.append(f"{g}{r[label]} {r[est]:.2f} ({_fmt(r[lower], 2)} to {_fmt(r[upper], 2)})")
-    more = f"; and {len(d) - 12} more" if len(d) > 12 else ""
-    hidden = len(values) - len(d)
+    for _, r in shown.head(14).iterrows():
+        gg = f"{r[group]}: " if (group and not g) else ""
+        parts.append(f"{gg}{r[lab]} {r[e]:.2f} ({_fmt(r[lo], 2)} to {_fmt(r[hi], 2)})")
+    more = f"; and {len(shown) - 14} more" if len(shown) > 14 else ""
+    hidden = len(d) - len(shown)
     s = f"Forest plot, {title}, estimates with 95% intervals against a reference of {ref:g}: " + "; ".join(parts) + more
     if hidden:
-        s += f". {hidden} estimate(s) suppressed and not drawn"
+        s += f". {hidden} estimate(s) suppressed or not estimable are not drawn"
     return s + "."
 
 
+def _where(values, where):
+    for k, val in (where or {}).items():
+        values = values[values[k].astype(str).isin([str(x) for x in (val if isinstance(val, list) else [val])])]
+    return values
+
+
 def bars(values, label: str, value: str, lower: str, upper: str, title: str, xlabel: str, ylabel: str,
-         reference_row: str | None = None, reference_label: str = "", **_):
-    d = values
+         reference_row: str | None = None, reference_label: str = "", where: dict | None = None, **_):
+    d = _where(values, where)
     ref = None
     if reference_row is not None:
         r = d[d[label].astype(str) == reference_row]
@@ -133,8 +160,8 @@ def bars(values, label: str, value: str, lower: str, upper: str, title: str, xla
 
 
 def alt_bars(values, label: str, value: str, lower: str, upper: str, title: str, xlabel: str, ylabel: str,
-             reference_row: str | None = None, reference_label: str = "", decimals: int = 1, **_):
-    d = values
+             reference_row: str | None = None, reference_label: str = "", decimals: int = 1, where: dict | None = None, **_):
+    d = _where(values, where)
     extra = ""
     if reference_row is not None:
         r = d[d[label].astype(str) == reference_row]
@@ -146,11 +173,14 @@ def alt_bars(values, label: str, value: str, lower: str, upper: str, title: str,
 
 
 def lines(values, x: str, y: str, lower: str, upper: str, series: str | None, title: str, xlabel: str, ylabel: str,
-          ylim: list | None = None, **_):
+          ylim: list | None = None, where: dict | None = None, **_):
+    values = _where(values, where)
     return F.line_with_intervals(values, x, y, lower, upper, series, title, xlabel, ylabel, ylim=tuple(ylim) if ylim else None)
 
 
-def alt_lines(values, x: str, y: str, lower: str, upper: str, series: str | None, title: str, xlabel: str, ylabel: str, **_):
+def alt_lines(values, x: str, y: str, lower: str, upper: str, series: str | None, title: str, xlabel: str, ylabel: str,
+              where: dict | None = None, **_):
+    values = _where(values, where)
     groups = [(None, values)] if series is None else list(values.groupby(series, sort=False))
     parts = []
     for name, g in groups:
@@ -304,9 +334,17 @@ def marks(fig) -> list[float]:
             elif isinstance(c, LineCollection):
                 for seg in c.get_segments():
                     out += [v for v in np.asarray(seg, dtype=float).ravel() if np.isfinite(v)]
-        for p in ax.patches:
-            if isinstance(p, Rectangle) and p.get_height() != 0:
-                out += [p.get_height(), p.get_y() + p.get_height(), p.get_x() + p.get_width(), p.get_x()]
+        rects = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_height() != 0 and p.get_width() != 0]
+        if rects:
+            ws = np.array([p.get_width() for p in rects])
+            hs = np.array([p.get_height() for p in rects])
+            for p in rects:
+                if np.allclose(ws, ws[0]):        # vertical bars on categories: the heights are the data
+                    out += [p.get_y() + p.get_height()]
+                elif np.allclose(hs, hs[0]):      # horizontal bars on categories: the ends are the data
+                    out += [p.get_x(), p.get_x() + p.get_width()]
+                else:                             # histogram: edges and heights are all data
+                    out += [p.get_x(), p.get_x() + p.get_width(), p.get_y() + p.get_height()]
     return out
 
 
@@ -321,7 +359,9 @@ def check_marks(fig, values: pd.DataFrame, name: str, tolerance: float = 0.051):
     n = len(values)
     bad = []
     for m in marks(fig):
-        if abs(m - round(m)) < 1e-9 and -1 <= m <= max(n, 1) + 1:
+        if m == 0:
+            continue
+        if abs(m - round(m)) < 1e-9 and -1 <= m <= 10 * max(n, 1) + 10:
             continue  # a category position (0, 1, 2 ...) on a categorical axis
         if len(pool) and np.min(np.abs(pool - m) / np.maximum(1.0, np.abs(pool))) <= tolerance:
             continue

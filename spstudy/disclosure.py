@@ -188,6 +188,26 @@ class Proportion(Col):
 
 
 @dataclass(frozen=True)
+class RateRatio(Col):
+    """(count / per) over the same for the reference row, recomputed from the published counts, with a
+    log-normal interval (stats.rate_ratio). ``reference``: the value of ``key`` (a row-key column) that
+    marks the reference row."""
+
+    count: str = ""
+    per: str = ""
+    key: str = ""
+    reference: str = ""
+    lower: str | None = None
+    upper: str | None = None
+    fmt: str = "ratio"
+    confidence: float = 0.95
+
+    @property
+    def kind(self):
+        return self.fmt
+
+
+@dataclass(frozen=True)
 class Generated(Col):
     """A column the publisher fills from another spec (interval limits, funnel flags)."""
 
@@ -199,7 +219,7 @@ class Generated(Col):
         return self.fmt
 
 
-DERIVED = (Rate, Proportion)
+DERIVED = (Rate, Proportion, RateRatio)
 
 
 # --------------------------------------------------------------------------------------- tables
@@ -225,7 +245,7 @@ class TableSpec:
                     col = getattr(c, part)
                     if col:
                         out[col] = Generated(f"{c.label}: {what}", of=name, fmt=c.kind)
-                if c.flag:
+                if getattr(c, "flag", None):
                     out[c.flag] = Generated(f"{c.label}: against funnel limits", of=name, fmt="text")
         return out
 
@@ -253,7 +273,7 @@ def check_table(spec: TableSpec, df: pd.DataFrame, where: str) -> pd.DataFrame:
             if (v < 0).any():
                 raise DisclosureError(f"{where}: column {c!r} is a count but holds negative values")
             out[c] = v.astype(float)
-        if isinstance(s, (Rate, Proportion)):
+        if isinstance(s, DERIVED):
             for ref in (s.count, getattr(s, "per", "") or getattr(s, "total", "")):
                 if ref not in cols:
                     raise DisclosureError(f"{where}: column {c!r} is derived from {ref!r}, which is not declared")
@@ -278,6 +298,11 @@ def row_keys(spec: TableSpec, df: pd.DataFrame, area: str, where: str) -> dict[t
         coords.update(spec.at)
         for col, dim in spec.rows.items():
             v = df.at[r, col]
+            if isinstance(dim, dict):  # the dimension is named row by row: {"by": column, "dims": {value: dimension}}
+                d = dim["dims"].get(str(df.at[r, dim["by"]]))
+                if d is None:
+                    continue  # e.g. a model's intercept: the total over this dimension
+                dim = d
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 v = ""
             if dim == "geo":
@@ -293,6 +318,9 @@ def row_keys(spec: TableSpec, df: pd.DataFrame, area: str, where: str) -> dict[t
         for col, s in spec.columns.items():
             if not isinstance(s, Count):
                 continue
+            v0 = df.at[r, col]
+            if v0 is None or (isinstance(v0, float) and math.isnan(v0)):
+                continue  # not applicable (no count): published blank
             cc = {**coords, **{d: (C.dim_tree(d).node(n, where) if d in C.CATEGORY_DIMS else n) for d, n in s.at.items()}}
             if s.measure is None:
                 m = f"{spec.name}.{col}"
@@ -307,15 +335,6 @@ def row_keys(spec: TableSpec, df: pd.DataFrame, area: str, where: str) -> dict[t
                 if not meas.additive:
                     cc["pack"] = area
             out[(r, col)] = C.make_key(m, cc)
-    seen: dict = {}
-    for (r, col), k in out.items():
-        if k in seen and seen[k] != (r, col):
-            # the same cell twice in one table is fine only for different columns declaring the same thing
-            r0, c0 = seen[k]
-            if r0 != r:
-                raise DisclosureError(f"{where}: rows {r0} and {r} are the same cell {C.key_str(k)}; add the distinguishing "
-                                      "column to the table's row keys")
-        seen[k] = (r, col)
     return out
 
 
@@ -407,6 +426,29 @@ def derive(spec: TableSpec, data: pd.DataFrame, suppressed: pd.DataFrame) -> Non
                 if c:
                     suppressed[c] = sup.copy()
     for name, s in cols.items():
+        if isinstance(s, RateRatio):
+            x = data[s.count].to_numpy(float)
+            n = pd.to_numeric(data[s.per], errors="coerce").to_numpy(float)
+            ref = (data[s.key].astype(str) == s.reference).to_numpy()
+            if ref.sum() != 1:
+                raise DisclosureError(f"table {spec.name!r}: column {name!r} needs exactly one reference row {s.key} = {s.reference!r}")
+            xr, nr = x[ref][0], n[ref][0]
+            sup_ref = bool(suppressed.loc[ref, s.count].iloc[0])
+            ok = ~np.isnan(x) & (n > 0) & (not sup_ref) & (not np.isnan(xr)) & (nr > 0)
+            val = np.full(len(data), np.nan)
+            lo, hi = val.copy(), val.copy()
+            if ok.any():
+                r = stats.rate_ratio(x[ok], n[ok], np.full(ok.sum(), xr), np.full(ok.sum(), nr), confidence=s.confidence)
+                val[ok], lo[ok], hi[ok] = r["rate_ratio"], r["lower"], r["upper"]
+            lo[ref], hi[ref] = np.nan, np.nan
+            data[name] = val
+            sup = suppressed[s.count] | sup_ref
+            suppressed[name] |= sup
+            for c in (s.lower, s.upper):
+                if c:
+                    data[c] = lo if c == s.lower else hi
+                    suppressed[c] = sup.copy()
+    for name, s in cols.items():
         if isinstance(s, Estimate):
             srcs = [c for c, t in cols.items() if isinstance(t, Count)] if "*" in s.sources else list(s.sources)
             for src in srcs:
@@ -464,7 +506,7 @@ def apply(spec: TableSpec, raw: pd.DataFrame, keys: dict, suppressed_keys: set, 
     for col, s in cols.items():
         if isinstance(s, Count):
             for r in range(len(data)):
-                if (r, col) not in keys:
+                if (r, col) not in keys and not math.isnan(float(data.at[r, col])):
                     raise DisclosureError(f"{spec.name}: count cell ({r}, {col}) has no key")
     derive(spec, data, mask)
     values = data.copy()

@@ -299,11 +299,14 @@ class EquityData:
     pool_fraction: float
     start: pd.Timestamp
     end: pd.Timestamp
+    all_referrals: pd.DataFrame | None = None
 
     @property
     def resident_referrals(self) -> pd.DataFrame:
-        """Referrals of people living in the area (the numerator for Census-based rates)."""
-        return self.referrals[self.referrals["resident_in_area"]].reset_index(drop=True)
+        """Referrals of people living in the area, by any NCL service (the numerator for Census-based
+        rates, whose denominators are residents): the same count in every pack that shows it."""
+        src = self.all_referrals if self.all_referrals is not None else self.referrals
+        return src[src["resident_in_area"]].reset_index(drop=True)
 
 
 def _quarter_label(d: pd.Series) -> pd.Series:
@@ -317,7 +320,8 @@ def prepare(extracts, area: str, study_start, study_end, pool_fraction: float = 
 
     Area population: persons registered with a practice in the area (practice borough from the NHS
     Digital practice list). Area referrals: referrals whose ``borough_code`` (the service) is in the
-    area and whose date is in [study_start, study_end]. Person-years: days registered inside the
+    area and whose date is in [study_start, study_end]. Resident referrals (``resident_referrals``, for
+    rates against Census residents): referrals of people living in the area, by any NCL service. Person-years: days registered inside the
     study period / 365.25. Age for the models: age at the middle of the study period
     (year of the midpoint - birth year); age at referral for referral tables.
     """
@@ -367,6 +371,7 @@ def prepare(extracts, area: str, study_start, study_end, pool_fraction: float = 
 
     r = referrals[(pd.to_datetime(referrals["referral_date"]) >= start) & (pd.to_datetime(referrals["referral_date"]) <= end)]
     referred_any = set(referrals["person_id"].astype(object))
+    r_all = r.reset_index(drop=True)
     r = r[r["borough_code"].isin(codes)].reset_index(drop=True)
     p["weight"] = np.where(p["person_id"].isin(referred_any), 1.0, 1.0 / pool_fraction)
     n_ref = r.groupby(r["person_id"].astype(object)).size()
@@ -378,6 +383,7 @@ def prepare(extracts, area: str, study_start, study_end, pool_fraction: float = 
     pi = p.set_index("person_id")
     cols = ["ethnicity_code", "ethnic_group", "ethnic_detail", "proficiency", "language", "interpreter", "sex",
             "lsoa21_code", "resident_borough_code", "imd_decile", "imd_quintile"]
+    r = r_all
     out = pd.DataFrame({
         "referral_id": r["referral_id"].astype(object).to_numpy(),
         "person_id": r["person_id"].astype(object).to_numpy(),
@@ -398,8 +404,11 @@ def prepare(extracts, area: str, study_start, study_end, pool_fraction: float = 
     out["practice_code"] = r["practice_code"].astype(object).to_numpy()
     out["practice_name"] = out["practice_code"].map(gp["practice_name"]).fillna(out["practice_code"])
     out["resident_in_area"] = out["resident_borough_code"].isin(codes).to_numpy()
+    in_service = out["borough_code"].isin(codes).to_numpy()
+    all_out = out
+    out = out[in_service].reset_index(drop=True)
     return EquityData(area=area, borough_codes=codes, referrals=out, persons=pop, years=years,
-                      pool_fraction=float(pool_fraction), start=start, end=end)
+                      pool_fraction=float(pool_fraction), start=start, end=end, all_referrals=all_out)
 
 
 # ------------------------------------------------------------------------------------ completeness
@@ -451,6 +460,42 @@ def recording_completeness(referrals: pd.DataFrame, by: str | Sequence[str] | No
     out = pd.concat(rows, ignore_index=True)
     return out[by_cols + ["field", "description", "referrals", "recorded", "not_stated", "not_recorded", "pct_recorded",
                           "lower", "upper", "funnel"]]
+
+
+COMPLETENESS_LEVELS = {"borough": ("borough_code", "borough_name"), "pcn": ("pcn_code", "pcn_name"),
+                       "practice": ("practice_code", "practice_name")}
+
+
+def completeness_table(referrals: pd.DataFrame, field: str, level: str, area_code: str, area_name: str,
+                       by_quarter: bool = False, confidence: float = 0.95, reference_referrals: pd.DataFrame | None = None,
+                       reference_code: str | None = None, reference_name: str | None = None) -> pd.DataFrame:
+    """Recording completeness of ``field`` ('ethnicity' or 'language') for each unit of ``level``
+    ('borough', 'pcn', 'practice') of the area's services, with the area itself as the last row
+    (its code in ``code``), optionally by quarter of referral; with ``reference_referrals`` (e.g. every
+    NCL referral) a reference row (``reference_code``) follows, so funnel limits are drawn around one
+    reference in every pack. Counts of referrals: referrals,
+    recorded, not_stated, not_recorded; pct_recorded / lower / upper (Wilson, percent).
+    Columns: code, name, [quarter], referrals, recorded, not_stated, not_recorded, pct_recorded,
+    pct_recorded_lower, pct_recorded_upper."""
+    if level not in COMPLETENESS_LEVELS:
+        raise ValueError(f"level: choose from {list(COMPLETENESS_LEVELS)}; got {level!r}")
+    code, name = COMPLETENESS_LEVELS[level]
+    q = ["quarter"] if by_quarter else []
+    units = recording_completeness(referrals, [code, name] + q, fields=(field,), confidence=confidence)
+    units = units[units[code] != area_code]  # a borough's own row is the total row
+    total = recording_completeness(referrals, q or None, fields=(field,), confidence=confidence)
+    total.insert(0, code, area_code)
+    total.insert(1, name, area_name)
+    parts = [units, total]
+    if reference_referrals is not None and reference_code is not None and reference_code != area_code:
+        rt = recording_completeness(reference_referrals, q or None, fields=(field,), confidence=confidence)
+        rt.insert(0, code, reference_code)
+        rt.insert(1, name, reference_name or reference_code)
+        parts.append(rt)
+    out = pd.concat(parts, ignore_index=True).rename(columns={code: "code", name: "name", "lower": "pct_recorded_lower",
+                                                                          "upper": "pct_recorded_upper"})
+    return out[["code", "name"] + q + ["referrals", "recorded", "not_stated", "not_recorded", "pct_recorded",
+                                       "pct_recorded_lower", "pct_recorded_upper"]]
 
 
 def completeness_rating(pct: float) -> str:
@@ -1206,7 +1251,7 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
 # ------------------------------------------------------------------------------------ uptake and outcome
 
 def proportions_by_group(referrals: pd.DataFrame, group_col: str, groups: Sequence[str], value_col: str,
-                         values: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
+                         values: Sequence[str], confidence: float = 0.95, total: bool = False) -> pd.DataFrame:
     """Share of each group's referrals with each value of ``value_col`` (e.g. outcome, source), Wilson intervals.
 
     Returns one row per group x value: group, value, n, referrals (the group's total, the
@@ -1221,6 +1266,10 @@ def proportions_by_group(referrals: pd.DataFrame, group_col: str, groups: Sequen
         n_g = int(tot.get(g, 0))
         for v in values:
             rows.append({"group": g, "value": v, "n": int(t.get((g, v), 0)), "referrals": n_g})
+    if total:  # every referral, as a last group "All"
+        tv = referrals.groupby(value_col).size()
+        for v in values:
+            rows.append({"group": "All", "value": v, "n": int(tv.get(v, 0)), "referrals": len(referrals)})
     out = pd.DataFrame(rows)
     ok = out["referrals"] > 0
     ci = stats.wilson_ci(out.loc[ok, "n"], out.loc[ok, "referrals"], confidence, multiplier=100)
@@ -1231,16 +1280,18 @@ def proportions_by_group(referrals: pd.DataFrame, group_col: str, groups: Sequen
 
 
 def outcome_by_group(referrals: pd.DataFrame, group_col: str = "ethnic_group", groups: Sequence[str] = ETHNIC_GROUPS,
-                     confidence: float = 0.95) -> pd.DataFrame:
-    """Seen / did not attend / declined as a share of each group's referrals (Wilson intervals)."""
-    out = proportions_by_group(referrals, group_col, groups, "outcome", list(REFERRAL_OUTCOMES), confidence)
+                     confidence: float = 0.95, total: bool = False) -> pd.DataFrame:
+    """Seen / did not attend / declined as a share of each group's referrals (Wilson intervals);
+    ``total`` adds the group "All"."""
+    out = proportions_by_group(referrals, group_col, groups, "outcome", list(REFERRAL_OUTCOMES), confidence, total)
     return out.rename(columns={"value": "outcome"})
 
 
 def source_by_group(referrals: pd.DataFrame, group_col: str = "ethnic_group", groups: Sequence[str] = ETHNIC_GROUPS,
-                    confidence: float = 0.95) -> pd.DataFrame:
-    """Referral source (GP, other clinician, self, other agency) as a share of each group's referrals (Wilson)."""
-    out = proportions_by_group(referrals, group_col, groups, "source", list(REFERRAL_SOURCES), confidence)
+                    confidence: float = 0.95, total: bool = False) -> pd.DataFrame:
+    """Referral source (GP, other clinician, self, other agency) as a share of each group's referrals
+    (Wilson); ``total`` adds the group "All"."""
+    out = proportions_by_group(referrals, group_col, groups, "source", list(REFERRAL_SOURCES), confidence, total)
     return out.rename(columns={"value": "source"})
 
 
@@ -1345,7 +1396,7 @@ def disparity_index(rates: pd.DataFrame, rate_col: str = "dsr", population_col: 
 
 # ------------------------------------------------------------------------------------ language
 
-def proficiency_comparison(data: EquityData, confidence: float = 0.95) -> pd.DataFrame:
+def proficiency_comparison(data: EquityData, confidence: float = 0.95, total: bool = False) -> pd.DataFrame:
     """Proficiency in English among residents aged 3+ (Census 2021 TS029, area MSOAs) against the
     area's resident referrals with proficiency recorded.
 
@@ -1365,6 +1416,10 @@ def proficiency_comparison(data: EquityData, confidence: float = 0.95) -> pd.Dat
     else:
         out["pct_referrals"] = out["lower"] = out["upper"] = np.nan
     out["representation_ratio"] = out["pct_referrals"] / out["pct_residents"]
+    out["recorded"] = len(rec)  # the denominator of pct_referrals (referrals with proficiency recorded)
+    if total:
+        out = pd.concat([out, pd.DataFrame([{"group": "Recorded", "residents": int(out["residents"].sum()), "pct_residents": 100.0,
+                                              "referrals": len(rec), "recorded": len(rec)}])], ignore_index=True)
     return out
 
 

@@ -125,3 +125,102 @@ def workforce_review_checks(t, coverage: str = "workforce_coverage", totals: str
         tot = tot[tot["flag"].fillna("").astype(str) != ""]
         parts += [str(f) for f in tot["flag"]]
     return ("Checks of the NCL review's own figures: " + "; ".join(parts) + ".") if parts else None
+
+
+# ----------------------------------------------------------------------------- 02 equity of access
+
+GOOD, POOR = 90.0, 70.0
+
+
+def _rating(p):
+    return "unknown" if p is None or (isinstance(p, float) and math.isnan(p)) else ("good" if p >= GOOD else "fair" if p >= POOR else "poor")
+
+
+def recording(t, ethnicity: str = "ethnicity_recording_by_borough", language: str = "language_recording_by_borough",
+              area_code: str = "") -> str:
+    """How far the equity results can be trusted, from the published completeness tables."""
+    e, lang = t[ethnicity], t[language]
+    et, lt = e[e["code"] == area_code], lang[lang["code"] == area_code]
+    ep = float(et["pct_recorded"].iloc[0]) if len(et) else float("nan")
+    lp = float(lt["pct_recorded"].iloc[0]) if len(lt) else float("nan")
+    parts = [f"Ethnicity is recorded (a code A-S) for {pct(ep)} of {t.area_name}'s referrals ({_rating(ep)}) and main language "
+             f"for {pct(lp)} ({_rating(lp)})."]
+    units = e[e["code"] != area_code].dropna(subset=["pct_recorded"])
+    if len(units) > 1:
+        u = units.sort_values("pct_recorded")
+        parts.append(f"By borough it runs from {pct(u['pct_recorded'].iloc[0])} ({u['name'].iloc[0]}) to {pct(u['pct_recorded'].iloc[-1])} "
+                     f"({u['name'].iloc[-1]}).")
+    r = _rating(ep)
+    if r == "good":
+        parts.append("That is good enough for the ethnic-group rates and ratios below to be read at face value.")
+    elif r == "fair":
+        parts.append(f"About {100 - ep:.0f} in 100 referrals cannot be placed in an ethnic group, so group rates are underestimates; rate "
+                     "ratios between groups hold if recording does not depend on the group, and the sensitivity analysis shows how far "
+                     "they could move if it does.")
+    else:
+        parts.append("Ethnicity completeness is poor: group rates are substantial underestimates; improve recording before acting on any "
+                     "single comparison.")
+    if _rating(lp) != "good":
+        parts.append(f"Results by language rest on the {pct(lp)} of referrals with it recorded and are indicative only.")
+    return " ".join(parts)
+
+
+def adjusted_ratios(t, table: str = "adjusted_rate_ratios", sensitivity: str = "missing_ethnicity_sensitivity",
+                    reference: str = "White") -> str:
+    a = t[table]
+    a = a[(a["group"] != reference)].dropna(subset=["upper"])
+    low, high = a[a["upper"] < 1], a[a["lower"] > 1]
+
+    def rr(r):
+        return f"{r['group']} {r['rate_ratio']:.2f} ({ci(r['lower'], r['upper'])})"
+
+    s = []
+    if len(low):
+        s.append(f"After allowing for age, sex and deprivation, people in the {names(low['group'])} group(s) were referred less often "
+                 f"than {reference} people in {t.area_name} (adjusted rate ratio {'; '.join(rr(r) for _, r in low.iterrows())}).")
+    if len(high):
+        s.append(f"People in the {names(high['group'])} group(s) were referred more often ({'; '.join(rr(r) for _, r in high.iterrows())}).")
+    if not len(low) and not len(high):
+        s.append(f"After allowing for age, sex and deprivation, no ethnic group's referral rate in {t.area_name} differed clearly from "
+                 f"that of {reference} people.")
+    if len(low) and sensitivity in t:
+        sens = t[sensitivity]
+        up = sens[sens["method"].astype(str).str.startswith("Bound: all")]
+        held = [g for g in low["group"] if ((up["group"] == g) & (up["rate_ratio"] < 1)).any()]
+        s.append("If every referral without a recorded ethnicity were from the group, " +
+                 (f"{names(held)} would still be referred less often." if held else "the shortfall could disappear."))
+    return " ".join(s)
+
+
+def proficiency(t, table: str = "rates_by_english_proficiency") -> str | None:
+    p = t[table]
+    rows = p[p["group"].isin(["Cannot speak English well", "Cannot speak English"])].dropna(subset=["rr_crude"])
+    if not len(rows):
+        return None
+    parts = [f"{r['rr_crude']:.2f} ({ci(r['rr_crude_lower'], r['rr_crude_upper'])}) for residents who {r['group'].lower().replace('cannot', 'cannot')}"
+             for _, r in rows.iterrows()]
+    return (f"Compared with residents of {t.area_name} whose main language is English, the crude referral rate ratio was "
+            + " and ".join(parts) + ".")
+
+
+def dna(t, table: str = "dna_odds_ratios", reference: str = "White") -> str:
+    d = t[table]
+    d = d[(d["factor"] == "ethnic_group")].dropna(subset=["lower"])
+    d = d[~d["level"].isin(["Not stated", "Not recorded"])]
+    worse = d[d["lower"] > 1]
+    if len(worse):
+        return (f"Once referred, people in the {names(worse['level'])} group(s) in {t.area_name} were more likely not to attend than "
+                f"{reference} people (odds ratio " + "; ".join(f"{r['level']} {r['odds_ratio']:.2f} ({ci(r['lower'], r['upper'])})"
+                                                               for _, r in worse.iterrows()) + "), allowing for age, sex, deprivation and who referred them.")
+    return f"Once referred, no ethnic group in {t.area_name} was clearly more likely not to attend than {reference} people."
+
+
+def deprivation(t, table: str = "sii_rii") -> str | None:
+    s = t[table]
+    if not len(s) or s["sii"].isna().all():
+        return None
+    r = s.iloc[0]
+    direction = "higher in more deprived areas" if r["sii"] < 0 else "higher in less deprived areas"
+    clear = (r["sii_upper"] < 0) or (r["sii_lower"] > 0)
+    return (f"Referral rates in {t.area_name} were {direction} (slope index of inequality {r['sii']:.1f} per 1,000 per year, "
+            f"{ci(r['sii_lower'], r['sii_upper'], 1)}){'' if clear else ', though the gradient is not clear-cut'}.")

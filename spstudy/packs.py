@@ -235,10 +235,11 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
                 try:
                     release = publish_release(build, areas, out, nbdir, info, git_commit(), keep_notebooks=keep_notebooks,
                                               parameters_dir=parameters_dir, progress=lambda s: log(f"  release: {s}"))
-                except ReleaseError as e:
+                except Exception as e:  # a release that cannot be controlled, drawn or audited is not published
+                    msg = str(e) if isinstance(e, ReleaseError) else f"{type(e).__name__}: {e}"
                     for r in results:
                         r.ok = False
-                        r.failures["release"] = str(e)
+                        r.failures["release"] = msg
             for r in results:
                 r.path = out / r.area if r.ok else None
         else:
@@ -292,8 +293,14 @@ def main(argv=None) -> int:
     print(f"\nSummary ({time.time() - t0:.0f} s)")
     for r in results:
         print(f"  {r.area:10s} {'ok' if r.ok else 'FAILED':6s} {r.seconds:6.1f}s  {r.path or ''}")
+    shown = set()
+    for r in results:
         for nb, err in r.failures.items():
-            print(f"      {nb}: {err.splitlines()[0] if err else ''}")
+            if (nb, err) in shown:
+                continue
+            shown.add((nb, err))
+            lines = (err or "").splitlines()
+            print(f"\n  {r.area} {nb}: " + "\n      ".join(lines[:25]) + ("\n      ..." if len(lines) > 25 else ""))
     if release is not None:
         print("\n" + release.audit.text().splitlines()[0] + "\n" + release.audit.text().splitlines()[1])
     return 0 if results and all(r.ok for r in results) else 1

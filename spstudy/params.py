@@ -62,9 +62,23 @@ class Data(_Model):
     )
 
 
+#: The weakest control a pack may use without a stated, named reason (NHS Digital HES/ECDS: suppress 1-7, round to 5).
+MIN_THRESHOLD, MIN_ROUNDING = 5, 5
+
+
 class Disclosure(_Model):
     threshold: int = Field(ge=1, le=100, description="Counts 1..threshold are suppressed.")
     rounding_base: int = Field(ge=1, le=100, description="Other published counts are rounded to this base (1 = none).")
+    weaker_control_reason: str | None = Field(
+        default=None, description=f"Required to use a threshold or rounding base below {MIN_THRESHOLD}: who agreed it and why. "
+                                  "The pack's front page states it.")
+
+    @model_validator(mode="after")
+    def _not_weaker_silently(self):
+        if (self.threshold < MIN_THRESHOLD or self.rounding_base < MIN_ROUNDING) and not (self.weaker_control_reason or "").strip():
+            raise ValueError(f"threshold {self.threshold} / rounding_base {self.rounding_base} is weaker than the minimum "
+                             f"({MIN_THRESHOLD} / {MIN_ROUNDING}); set disclosure.weaker_control_reason to say who agreed it and why")
+        return self
 
 
 class Workforce(_Model):
@@ -100,6 +114,9 @@ class Equity(_Model):
     reference_ethnic_group: Literal["Asian", "Black", "Mixed", "White", "Other"]
     reference_language_group: Literal["main_english", "very_well", "well", "not_well", "not_at_all"]
     deprivation_quintiles: Literal[5, 10]
+    imputations: int = Field(default=20, ge=2, le=500, description="Multiple imputations of missing ethnicity (Rubin's rules).")
+    imputation_seed: int = Field(default=2024, ge=0, le=2**32 - 1, description="Seed of the multiple imputation.")
+    sii_seed: int = Field(default=2024, ge=0, le=2**32 - 1, description="Seed of the simulated SII/RII intervals.")
 
 
 class Matching(_Model):
@@ -270,7 +287,19 @@ def required_data_period(referral_start: dt.date, referral_end: dt.date, windows
 
 class _DateSafeLoader(yaml.SafeLoader):
     """YAML SafeLoader that leaves a date-like scalar it cannot turn into a date (e.g. 2023-02-30) as text,
-    so the schema reports it with its key instead of PyYAML raising a bare ValueError."""
+    so the schema reports it with its key instead of PyYAML raising a bare ValueError; and refuses a key
+    given twice in one mapping (PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {seen[key] + 1}, again on line {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _timestamp_or_text(loader, node):
@@ -366,9 +395,17 @@ def load_parameters(area: str = "ncl", directory: Path | str | None = None, over
         merged = _merge(merged, overrides)
     merged.setdefault("area", area)
     try:
-        return Parameters.model_validate(merged)
+        # strict: a boolean, a quoted number or a list where a number belongs is an error, never coerced
+        # (`threshold: yes` would otherwise become 1). JSON mode so YAML lists may fill tuples and dates parse.
+        return Parameters.model_validate_json(json.dumps(merged, default=_json_scalar), strict=True)
     except ValidationError as e:
         raise ParameterError(_format_errors(e, files)) from None
+
+
+def _json_scalar(o):
+    if isinstance(o, (dt.date, dt.datetime)):
+        return o.isoformat()
+    raise TypeError(f"{type(o).__name__} is not a parameter value")
 
 
 def json_schema() -> str:

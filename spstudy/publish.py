@@ -252,6 +252,7 @@ def make_view(entry: dict, source: "D.Controlled") -> "D.Controlled":
 
 def _write_parquet(df: pd.DataFrame, path: Path):
     out = df.copy()
+    out.attrs = {}
     for c in out.columns:
         if out[c].dtype == object:
             out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) if not isinstance(v, (int, float, bool)) else v)
@@ -262,19 +263,19 @@ def _write_parquet(df: pd.DataFrame, path: Path):
 
 
 def spec_to_dict(spec: D.TableSpec) -> dict:
-    cols = {}
+    cols = []  # a list, not a mapping: the declared column order survives sorted JSON
     for k, c in spec.columns.items():
         d = {"type": type(c).__name__, **{f: getattr(c, f) for f in c.__dataclass_fields__}}
         if "sources" in d:
             d["sources"] = list(d["sources"])
-        cols[k] = d
+        cols.append([k, d])
     return {"name": spec.name, "title": spec.title, "columns": cols, "rows": spec.rows, "at": spec.at,
             "notes": spec.notes, "source": spec.source}
 
 
 def spec_from_dict(d: dict) -> D.TableSpec:
     cols = {}
-    for k, c in d["columns"].items():
+    for k, c in d["columns"]:
         c = dict(c)
         cls = getattr(D, c.pop("type"))
         if "sources" in c:
