@@ -45,6 +45,7 @@ class Tree:
     parent: dict[str, str]
     labels: dict[str, str] = field(default_factory=dict)
     exhaustive: bool = True
+    overlapping: bool = False   # one unit can be in several categories (e.g. reasons): each child <= parent, no sum
 
     @functools.cached_property
     def children(self) -> dict[str, tuple[str, ...]]:
@@ -114,7 +115,7 @@ OUTCOME = _tree("outcome", list(REFERRAL_OUTCOMES), labels={v: k for k, v in REF
 SOURCE = _tree("source", list(REFERRAL_SOURCES), labels={v: k for k, v in REFERRAL_SOURCES.items()})
 #: A referral can have several reasons: reasons are NOT a partition (exhaustive=False, no sum rule).
 REASON = Tree("reason", {k: ALL for k in REFERRAL_REASONS}, {v: k for k, v in REFERRAL_REASONS.items()} | {ALL: ALL},
-              exhaustive=False)
+              exhaustive=False, overlapping=True)
 IMD_QUINTILE = _tree("imd_quintile", [str(q) for q in range(1, 6)], labels={str(float(q)): str(q) for q in range(1, 6)})
 IMD_DECILE = _tree("imd_decile", [str(q) for q in range(1, 11)], labels={str(float(q)): str(q) for q in range(1, 11)})
 SEX = _tree("sex", ["F", "M"], labels={"Female": "F", "Male": "M"})
@@ -252,7 +253,8 @@ Key = tuple  # (measure_id, ((dim, node), ...)) with dims sorted; geo always pre
 
 
 def make_key(measure_id: str, coords: dict[str, str]) -> Key:
-    return (measure_id, tuple(sorted(coords.items())))
+    """Canonical key: a coordinate at the root of its dimension ("All") is the same as no coordinate."""
+    return (measure_id, tuple(sorted((d, n) for d, n in coords.items() if d == "geo" or n != ALL)))
 
 
 def key_str(key: Key) -> str:
@@ -317,7 +319,7 @@ def relations(keys, open_dims: dict[str, Tree] | None = None) -> list[tuple[Key,
             # superset cell = this cell + the part outside the subset (unknown)
             sup = make_key(meas.subset_of, cd)
             rest = make_key(meas.subset_of + "~not~" + m, cd)
-            if (sup, "subset") not in groups:
+            if (sup, "subset") not in groups:  # noqa: SIM102
                 groups[(sup, "subset")] = {key, rest}
                 exact[(sup, "subset")] = True
                 MEASURES.setdefault(rest[0], Measure(rest[0], f"{meas.subset_of} outside {m}", meas.geo, False))
@@ -331,7 +333,8 @@ def relations(keys, open_dims: dict[str, Tree] | None = None) -> list[tuple[Key,
                 continue
             p, kids = par
             pk = make_key(m, {**cd, dim: p})
-            gid = (pk, dim)
+            overlapping = dim != "geo" and dim_tree(dim, open_dims).overlapping
+            gid = (pk, dim, node) if overlapping else (pk, dim)
             new = [pk] + ([make_key(m, {**cd, dim: k}) for k in kids] if kids is not None else [key])
             groups.setdefault(gid, set()).update(new[1:])
             exact[gid] = kids is not None
@@ -339,4 +342,4 @@ def relations(keys, open_dims: dict[str, Tree] | None = None) -> list[tuple[Key,
                 if k not in closure:
                     closure.add(k)
                     todo.append(k)
-    return [(pk, tuple(sorted(ch)), exact[(pk, dim)]) for (pk, dim), ch in sorted(groups.items())]
+    return [(gid[0], tuple(sorted(ch)), exact[gid]) for gid, ch in sorted(groups.items(), key=lambda kv: str(kv[0]))]

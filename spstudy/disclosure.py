@@ -41,7 +41,7 @@ SUPPRESSED = "[c]"
 
 #: Decimal places by kind of quantity (one rule each, everywhere).
 DECIMALS = {"count": 0, "integer": 0, "rate": 1, "percent": 1, "ratio": 2, "index": 1, "score": 2, "smd": 3,
-            "p": 3, "money": 0, "years": 1, "months": 1, "number": 2, "z": 2, "share": 3, "fte": 1, "per_10000": 2,
+            "p": 3, "money": 0, "years": 1, "months": 1, "days": 1, "number": 2, "z": 2, "share": 3, "fte": 1, "per_10000": 2,
             "person_years": 0}
 KINDS = tuple(DECIMALS) + ("text",)
 
@@ -257,7 +257,7 @@ def _is_number_like(s: pd.Series) -> bool:
 def check_table(spec: TableSpec, df: pd.DataFrame, where: str) -> pd.DataFrame:
     """The columns to publish, in the declared order; every column declared, counts non-negative."""
     cols = spec.full_columns()
-    missing = [c for c, s in cols.items() if c not in df.columns and not isinstance(s, Generated)]
+    missing = [c for c, s in cols.items() if c not in df.columns and not isinstance(s, (Generated,) + DERIVED)]
     if missing:
         raise DisclosureError(f"{where}: declared column(s) {missing} not in the table (columns: {list(df.columns)})")
     for k in spec.rows:
@@ -265,7 +265,7 @@ def check_table(spec: TableSpec, df: pd.DataFrame, where: str) -> pd.DataFrame:
             raise DisclosureError(f"{where}: row key {k!r} must also be declared as a column")
     out = df.reset_index(drop=True).copy()
     for c, s in cols.items():
-        if isinstance(s, Generated) and c not in out.columns:
+        if isinstance(s, (Generated,) + DERIVED) and c not in out.columns:  # the publisher computes them
             out[c] = np.nan if s.kind != "text" else None
     for c, s in cols.items():
         if isinstance(s, Count):
@@ -314,7 +314,8 @@ def row_keys(spec: TableSpec, df: pd.DataFrame, area: str, where: str) -> dict[t
                 coords["geo"] = code
             else:
                 tree = C.dim_tree(dim, open_dims)
-                coords[dim] = tree.node(v, f"{where}, column {col!r}") if dim in C.CATEGORY_DIMS else str(v)
+                coords[dim] = (tree.node(v, f"{where}, column {col!r}") if dim in C.CATEGORY_DIMS
+                               else C.ALL if str(v).lower() == "all" else str(v))
         for col, s in spec.columns.items():
             if not isinstance(s, Count):
                 continue
@@ -326,7 +327,6 @@ def row_keys(spec: TableSpec, df: pd.DataFrame, area: str, where: str) -> dict[t
                 m = f"{spec.name}.{col}"
                 C.MEASURES.setdefault(m, C.Measure(m, f"{spec.title}: {s.label}", geo="area", additive=False,
                                                    unit="person-years" if s.continuous else "people"))
-                cc = {"geo": acode, **{k: v for k, v in cc.items() if k != "geo"}}
                 if not spec.rows:
                     cc["row"] = str(r)
             else:
@@ -344,10 +344,10 @@ def format_value(v, kind: str) -> str:
     """A number as published, at the precision of its kind ('' for missing)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    if kind == "text" or isinstance(v, str):
-        return str(v)
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
+    if kind == "text" or isinstance(v, str):
+        return str(v)
     x = float(v)
     if math.isinf(x):
         return ""

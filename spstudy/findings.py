@@ -224,3 +224,83 @@ def deprivation(t, table: str = "sii_rii") -> str | None:
     clear = (r["sii_upper"] < 0) or (r["sii_lower"] > 0)
     return (f"Referral rates in {t.area_name} were {direction} (slope index of inequality {r['sii']:.1f} per 1,000 per year, "
             f"{ci(r['sii_lower'], r['sii_upper'], 1)}){'' if clear else ', though the gradient is not clear-cut'}.")
+
+
+# --------------------------------------------------------------------------- 05 service delivery
+
+def select_xmr(values: pd.DataFrame, value: str = "n_referrals", period: str = "month", series: str = "unit",
+               shift_points: int = 7, trend_points: int = 7) -> pd.DataFrame:
+    """XmR statistics (Making Data Count rules) computed from the published monthly counts; a series
+    with a suppressed month is left out (its limits would rest on a hidden value)."""
+    from .spc import xmr
+
+    ok = values.groupby(series)[value].transform(lambda s: s.notna().all()).astype(bool)
+    v = values[ok]
+    if not len(v):
+        return v.assign(mean=[], lower_process_limit=[], upper_process_limit=[], special_cause=[], rule=[], variation=[])
+    x = xmr(v[[series, period, value]].reset_index(), value, period, by=[series], shift_points=shift_points, trend_points=trend_points)
+    x = x.set_index("index")
+    out = v.copy()
+    for c in ("mean", "lower_process_limit", "upper_process_limit", "lower_near_limit", "upper_near_limit", "special_cause", "rule",
+              "direction", "variation"):
+        out[c] = x.loc[out.index, c]
+    out["special_cause"] = out["special_cause"].astype(bool)
+    return out
+
+
+def waiting(t, table: str = "waiting_times", area_code: str = "") -> str | None:
+    w = t[table]
+    a = w[(w["geo"] == area_code) & (w["provider"] == "All") & (w["interval"] == "referral to first contact")]
+    if not len(a) or a["median_days"].isna().all():
+        return None
+    r = a.iloc[0]
+    s = (f"In {t.area_name}, half of the people seen had their first link-worker contact within {num(r['median_days'], 0)} days of "
+         f"referral (95% CI {num(r['median_days_lower'], 0)} to {num(r['median_days_upper'], 0)}); {pct(r['pct_within_14_days'])} within "
+         f"two weeks and {pct(r['pct_within_28_days'])} within four.")
+    b = w[(w["level"] == "borough") & (w["interval"] == "referral to first contact")].dropna(subset=["median_days"])
+    if len(b) > 1:
+        hi = b.sort_values("median_days").iloc[-1]
+        s += f" The longest median wait is in {hi['unit']} ({num(hi['median_days'], 0)} days)."
+    return s
+
+
+def caseload(t, table: str = "caseload") -> str | None:
+    c = t[table].dropna(subset=["annual_caseload_per_fte"])
+    if not len(c):
+        return None
+    parts = [f"{r['unit']} {num(r['annual_caseload_per_fte'], 0)} ({num(r['annual_caseload_per_fte_lower'], 0)} to "
+             f"{num(r['annual_caseload_per_fte_upper'], 0)}, {r['position']})" for _, r in c.iterrows()]
+    return ("People seen per link worker in the year, against the review's 200 to 250 per link worker (p.51): " + "; ".join(parts)
+            + ". Link-worker numbers are the review's, in the units it gives them.")
+
+
+def sources(t, table: str = "sources", area_code: str = "") -> str | None:
+    s = t[table]
+    a = s[(s["geo"] == area_code) & (s["provider"] == "All")].set_index("source")
+    if "self" not in a.index or "gp" not in a.index:
+        return None
+    return (f"Self-referrals are {pct(a.loc['self', 'pct_of_referrals'])} of {t.area_name}'s referrals; {pct(a.loc['gp', 'pct_dna'], 0)} of "
+            f"GP referrals did not attend against {pct(a.loc['self', 'pct_dna'], 0)} of self-referrals.")
+
+
+def special_cause(t, table: str = "monthly_referrals_xmr") -> str:
+    x = t[table]
+    if not len(x):
+        return f"Monthly referrals in {t.area_name} could not be charted: a month's count is suppressed."
+    sc = x[x["special_cause"].astype(bool)]
+    if not len(sc):
+        return (f"Monthly referrals in {t.area_name} show only common-cause variation over the year (12 points give trial limits, "
+                "to be recalculated as data accrue).")
+    items = [f"{r['unit']} {str(r['month'])[:7]} ({r['rule']})" for _, r in sc.iterrows()]
+    return (f"Special-cause variation in monthly referrals (NHS Making Data Count rules): {names(items, 6)}. Twelve points give trial "
+            "limits only.")
+
+
+def unmet(t, table: str = "unmet_need", area_code: str = "") -> str | None:
+    u = t[table]
+    a = u[(u["geo"] == area_code) & (u["provider"] == "All") & (u["outcome"] == "seen")].dropna(subset=["pct_no_onward"])
+    if not len(a):
+        return None
+    lo, hi = a.sort_values("pct_no_onward").iloc[0], a.sort_values("pct_no_onward").iloc[-1]
+    return (f"Of people seen whose case closed, between {pct(lo['pct_no_onward'])} ({lo['reason']}) and {pct(hi['pct_no_onward'])} "
+            f"({hi['reason']}) left with no onward connection to community support: the unmet need the review asks services to document.")

@@ -235,14 +235,15 @@ def make_view(entry: dict, source: "D.Controlled") -> "D.Controlled":
     spec_cols = {}
     for c in cols:
         if c in extra:
-            spec_cols[c] = D.Label(entry["labels"].get(c, c))
+            lab = entry["labels"].get(c, c)
+            spec_cols[c] = D.Public(lab[0], lab[1]) if isinstance(lab, list) else D.Label(lab)
         else:
             s = src_cols[c]
             spec_cols[c] = s if not isinstance(s, (D.Rate, D.Proportion, D.Generated)) else D.Estimate(s.label, fmt=s.kind)
     spec = D.TableSpec(entry["name"], entry["title"], spec_cols, {k: v for k, v in source.spec.rows.items() if k in cols},
                        dict(source.spec.at), entry.get("notes", "") or source.spec.notes, source.spec.source)
     values = pd.DataFrame({c: (sel[c].to_numpy() if c in extra else source.values.loc[idx, c].to_numpy()) for c in cols})
-    shown = pd.DataFrame({c: (sel[c].astype(object).fillna("").astype(str).to_numpy() if c in extra else source.shown.loc[idx, c].to_numpy())
+    shown = pd.DataFrame({c: ([D.format_value(v, spec_cols[c].kind) for v in sel[c]] if c in extra else source.shown.loc[idx, c].to_numpy())
                           for c in cols}, dtype=object)
     mask = pd.DataFrame({c: (np.zeros(len(idx), bool) if c in extra else source.suppressed.loc[idx, c].to_numpy()) for c in cols})
     pos = {old: new for new, old in enumerate(idx)}

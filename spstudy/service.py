@@ -379,3 +379,27 @@ def service_report(referrals: pd.DataFrame, workforce: pd.DataFrame, period_star
         monthly=monthly,
         unmet_need=_levels(unmet_need, r, levels, confidence=confidence),
     )
+
+
+def keyed(table: pd.DataFrame, area_code: str, area_name: str = "") -> pd.DataFrame:
+    """A service table with the cube coordinates the publisher needs: ``geo`` (the area for the area and
+    provider rows, else the borough or PCN code), ``provider`` ('All' except on provider rows) and a
+    readable ``unit`` label (area, borough, PCN or provider name)."""
+    from . import reference
+
+    gp = reference.gp_practices()
+    pcn_names = dict(zip(gp["pcn_code"], gp["pcn_name"]))
+    bor = dict(zip(reference.BOROUGHS["borough_code"], reference.BOROUGHS["borough_name"]))
+    out = table.copy()
+    lv = out["level"].astype(str) if "level" in out else pd.Series("borough", index=out.index)
+    geo = np.where(lv == "pcn", out.get("pcn_code", pd.Series(None, index=out.index)).astype(object),
+                   np.where(lv == "borough", out.get("borough_code", pd.Series(None, index=out.index)).astype(object), area_code))
+    out["geo"] = geo
+    prov = out["provider"].astype(object) if "provider" in out else pd.Series(None, index=out.index, dtype=object)
+    out["provider"] = np.where(lv == "provider", prov, "All")
+    unit = [(area_name or area_code) if l == "area" else bor.get(g, g) if l == "borough" else pcn_names.get(g, g) if l == "pcn"
+            else f"{p}" for l, g, p in zip(lv, out["geo"], out["provider"])]
+    out.insert(0, "unit", unit)
+    # a borough's own 'borough' row repeats its 'area' row
+    dup = (lv == "borough") & (out["geo"] == area_code)
+    return out[~dup.to_numpy()].reset_index(drop=True)

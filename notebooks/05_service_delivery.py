@@ -1,0 +1,183 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: spstudy (Python 3)
+#     language: python
+#     name: spstudy
+# ---
+
+# %% [markdown]
+# # Service delivery
+#
+# **Questions managers ask every month.** How long do people wait for a first contact, and how long are
+# they supported? How much support does a case get, and how many people are connected onward? Is each
+# link worker's caseload within the review's 200 to 250 a year? Why are people referred, and by whom,
+# and who does not attend? Is referral volume changing (statistical process control)? Which needs go
+# unmet? By borough, PCN and provider, for the referrals made by the area's practices.
+
+# %% tags=["parameters"]
+area = "ncl"          # 'ncl' or a borough: barnet, camden, enfield, haringey, islington
+pack_dir = None       # set by `spstudy packs`; without it the notebook previews its outputs
+notebook = "05_service_delivery"
+
+# %%
+from spstudy.publish import start
+
+ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
+
+from spstudy import cells, charts, findings, service
+from spstudy.disclosure import Count, Estimate, Label, Proportion, Public, Rate
+
+p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
+here = cells.area_code(area)
+r = ex.referrals[ex.referrals["borough_code"].isin(ctx.borough_codes)]
+wf = ex.workforce[ex.workforce["borough_code"].isin(ctx.borough_codes)]
+rep = service.service_report(r, wf, p.study.referral_start, p.study.referral_end, p.study.referral_end)
+K = lambda t: service.keyed(t, here, ctx.area_name)  # noqa: E731
+keys = {"unit": Label("Area, borough, PCN or provider"), "level": Label("Level"), "geo": Label("Code"), "provider": Label("Provider")}
+rows = {"geo": "geo", "provider": "provider"}
+svc = Count("Referrals", measure="referrals_svc")
+pct = lambda label, count, total: Proportion(label, count=count, total=total, lower=f"{label}_lower", upper=f"{label}_upper")  # noqa: E731
+pub.section(f"Service delivery in {ctx.area_name}", f"Referrals made by {ctx.area_name}'s practices between {p.study.referral_start} and "
+            f"{p.study.referral_end}. Shares and rates are computed from the published (rounded) counts.")
+
+# %% [markdown]
+# ## How long do people wait?
+# Days from referral to first contact and from first contact to closure: median with a distribution-free
+# 95% interval, quartiles, and the share within 2 and 4 weeks (Wilson intervals).
+
+# %%
+wt = K(rep.waiting_times)
+med = lambda label: Estimate(label, ("n_referrals_with_interval",), "days")  # noqa: E731
+pub.table("waiting_times", wt, f"Waiting and support times, {ctx.area_name}", rows={**rows, "interval": "interval"},
+          columns={**keys, "interval": Label("Interval"), "n_referrals": Count("Referrals", measure="referrals_svc", at={"interval": "All"}),
+                   "n_referrals_with_interval": Count("Referrals with both dates"),
+                   "median_days": med("Median days"), "median_days_lower": med("Median: lower 95% limit"),
+                   "median_days_upper": med("Median: upper 95% limit"), "q1_days": med("Lower quartile (days)"),
+                   "q3_days": med("Upper quartile (days)"),
+                   "n_referrals_within_14_days": Count("Within 14 days"), "n_referrals_within_28_days": Count("Within 28 days"),
+                   "pct_within_14_days": Proportion("% within 14 days", count="n_referrals_within_14_days",
+                                                    total="n_referrals_with_interval", lower="pct_within_14_days_lower",
+                                                    upper="pct_within_14_days_upper"),
+                   "pct_within_28_days": Proportion("% within 28 days", count="n_referrals_within_28_days",
+                                                    total="n_referrals_with_interval", lower="pct_within_28_days_lower",
+                                                    upper="pct_within_28_days_upper")},
+          notes="Days are whole days; medians and quartiles are of people's own waits and are shown only where the count behind them is.")
+pub.figure("median_wait_by_unit", "Median days from referral to first contact", charts.forest, "waiting_times", charts.alt_forest,
+           label="unit", est="median_days", lower="median_days_lower", upper="median_days_upper", log=False, ref=14,
+           where={"interval": "referral to first contact", "provider": "All"},
+           title=f"Days from referral to first contact (median, 95% CI), {ctx.area_name}", xlabel="Days (reference line: 14 days)")
+pub.finding(findings.waiting, priority=2, area_code=here)
+
+# %% [markdown]
+# ## How much support does a case get?
+# Contacts per case seen, and onward referrals (connections to community support) per person seen.
+
+# %%
+ct = K(rep.contacts)
+cest = lambda label: Estimate(label, ("n_referrals_seen",), "score")  # noqa: E731
+pub.table("contacts", ct, f"Link-worker contacts per case seen, {ctx.area_name}", rows=rows,
+          columns={**keys, "n_referrals_seen": Count("Referrals seen"), "n_contacts": Count("Contacts"),
+                   "mean_contacts": Rate("Contacts per case seen", count="n_contacts", per="n_referrals_seen", multiplier=1,
+                                         lower="mean_contacts_lower", upper="mean_contacts_upper", fmt="score"),
+                   "median_contacts": cest("Median contacts"), "q1_contacts": cest("Lower quartile"), "q3_contacts": cest("Upper quartile")})
+on = K(rep.onward)
+pub.table("onward_referrals", on, f"Onward referrals per person seen, {ctx.area_name}", rows=rows,
+          columns={**keys, "n_people_seen": Count("People seen"), "n_onward_referrals": Count("Onward referrals"),
+                   "onward_per_person": Rate("Onward referrals per person seen", count="n_onward_referrals", per="n_people_seen",
+                                             multiplier=1, lower="onward_per_person_lower", upper="onward_per_person_upper", fmt="score"),
+                   "n_people_with_onward": Count("People with at least one"),
+                   "pct_with_onward": Proportion("% with at least one onward referral", count="n_people_with_onward", total="n_people_seen",
+                                                 lower="pct_with_onward_lower", upper="pct_with_onward_upper")})
+
+# %% [markdown]
+# ## Caseload against the review's 200 to 250 people per link worker a year
+# People seen in the year per link worker (the review's figure, in its units), against the NCL review's
+# 200-250 (p.51). By borough: the workforce return does not tie posts to PCNs or providers.
+
+# %%
+cl = rep.caseload.assign(unit=lambda d: d["borough_code"].map(dict(zip(cells.reference.BOROUGHS["borough_code"],
+                                                                              cells.reference.BOROUGHS["borough_name"]))))
+pub.table("caseload", cl, f"Caseload per link worker against 200-250 a year, {ctx.area_name}", rows={"borough_code": "geo"},
+          columns={"borough_code": Label("Borough code"), "unit": Label("Borough"), "fte_link_workers": Public("Link workers", "fte"),
+                   "n_people_seen": Count("People seen in the year"), "n_people_open": Count("Open cases at the end of the year"),
+                   "annual_caseload_per_fte": Rate("People seen per link worker", count="n_people_seen", per="fte_link_workers",
+                                                   multiplier=1, lower="annual_caseload_per_fte_lower",
+                                                   upper="annual_caseload_per_fte_upper", fmt="number"),
+                   "open_caseload_per_fte": Rate("Open cases per link worker", count="n_people_open", per="fte_link_workers",
+                                                 multiplier=1, fmt="number"),
+                   "position": Label("Against 200-250")},
+          source=service.REVIEW_CASELOAD_SOURCE)
+pub.finding(findings.caseload, priority=3)
+
+# %% [markdown]
+# ## Why are people referred, and by whom?
+# Reasons (a referral can have several, so shares add to more than 100%), sources, and who does not attend.
+
+# %%
+rs = K(rep.reasons)
+pub.table("reasons", rs, f"Reasons for referral, {ctx.area_name}", rows={**rows, "reason": "reason"},
+          columns={**keys, "reason": Label("Reason"), "n_referrals_with_reason": Count("Referrals giving the reason", measure="referrals_svc"),
+                   "n_referrals": Count("All referrals", measure="referrals_svc", at={"reason": "All"}),
+                   "pct_of_referrals": Proportion("% of referrals", count="n_referrals_with_reason", total="n_referrals",
+                                                  lower="pct_of_referrals_lower", upper="pct_of_referrals_upper")},
+          notes="A referral can give several reasons: the shares add to more than 100%.")
+src = K(rep.sources)
+pub.table("sources", src, f"Referral sources, did not attend and declined by source, {ctx.area_name}", rows={**rows, "source": "source"},
+          columns={**keys, "source": Label("Source"), "n_referrals_from_source": Count("Referrals", measure="referrals_svc"),
+                   "n_referrals": Count("All referrals", measure="referrals_svc", at={"source": "All"}),
+                   "n_referrals_dna": Count("Did not attend", measure="referrals_svc", at={"outcome": "dna"}),
+                   "n_referrals_declined": Count("Declined", measure="referrals_svc", at={"outcome": "declined"}),
+                   "pct_of_referrals": Proportion("% of referrals", count="n_referrals_from_source", total="n_referrals",
+                                                  lower="pct_of_referrals_lower", upper="pct_of_referrals_upper"),
+                   "pct_dna": Proportion("% did not attend", count="n_referrals_dna", total="n_referrals_from_source",
+                                         lower="pct_dna_lower", upper="pct_dna_upper"),
+                   "pct_declined": Proportion("% declined", count="n_referrals_declined", total="n_referrals_from_source",
+                                              lower="pct_declined_lower", upper="pct_declined_upper")})
+pub.figure("dna_by_source", "Did not attend, by referral source", charts.bars, "sources", charts.alt_bars, label="source",
+           value="pct_dna", lower="pct_dna_lower", upper="pct_dna_upper", where={"geo": here, "provider": "All"},
+           title=f"Did not attend, by referral source, {ctx.area_name}", xlabel="Referral source", ylabel="% did not attend (95% CI)")
+pub.finding(findings.sources, priority=3, area_code=here)
+
+# %% [markdown]
+# ## Is referral volume changing?
+# Monthly referrals as XmR charts with the NHS England *Making Data Count* rules for special-cause
+# variation (a point outside the 3-sigma limits, a run of 7 on one side of the mean, a trend of 7, two of
+# three beyond 2 sigma). The limits are computed from the published (rounded) monthly counts.
+
+# %%
+mo = K(rep.monthly).assign(month=lambda d: d["month"].astype(str))
+pub.table("monthly_referrals", mo, f"Referrals by month, {ctx.area_name}", rows={"geo": "geo", "month": "month"},
+          columns={"unit": Label("Area or borough"), "geo": Label("Code"), "month": Label("Month"), "n_referrals": svc})
+pub.view("monthly_referrals_xmr", f"XmR statistics of monthly referrals, {ctx.area_name}", of="monthly_referrals",
+         select=findings.select_xmr, columns=["unit", "geo", "month", "n_referrals", "mean", "lower_process_limit", "upper_process_limit",
+                                              "lower_near_limit", "upper_near_limit", "special_cause", "rule", "direction", "variation"],
+         labels={"mean": ["Mean", "number"], "lower_process_limit": ["Lower process limit", "number"],
+                 "upper_process_limit": ["Upper process limit", "number"], "lower_near_limit": ["Lower 2-sigma", "number"],
+                 "upper_near_limit": ["Upper 2-sigma", "number"], "special_cause": "Special cause", "rule": "Rule broken",
+                 "variation": "Variation", "direction": "Direction"})
+pub.figure("xmr_monthly_referrals", "Monthly referrals: XmR control chart", charts.xmr, "monthly_referrals_xmr", charts.alt_xmr,
+           value="n_referrals", period="month", series="unit", title=f"Monthly referrals, {ctx.area_name}", ylabel="Referrals per month")
+pub.finding(findings.special_cause, priority=4)
+
+# %% [markdown]
+# ## Unmet need
+# Referrals closed without an onward connection, by reason and outcome: the unmet need the review asks
+# services to document.
+
+# %%
+un = K(rep.unmet_need)
+pub.table("unmet_need", un, f"Closed referrals with no onward connection, by reason, {ctx.area_name}",
+          rows={**rows, "reason": "reason", "outcome": "outcome_closed"},
+          columns={**keys, "reason": Label("Reason"), "outcome": Label("Outcome"), "n_referrals_closed": Count("Closed referrals"),
+                   "n_referrals_closed_no_onward": Count("Closed with no onward connection"),
+                   "pct_no_onward": Proportion("% with no onward connection", count="n_referrals_closed_no_onward",
+                                               total="n_referrals_closed", lower="pct_no_onward_lower", upper="pct_no_onward_upper")})
+pub.finding(findings.unmet, priority=3, area_code=here)
