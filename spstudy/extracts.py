@@ -85,6 +85,9 @@ class Extracts:
     workforce: pd.DataFrame
     ledger: Ledger
     files: dict[str, Path]
+    # person ids with a referral at ANY date, including rows excluded as outside the study period
+    # (the evaluation's comparators must never have been referred)
+    referred_ever: frozenset = frozenset()
 
     def table(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
@@ -369,6 +372,7 @@ def load_extracts(params, directory: Path | str | None = None, today: dt.date | 
     bad = r["referral_date"].to_numpy() < rs
     if bad.any():
         raise ExtractError(path, "referral_date", "referral before the person's registration started", _rows(bad))
+    referred_ever = frozenset(r["person_id"])  # before the study-period exclusion below
     outside = (r["referral_date"] < pd.Timestamp(st.referral_start)) | (r["referral_date"] > pd.Timestamp(st.referral_end))
     r = _apply_rule(r, outside, "referral_outside_study_period", "referrals", path, ledger, allowed,
                     f"referral date outside the study period {st.referral_start} to {st.referral_end}", "referral_date")
@@ -423,4 +427,4 @@ def load_extracts(params, directory: Path | str | None = None, today: dt.date | 
     for name in ("persons", "workforce"):
         ledger.kept(name, files[name].name, len(data[name]))
     ledger.check_balanced()
-    return Extracts(ledger=ledger, files=files, **data)
+    return Extracts(ledger=ledger, files=files, referred_ever=referred_ever, **data)

@@ -12,7 +12,7 @@ import copy
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -113,6 +113,20 @@ class WellbeingThresholds(_Model):
     ons4: float = Field(gt=0)
 
 
+class VerdictRules(_Model):
+    """Thresholds of the written rules that turn the diagnostics into a verdict (spstudy.diagnostics.verdicts)."""
+
+    alpha: float = Field(gt=0, lt=0.5, description="Significance level of every diagnostic test (pre-trend, placebo, post-referral transient, negative control).")
+    margin: float = Field(gt=0, lt=0.5, description="Smallest bias that matters, as a proportion of the rate ratio (0.05 = 5%); a check fails when its test is significant AND its implied bias exceeds this.")
+    smd_fail: float = Field(gt=0, le=2, description="Largest |SMD| after matching beyond which the comparison is not credible (smd_threshold is the 'sensitive' level).")
+
+
+class Seeds(_Model):
+    comparator_pool: int = Field(ge=0, description="Seed for the comparators' pseudo-index dates and the pool sample.")
+    bootstrap: int = Field(ge=0, description="Seed for the cluster bootstrap of the absolute difference in differences.")
+    placebo: int = Field(ge=0, description="Seed for the placebo design's cluster bootstrap.")
+
+
 class Evaluation(_Model):
     engine: Literal["duckdb", "spark", "pandas"] = Field(description="Engine for event-level counting.")
     windows_months: list[int]
@@ -120,8 +134,18 @@ class Evaluation(_Model):
     baseline_window_months: tuple[int, int]
     post_window_from: Literal["referral", "closure"]
     matching: Matching
-    placebo_shift_months: int = Field(ge=1, le=36)
+    placebo_shift_months: int = Field(ge=1, le=12, description="Placebo index date this many months before the real referral.")
+    placebo_window_months: int = Field(default=3, ge=1, le=12, description="Length of the placebo's 'post' window, which starts at the placebo index date.")
     smd_threshold: float = Field(gt=0, le=1)
+    event_study_months_before: int = Field(default=24, ge=12, le=36, description="Months before referral in the event study (the earliest are the clean pre-period before the matching window).")
+    clean_buffer_months: int = Field(default=3, ge=0, le=6, description="Months just before the matching window left out of the clean pre-period (matching on the window's noisy counts raises the comparators' use around it).")
+    post_washout_months: int = Field(default=3, ge=0, le=6, description="Trend-adjusted estimator: months after referral left out (the tail of the pre-referral rise).")
+    age_spline_knots: int = Field(default=4, ge=3, le=7, description="Knots of the restricted cubic spline of age in the propensity model (Harrell 2015).")
+    negative_control_setting: Optional[str] = Field(default="elective", description="Activity setting used as the negative-control outcome (null: none).")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Confidence level of every interval.")
+    bootstrap_draws: int = Field(default=500, ge=50, le=100_000)
+    seeds: Seeds = Field(default_factory=lambda: Seeds(comparator_pool=20231, bootstrap=1, placebo=2))
+    verdict: VerdictRules = Field(default_factory=lambda: VerdictRules(alpha=0.05, margin=0.05, smd_fail=0.25))
     upc_expectations: UPC
     wellbeing_thresholds: WellbeingThresholds
 
@@ -134,6 +158,16 @@ class Evaluation(_Model):
                              "(-24..-1), the matching window wholly before the baseline window, e.g. [-12, -7] and [-6, -4]")
         if (m1 - m0 + 1) % 3:
             raise ValueError("matching_window_months must cover whole quarters (3, 6, 9 or 12 months)")
+        if self.placebo_window_months > self.placebo_shift_months:
+            raise ValueError("placebo_window_months must not exceed placebo_shift_months (the placebo window ends before the real referral)")
+        if m0 - self.placebo_shift_months < -self.event_study_months_before:
+            raise ValueError("the placebo's matching window (matching_window_months shifted back by placebo_shift_months) must lie "
+                             "within event_study_months_before")
+        if -self.event_study_months_before > m0 - self.clean_buffer_months - 6:
+            raise ValueError("event_study_months_before must leave at least 6 months before the matching window and its buffer "
+                             "(clean_buffer_months): the clean pre-period for the pre-trend test and the trend-adjusted estimator")
+        if self.post_washout_months >= min(self.windows_months):
+            raise ValueError("post_washout_months must be shorter than the shortest window")
         return self
 
     @field_validator("windows_months")
