@@ -212,7 +212,7 @@ def ps_covariates(design, settings=OUTCOME_SETTINGS, prefix: str = "match") -> l
     Accepts a :class:`Design` or the parameters."""
     if not isinstance(design, Design):
         design = design_from_parameters(design)
-    cols = ["age"] + [f"age_rcs{j}" for j in range(1, design.age_spline_knots - 1)] + ["sex", "imd_q", "ethnic_group"]
+    cols = ["age"] + [f"age_rcs{j}" for j in range(1, design.age_spline_knots - 1)] + ["age_band", "sex", "imd_q", "ethnic_group"]
     for s in settings:
         for q in _match_quarters(design, prefix):
             cols += [f"{s}_{q}_rate", f"{s}_{q}_rate_rcs1"]
@@ -494,7 +494,7 @@ def balance(data: pd.DataFrame, design: Design, settings=OUTCOME_SETTINGS, cohor
     if cohort_ == "per_protocol":
         keep = (d["treated"] == 0) | (d["seen"] == 1)
         d = d[keep]
-    cov = _usable(d, ps_covariates(design, settings)) + ["age_band"]
+    cov = _usable(d, ps_covariates(design, settings))
     extra = [f"{s}_{q}_rate" for s in settings for q in ("pre_q3", "pre_q4", "pre_last_month") if f"{s}_{q}_rate" in d.columns]
     b = balance_table(d, "treated", cov + extra + ["ps"], weights="weight", threshold=design.smd_threshold)
     matched_on = tuple(cov)
