@@ -108,9 +108,37 @@ def test_chunking_changes_layout_not_content(tmp_path):
 def test_small_extract_passes_loader_and_accounts_for_rows(small):
     _, s, ex = small
     led = ex.ledger.to_frame()
-    assert (led["step"] != "rows excluded").all(), "the generator must write clean extracts"
+    excl = led[led["step"] == "rows excluded"]
+    # the only rows the loader excludes are the referrals dated before the study period (on purpose)
+    assert set(excl["rule"]) == {"referral_outside_study_period"} and set(excl["table"]) == {"referrals"}
+    n_prior = s["truth"]["referred_before_the_study_period_in_sample"]
+    assert int(excl["rows"].sum()) == n_prior > 0
     for t, n in s["row_counts"].items():
-        assert len(ex.table(t)) == n
+        assert len(ex.table(t)) == n - (n_prior if t == "referrals" else 0)
+
+
+def test_elective_negative_control_and_referrals_before_the_study_period(small):
+    """Elective admissions (the evaluation's negative control) are written at about the stated
+    level with no planted effect; referrals dated before the study period belong to people in the
+    comparator sample, are excluded by the loader and are kept on Extracts.referred_ever."""
+    out, s, ex = small
+    assert set(ex.activity["setting"]) == {"gp", "ae", "elective"}
+    t = json.loads((out / "truth" / "truth.json").read_text())
+    assert t["negative_control"]["planted_rate_ratio"] == 1.0
+    p = _weighted_persons(ex, 1.0)
+    s0 = p["registration_start"].clip(lower=DATA_START)
+    e0 = p["registration_end"].fillna(DATA_END).clip(upper=DATA_END)
+    py = float((((e0 - s0).dt.days + 1).clip(lower=0) / 365.25).sum())
+    rate = (ex.activity["setting"] == "elective").sum() / py
+    assert 0.10 < rate < 0.18, rate
+    raw = pd.read_parquet(out / "extracts" / "referrals.parquet")
+    before = raw[pd.to_datetime(raw["referral_date"]) < REF_START]
+    assert len(before) == s["truth"]["referred_before_the_study_period_in_sample"]
+    assert set(before["person_id"]) <= ex.referred_ever
+    assert not set(before["person_id"]) & set(ex.referrals["person_id"])
+    # about 0.9 of a year's volume (pool fraction 1 here), less people also referred in the period
+    assert 0.5 < len(before) / len(ex.referrals) < 1.0
+    assert (pd.to_datetime(before["referral_date"]) >= REF_START - pd.DateOffset(months=12)).all()
 
 
 def test_extract_info_and_truth_written(small):
@@ -471,7 +499,10 @@ def test_truth_file_holds_planted_values_and_estimands(truth):
     ls = truth["wellbeing"]["ons4"]["ons4_life_satisfaction"]
     assert ls["att_all_seen_with_baseline"] == pytest.approx(0.8, abs=0.15)
     vol = truth["referral_volumes"]
-    assert sum(v["realised"] for v in vol.values()) == len(pd.read_parquet(SHIPPED / "referrals.parquet"))
+    raw = pd.read_parquet(SHIPPED / "referrals.parquet")
+    in_period = pd.to_datetime(raw["referral_date"]) >= REF_START
+    assert sum(v["realised"] for v in vol.values()) == int(in_period.sum())
+    assert int((~in_period).sum()) == truth["referred_before_the_study_period_in_sample"] > 0
 
 
 # ----------------------------------------------------------------------------------- workforce
@@ -508,7 +539,7 @@ def test_shipped_sample_checksums_size_and_info(shipped):
     assert (info["seed"], info["scale"], info["pool_fraction"]) == (7, 1.0, 0.25)
     assert info["parameters_sha256"] == hashlib.sha256((ROOT / "parameters" / "synth.yaml").read_bytes()).hexdigest(), \
         "parameters/synth.yaml changed since the shipped sample was generated: regenerate it"
-    assert info["row_counts"]["referrals"] == len(shipped.referrals)
+    assert info["row_counts"]["referrals"] == len(shipped.referrals) + info["sample_design"]["referred_before_the_study_period_in_sample"]
     assert 20_000 < len(shipped.referrals) < 30_000
 
 
