@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -545,16 +546,21 @@ def _rate(events, days):
     return 1000 * 365.25 * events / days if days > 0 else np.nan
 
 
+@functools.lru_cache(maxsize=2)
 def cluster_bootstrap_counts(n_clusters: int, draws: int, seed: int) -> np.ndarray:
-    """How often each cluster is drawn in each bootstrap replicate (draws x n_clusters).
+    """How often each cluster is drawn in each bootstrap replicate (draws x n_clusters, read-only).
 
     One matrix of ``rng.integers(0, n, (draws, n))`` draws counted with a single flattened
     ``bincount`` (the replicate number offsets the cluster index), so the result is exactly the
-    per-draw ``bincount`` that the earlier code computed row by row, for the same seed."""
+    per-draw ``bincount`` that the earlier code computed row by row, for the same seed. The same
+    matched sets are resampled for every setting and window of a cohort (cached), so their
+    intervals come from one joint bootstrap."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n_clusters, size=(draws, n_clusters))
     flat = (idx + np.arange(draws, dtype=np.int64)[:, None] * n_clusters).ravel()
-    return np.bincount(flat, minlength=draws * n_clusters).reshape(draws, n_clusters)
+    out = np.bincount(flat, minlength=draws * n_clusters).reshape(draws, n_clusters).astype(np.int32)
+    out.flags.writeable = False
+    return out
 
 
 def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int | str, cohort: str = "itt", boot: int = 500, seed: int = 1,
@@ -585,7 +591,7 @@ def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int | str, c
     we = np.bincount(key, weights=(L["events"] * L["weight"]).to_numpy(), minlength=4 * len(su)).reshape(-1, 4)
     wd = np.bincount(key, weights=(L["days"] * L["weight"]).to_numpy(), minlength=4 * len(su)).reshape(-1, 4)
     counts = cluster_bootstrap_counts(len(su), boot, seed)
-    E, D = counts @ we, counts @ wd
+    E, D = counts @ we, counts @ wd  # float results: the int32 counts are promoted
     R = 1000 * 365.25 * E / np.where(D > 0, D, np.nan)
     bd = (R[:, 3] - R[:, 2]) - (R[:, 1] - R[:, 0])
     a = 100 * (1 - confidence) / 2
