@@ -744,6 +744,29 @@ class EvaluationResult:
         f = self.cohort_flow
         return int(f.loc[f["step"].str.startswith("Referred people registered"), "n"].iloc[0])
 
+    @property
+    def n_seen(self) -> int:
+        """Referred people in the cohort who were seen (per protocol)."""
+        n = self.naive[self.naive["cohort"] == "per_protocol"]
+        return int(n["n_referred"].iloc[0]) if len(n) else 0
+
+    def sroi_inputs(self) -> pd.DataFrame:
+        """The estimates the SROI may value, in the columns valuation.impact_map reads (setting,
+        window_months, cohort, did_per_1000py, did_lower, did_upper, ratio_of_rate_ratios, rrr_lower,
+        rrr_upper) plus verdict, valued, estimator and reason. One row per outcome setting, window and
+        cohort; the values are the headline estimate's, and NaN where the verdict is not credible
+        (valued False): such an estimate is never valued."""
+        v = self.verdicts
+        out = pd.DataFrame({
+            "setting": v["setting"], "window_months": v["window_months"], "cohort": v["cohort"],
+            "did_per_1000py": v["difference_per_1000py"].where(v["valued"]),
+            "did_lower": v["difference_per_1000py_lower"].where(v["valued"]),
+            "did_upper": v["difference_per_1000py_upper"].where(v["valued"]),
+            "ratio_of_rate_ratios": v["rate_ratio"].where(v["valued"]),
+            "rrr_lower": v["rate_ratio_lower"].where(v["valued"]), "rrr_upper": v["rate_ratio_upper"].where(v["valued"]),
+            "verdict": v["verdict"], "valued": v["valued"].astype(bool), "estimator": v["headline_estimator"], "reason": v["reason"]})
+        return out.reset_index(drop=True)
+
     def to_parquet(self, directory: Path | str) -> Path:
         """Write every table to ``<directory>/<table>.parquet`` (and an index file listing them)."""
         directory = Path(directory)
@@ -1122,5 +1145,38 @@ def event_study_plot(es: pd.DataFrame):
         ax.set_ylabel("Rate per 1,000 person-years")
         ax.legend(fontsize=8)
     fig.suptitle("Event study: monthly use around referral", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def event_study_effects_plot(event_study: pd.DataFrame, cohort: str = "itt", design: Design | None = None):
+    """Event-study rate ratios (referred relative to matched comparators, against the baseline
+    window) by month from referral, with their intervals, for GP and A&E (and the negative
+    control if present): the clean pre-period, matching window, baseline and washout shaded.
+    ``event_study``: EvaluationResult.event_study."""
+    import matplotlib.pyplot as plt
+
+    from .figures import OKABE_ITO
+
+    design = design or Design()
+    e = event_study[event_study["cohort"] == cohort]
+    settings = [s for s in ("gp", "ae", "elective") if (e["setting"] == s).any()]
+    names = {"gp": "GP appointments", "ae": "A&E attendances", "elective": "Elective admissions (negative control)"}
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.2 * len(settings), 4.2), squeeze=False)
+    for ax, s in zip(axes[0], settings):
+        d = e[e["setting"] == s].sort_values("month")
+        m0, m1 = design.matching_window_months
+        ax.axvspan(m0 - 0.5, m1 + 0.5, color="#dddddd", alpha=0.6, lw=0, label="matching window")
+        ax.axvspan(design.washout_months[0] - 0.5, design.washout_months[1] + 0.5, color="#f3e0c0", alpha=0.7, lw=0, label="washout")
+        ax.errorbar(d["month"], d["rate_ratio"], yerr=[d["rate_ratio"] - d["rate_ratio_lower"], d["rate_ratio_upper"] - d["rate_ratio"]],
+                    fmt="o", ms=3, color=OKABE_ITO[4], ecolor="#999999", elinewidth=0.8, capsize=0)
+        ax.axhline(1, color="#555555", lw=0.8)
+        ax.axvline(-0.5, color="#777777", linestyle="--", lw=1)
+        ax.set_yscale("log")
+        ax.set_title(names[s], fontsize=10)
+        ax.set_xlabel("Months from referral")
+        ax.set_ylabel("Rate ratio against the baseline window (log scale)")
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("Event study: referred people's use relative to matched comparators, by month", fontsize=11)
     fig.tight_layout()
     return fig

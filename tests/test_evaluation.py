@@ -298,3 +298,15 @@ def test_post_window_from_closure_shifts_the_post_period(tmp_path):
     assert (ta.loc[closed, "gp_baseline_events"] == tb.loc[closed.index[closed], "gp_baseline_events"]).all()
     assert (ta.loc[closed, "gp_post_12m_events"] != tb.loc[closed.index[closed], "gp_post_12m_events"]).any()
     assert len(b.matched) == len(a.matched)
+
+
+@pytest.mark.unit
+def test_sroi_inputs_never_carry_a_not_credible_estimate(world_result):
+    _, r = world_result
+    s = r.sroi_inputs()
+    assert {"did_per_1000py", "did_lower", "did_upper", "ratio_of_rate_ratios", "verdict", "valued"} <= set(s.columns)
+    assert s.loc[~s["valued"], ["did_per_1000py", "ratio_of_rate_ratios"]].isna().all().all()
+    assert (s["valued"] == (s["verdict"] != dg.NOT_CREDIBLE)).all()
+    assert r.n_seen == int(r.units.loc[r.units["treated"] == 1, "seen"].sum())
+    fig = E.event_study_effects_plot(r.event_study)
+    assert len(fig.axes) == 3
