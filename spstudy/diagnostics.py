@@ -431,7 +431,7 @@ def verdicts(diagnostics: pd.DataFrame, margin: float, alpha: float, smd_warn: f
     states, verdict, headline_estimator ('matched_did', 'trend_adjusted' or 'none'), valued and a
     plain-English reason (no counts of people).
     """
-    z = _z(confidence)
+    _z(confidence)  # validates the argument
     rows = []
     for _, d in diagnostics.iterrows():
         W = int(d["window_months"])
@@ -492,7 +492,6 @@ def verdicts(diagnostics: pd.DataFrame, margin: float, alpha: float, smd_warn: f
                      "linearity_check": lin, "drift_check": drift, "negative_control_check": nc_main if head != "trend_adjusted" else nc_rob,
                      "main_design_check": main, "verdict": verdict, "headline_estimator": head, "valued": verdict != NOT_CREDIBLE,
                      "reason": _sentence("; ".join(reasons) if reasons else "balance, pre-trend, placebo and post-referral checks all pass")})
-    del z
     return pd.DataFrame(rows)
 
 

@@ -87,9 +87,9 @@ def _month_lengths(first: int, last: int) -> np.ndarray:
     return np.diff(b)
 
 
-def dynamics(name: str, months: np.ndarray, riser: np.ndarray | None = None) -> np.ndarray:
-    """Multiplier of a referred person's use by relative month in world ``name`` (before any effect):
-    shape (persons, months) if ``riser`` is given (trend world), else (months,)."""
+def dynamics(name: str, months: np.ndarray) -> np.ndarray:
+    """Multiplier of a referred person's use by relative month in world ``name`` (before any effect;
+    the trend world's rise is per person, in :func:`simulate_world`)."""
     t = months.astype(float)
     if name == "transient_crisis":
         return 1 + np.select([t == -3, t == -2, t == -1], [0.3, 0.7, 1.0], 0.0)
@@ -149,7 +149,6 @@ def simulate_world(name: str, seed: int, n_referred: int = 1500, pool_per_referr
         "ae": 0.035 * (0.8 + 0.8 * a2[keep]) * u[keep] ** 0.7 * v[keep] * (1 + 0.15 * (imd[keep] - 3)),
         "elective": 0.012 * (0.5 + age[keep] / 60) * u[keep],
     }
-    dyn = np.ones((n, len(months)))
     if name == "trend_selection":
         dyn = np.where(riser[keep][:, None], np.exp(0.02 * (months[None, :] - FIRST_MONTH)), 1.0)
     else:
