@@ -818,7 +818,8 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
     all_settings = outcomes + ([nc] if nc else [])
     months = list(design.windows_months)
     features = add_features(index, counts, design, all_settings)
-    data, res = match(features, design, ps_covariates(design, outcomes))
+    ps_used = _usable(features, ps_covariates(design, outcomes))  # constant columns (a spline with no knots) cannot enter
+    data, res = match(features, design, ps_used)
     if recount_post is not None:
         data = recount_post(data, res.pairs)
     bal = balance(data, design, outcomes)
@@ -953,8 +954,12 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
                                           "note": "the extract has no activity in the negative-control setting"}])
     bs = pd.concat([balance_summary(b, design.smd_threshold).assign(cohort=c) for c, b in (("itt", bal), ("per_protocol", bal_pp)) if len(b)],
                    ignore_index=True)
+    design_table = pd.concat([design.to_frame(), pd.DataFrame([
+        {"parameter": "ps_covariates_used", "value": json.dumps(ps_used)},
+        {"parameter": "ps_covariates_left_out_as_constant", "value": json.dumps([c for c in ps_covariates(design, outcomes) if c not in ps_used])},
+        {"parameter": "settings", "value": json.dumps(all_settings)}])], ignore_index=True)
     return EvaluationResult(
-        design=design.to_frame(), cohort_flow=flow if flow is not None else pd.DataFrame(columns=["step", "n"]),
+        design=design_table, cohort_flow=flow if flow is not None else pd.DataFrame(columns=["step", "n"]),
         sample_sizes=sample_sizes_long(res), balance=bal, balance_summary=bs, naive=naive, matched=matched, conventional=conv,
         side_by_side=side_by_side(naive[naive["setting"].isin(outcomes)], matched[matched["setting"].isin(outcomes)], conv if len(conv) else None),
         estimates=estimates, event_study=event_study, pretrend=pretrend, placebo=placebo, negative_control=negative_control.reset_index(drop=True),

@@ -71,6 +71,7 @@ def _weighted_persons(ex, pool_fraction):
 
 # ----------------------------------------------------------------------------------- determinism
 
+@pytest.mark.integration
 def test_same_seed_identical_files_and_different_seed_differs(small, tmp_path):
     out, _, _ = small
     first = _sums(out / "extracts")
@@ -83,6 +84,7 @@ def test_same_seed_identical_files_and_different_seed_differs(small, tmp_path):
     assert other["workforce.csv"] == first["workforce.csv"]  # workforce is not random
 
 
+@pytest.mark.integration
 def test_chunking_changes_layout_not_content(tmp_path):
     params = yaml.safe_load((ROOT / "parameters" / "synth.yaml").read_text())
     params["output"]["block_persons"] = 5000
@@ -105,6 +107,7 @@ def test_chunking_changes_layout_not_content(tmp_path):
 
 # ----------------------------------------------------------------------------------- contract
 
+@pytest.mark.integration
 def test_small_extract_passes_loader_and_accounts_for_rows(small):
     _, s, ex = small
     led = ex.ledger.to_frame()
@@ -117,6 +120,7 @@ def test_small_extract_passes_loader_and_accounts_for_rows(small):
         assert len(ex.table(t)) == n - (n_prior if t == "referrals" else 0)
 
 
+@pytest.mark.integration
 def test_elective_negative_control_and_referrals_before_the_study_period(small):
     """Elective admissions (the evaluation's negative control) are written at about the stated
     level with no planted effect; referrals dated before the study period belong to people in the
@@ -141,6 +145,7 @@ def test_elective_negative_control_and_referrals_before_the_study_period(small):
     assert (pd.to_datetime(before["referral_date"]) >= REF_START - pd.DateOffset(months=12)).all()
 
 
+@pytest.mark.integration
 def test_extract_info_and_truth_written(small):
     out, s, _ = small
     info = json.loads((out / "extracts" / "extract_info.json").read_text())
@@ -152,6 +157,7 @@ def test_extract_info_and_truth_written(small):
     assert not (out / "extracts" / "truth.json").exists()
 
 
+@pytest.mark.unit
 def test_bad_arguments_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="seed"):
         synth.generate(tmp_path, seed=-1)
@@ -231,6 +237,7 @@ def _z(obs_share, exp_share, n):
     return abs(obs_share - exp_share) / se
 
 
+@pytest.mark.integration
 def test_sex_age_ethnicity_proficiency_match_census_by_borough(small):
     _, _, ex = small
     p = ex.persons
@@ -270,6 +277,7 @@ def test_sex_age_ethnicity_proficiency_match_census_by_borough(small):
     assert not failures, failures
 
 
+@pytest.mark.integration
 def test_language_and_interpreter_consistent_with_proficiency(small):
     _, _, ex = small
     p = ex.persons.dropna(subset=["english_proficiency"])
@@ -287,6 +295,7 @@ def test_language_and_interpreter_consistent_with_proficiency(small):
     assert (q["ethnicity"] == "Z").any()
 
 
+@pytest.mark.integration
 def test_practices_within_borough_and_registration_varies(small):
     _, _, ex = small
     p = ex.persons
@@ -306,6 +315,7 @@ def test_practices_within_borough_and_registration_varies(small):
 
 # ----------------------------------------------------------------------------------- service use
 
+@pytest.mark.integration
 def test_gp_and_ae_rates_calibrated(shipped):
     info = json.loads((SHIPPED / "extract_info.json").read_text())
     p = _weighted_persons(shipped, info["pool_fraction"])
@@ -329,6 +339,7 @@ def test_gp_and_ae_rates_calibrated(shipped):
     assert k[age.to_numpy() >= 75].mean() > 1.5 * k[(age.to_numpy() >= 25) & (age.to_numpy() < 45)].mean()
 
 
+@pytest.mark.integration
 def test_regression_to_the_mean_in_referred(shipped):
     a = shipped.activity[shipped.activity.setting == "gp"].merge(
         shipped.referrals[["person_id", "referral_date"]], on="person_id")
@@ -341,6 +352,7 @@ def test_regression_to_the_mean_in_referred(shipped):
 
 # ----------------------------------------------------------------------------------- referrals
 
+@pytest.mark.integration
 def test_referral_volumes_match_targets(shipped, small):
     P = synth.load_synth_params()
     got = shipped.referrals["provider"].value_counts()
@@ -364,6 +376,7 @@ def test_referral_volumes_match_targets(shipped, small):
     assert (r["closure_date"].dropna() >= r.loc[r["closure_date"].notna(), "referral_date"]).all()
 
 
+@pytest.mark.integration
 def test_dna_rates_by_source(shipped):
     r = shipped.referrals
     dna = r.groupby("source")["outcome"].apply(lambda x: (x == "dna").mean())
@@ -378,6 +391,7 @@ def test_dna_rates_by_source(shipped):
     assert 5 <= wait.median() <= 28
 
 
+@pytest.mark.integration
 def test_closure_rules(shipped):
     r = shipped.referrals
     seen = r[r["outcome"] == "seen"]
@@ -389,6 +403,7 @@ def test_closure_rules(shipped):
     assert ((other["closure_date"] - other["first_contact_date"]).dt.days > 84).mean() > 0.2
 
 
+@pytest.mark.integration
 def test_reason_mix(shipped):
     r = shipped.referrals
     parts = r["reasons"].str.split(";")
@@ -404,6 +419,7 @@ def test_reason_mix(shipped):
     assert set(ex["reason"]) == {"housing", "money", "mental_health", "isolation", "carers", "lifestyle"}
 
 
+@pytest.mark.integration
 def test_inequity_planted_and_detectable(shipped):
     """Referral odds given observed need are lower for Black and Asian residents and poor English speakers."""
     import statsmodels.api as sm
@@ -441,6 +457,7 @@ def test_inequity_planted_and_detectable(shipped):
     assert fit.params["log_prior_gp"] > 0
 
 
+@pytest.mark.integration
 def test_recording_gaps_by_borough(shipped):
     r = shipped.referrals.drop_duplicates("person_id")[["person_id", "borough_code"]].merge(shipped.persons, on="person_id")
     eth_missing = r.groupby("borough_code")["ethnicity"].apply(lambda x: x.isna().mean())
@@ -453,6 +470,7 @@ def test_recording_gaps_by_borough(shipped):
 
 # ----------------------------------------------------------------------------------- wellbeing and truth
 
+@pytest.mark.integration
 def test_wellbeing_instruments_attrition_and_items(shipped):
     w = shipped.wellbeing
     r = shipped.referrals.set_index("referral_id")
@@ -473,6 +491,7 @@ def test_wellbeing_instruments_attrition_and_items(shipped):
     assert set(fu["referral_id"]) <= set(base["referral_id"])
 
 
+@pytest.mark.integration
 def test_truth_file_holds_planted_values_and_estimands(truth):
     P = synth.load_synth_params()
     pe = truth["planted_effect"]
@@ -507,6 +526,7 @@ def test_truth_file_holds_planted_values_and_estimands(truth):
 
 # ----------------------------------------------------------------------------------- workforce
 
+@pytest.mark.integration
 def test_workforce_from_review(shipped):
     wf = shipped.workforce
     gp = reference.gp_practices()
@@ -524,6 +544,7 @@ def test_workforce_from_review(shipped):
 
 # ----------------------------------------------------------------------------------- shipped sample
 
+@pytest.mark.integration
 def test_shipped_sample_checksums_size_and_info(shipped):
     lines = (SHIPPED / "SHA256SUMS").read_text().splitlines()
     listed = {}
@@ -543,6 +564,7 @@ def test_shipped_sample_checksums_size_and_info(shipped):
     assert 20_000 < len(shipped.referrals) < 30_000
 
 
+@pytest.mark.integration
 def test_shipped_sample_regenerates_byte_identical(tmp_path):
     synth.generate(tmp_path, seed=7, scale=1.0, pool_fraction=0.25)
     assert _sums(tmp_path) == _sums(SHIPPED)
@@ -553,6 +575,7 @@ def test_shipped_sample_regenerates_byte_identical(tmp_path):
 @settings(max_examples=200, deadline=None)
 @given(st.dates(min_value=pd.Timestamp("2000-01-01").date(), max_value=pd.Timestamp("2030-12-31").date()),
        st.integers(min_value=-24, max_value=24))
+@pytest.mark.unit
 def test_add_months_matches_pandas(d, k):
     day = np.array([np.datetime64(d, "D").astype(np.int64)])
     got = synth._add_months(day, k)[0]
@@ -560,6 +583,7 @@ def test_add_months_matches_pandas(d, k):
     assert got == want
 
 
+@pytest.mark.unit
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(min_value=0, max_value=10), min_size=2, max_size=6).filter(lambda x: sum(x) > 0.1))
 def test_categorical_draws_follow_probabilities(w):
