@@ -813,6 +813,17 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
     the post windows recounted (post window from case closure).
     """
     z = _z(design.confidence)
+    need = ["index_id", "treated", "seen", "age", "sex", "imd_quintile", "ethnic_group"] + [c for c in design.exact if c not in ("sex",)]
+    missing = [c for c in need if c not in index.columns]
+    if missing:
+        raise ValueError(f"evaluate: argument 'index' is missing columns {missing}")
+    want = [f"{s}_{w}_events" for s in settings for w, _, _ in design_windows_months(design)] + [f"{w}_days" for w, _, _ in design_windows_months(design)]
+    missing = [c for c in want if c not in counts.columns]
+    if missing:
+        raise ValueError(f"evaluate: argument 'counts' is missing the window columns {missing[:6]}{' ...' if len(missing) > 6 else ''} "
+                         "(count the windows of design_windows_months(design) for every setting)")
+    if index["treated"].sum() < 3:
+        raise ValueError(f"evaluate: only {int(index['treated'].sum())} referred people in 'index' (rows with treated == 1); at least 3 are needed")
     nc = design.negative_control_setting if design.negative_control_setting in settings else None
     outcomes = [s for s in settings if s != nc]
     all_settings = outcomes + ([nc] if nc else [])

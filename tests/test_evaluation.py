@@ -310,3 +310,14 @@ def test_sroi_inputs_never_carry_a_not_credible_estimate(world_result):
     assert r.n_seen == int(r.units.loc[r.units["treated"] == 1, "seen"].sum())
     fig = E.event_study_effects_plot(r.event_study)
     assert len(fig.axes) == 3
+
+
+@pytest.mark.unit
+def test_evaluate_names_missing_inputs():
+    w = W.simulate_world("null", 5, n_referred=200, pool_per_referral=2)
+    d = W.world_design(cohorts=("itt",))
+    counts = w.window_counts(E.design_windows_months(d))
+    with pytest.raises(ValueError, match=r"'index' is missing columns \['imd_quintile'\]"):
+        E.evaluate(w.index.drop(columns=["imd_quintile"]), counts, lambda r: w.monthly_for(r["index_id"]), d, list(W.SETTINGS))
+    with pytest.raises(ValueError, match="'counts' is missing the window columns"):
+        E.evaluate(w.index, counts.drop(columns=["gp_baseline_events"]), lambda r: w.monthly_for(r["index_id"]), d, list(W.SETTINGS))
