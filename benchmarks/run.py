@@ -1,52 +1,57 @@
 #!/usr/bin/env python
-"""Benchmark of the service-use evaluation at 1x, 10x and 100x NCL-sample scale (``make benchmark``).
+"""Benchmarks of spstudy's heavy steps against their competitors, in one table (``make benchmark``).
 
-For each scale it generates synthetic extracts (:func:`spstudy.synth.generate`) into a temporary
-folder under /tmp and times, each in a FRESH SUBPROCESS (so that peak memory is per step and
-includes DuckDB's native memory), the four steps of :func:`spstudy.evaluation.run`:
+Every measurement runs in a FRESH SUBPROCESS (so that peak memory belongs to one step and
+includes DuckDB's and Arrow's native memory), repeated ``--repeats`` times with the
+implementations interleaved (so that competing load on a shared machine hits all of them
+alike); the table gives the median and the minimum wall-clock seconds and the ratio of each
+competitor's median to spstudy's median measured in the same run.
 
-==========================  ================================================  ============================================
-step                        spstudy                                           straightforward pandas baseline
-==========================  ================================================  ============================================
-window counting             evaluation.count_windows(<Parquet folder>, ...)   merge activity to index, filter, groupby
-                            (DuckDB engine, reads Parquet directly)           (benchmarks/straightforward_pandas.py)
-comparator pool             evaluation.build_cohort                           the same code (it is pandas already)
-matching                    evaluation.match_cohort (PS + greedy NN)          statsmodels Logit + all-pairs greedy NN
-                                                                              (subsample of treated, extrapolated)
-difference in differences   evaluation.effects (8 DiDs, 500 bootstraps)       same estimates, pandas bootstrap loop
-                                                                              (some replicates, extrapolated)
-==========================  ================================================  ============================================
+==============================  ==========================================  =================================================
+step                            spstudy                                     competitors
+==============================  ==========================================  =================================================
+window counting (1x, 10x,       ``evaluation.count_windows`` = engine       spstudy before the speed work (legacy_engine.py),
+100x NCL-sample scale)          ``window_counts_wide`` on DuckDB, reading   polars (polars_competitor.py), straightforward
+                                the activity Parquet                        pandas (straightforward_pandas.py; not at 100x
+                                                                            unless --pandas-100x: it needs ~12 GB)
+matching 25,000 x 2,000,000     ``matching.nearest_neighbour_match``        spstudy before (legacy_matching.py), R MatchIt
+(score given; 1:1 and exact)    (greedy 1:1, 0.2 SD caliper on the logit)   >= 4.5.4 when Rscript has it (matchit_bench.R)
+propensity score + matching     ``matching.propensity_score`` + the above   spstudy before, R MatchIt ``distance = "glm"``
+import time                     ``import spstudy.engine`` / ``.matching``   (heavy modules loaded are listed)
+==============================  ==========================================  =================================================
 
-plus the full NCL-scale evaluation (synth scale 1.0, pool_fraction 1.0: every registered person),
-the full pandas loader on those extracts (timed separately), and the matching scale check
-(25,000 treated against 2,000,000 controls, :func:`spstudy.matching.time_large_match`).
-
-Scales ("NCL-sample scale"): 1x = synth scale 0.1 with pool_fraction 0.25 (about 37,000 people and
-0.7 million activity rows over the 4-year data period); 10x = scale 1.0; 100x = scale 10.0 (about
-70 million rows). See benchmarks/README.md.
+Scales ("NCL-sample scale"): 1x = ``synth.generate(scale=0.1, pool_fraction=0.25)`` (about
+37,000 people, 0.7 million activity rows, 25,000 index rows); 10x = scale 1.0 (7 million rows);
+100x = scale 10.0 (70 million rows). See benchmarks/README.md.
 
 Usage::
 
-    .venv/bin/python benchmarks/run.py                 # scales 1,10,100 + NCL evaluation (about 8 min on 2 quiet cores)
-    .venv/bin/python benchmarks/run.py --quick         # scales 1,10 + NCL evaluation (about 2 min)
-    .venv/bin/python benchmarks/run.py --scales 1 --no-ncl
-    .venv/bin/python benchmarks/run.py --readme        # also copy the tables into benchmarks/README.md
+    python benchmarks/run.py                    # the default: all steps, scales 1,10,100, 3 repeats (~10 min)
+    python benchmarks/run.py --scales 1,10      # skip 100x (the largest data set: ~3 min of generation)
+    python benchmarks/run.py --quick            # scales 1,10, one repeat, smaller PS problem (development)
+    python benchmarks/run.py --spark            # also window counting on Spark local[2] (1x, 10x)
+    python benchmarks/run.py --pandas-100x      # also the pandas baseline at 100x (~12 GB, ~1 min per run)
+    python benchmarks/run.py --evaluation       # also the full NCL-scale evaluation.run (one run)
 
-Results are printed and written to ``benchmarks/results/latest.md`` (and ``latest.json``). Targets
-are measured and reported, never asserted.
+Results are printed and written to ``benchmarks/results/`` (git-ignored): ``benchmark-<date>.md``
+and ``.csv`` plus ``latest.md`` / ``latest.csv`` / ``latest.json``. Targets are measured and
+reported, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,17 +63,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-#: NCL-sample scale: label -> (synth scale, pool_fraction)
-BASE_SCALE, BASE_POOL = 0.1, 0.25
+BASE_SCALE, BASE_POOL = 0.1, 0.25  # 1x NCL-sample scale: synth scale, pool_fraction
 NCL_SCALE, NCL_POOL = 1.0, 1.0
 SEED = 7
 CHUNK_PERSONS = 250_000
-BOOT = 500
+MATCH_SEED = 1
+N_TREATED, N_CONTROL = 25_000, 2_000_000
+MATCHIT_MIN = (4, 5, 4)  # Debian's 4.5.1 ignores the caliper on the score scale: never compare with it
 
-TARGET_SECONDS = 60.0
-TARGET_MB = 4096.0
-TARGET_SPEEDUP = 10.0
-TARGET_EXPONENT = 1.1  # time ~ rows^b; b <= 1.1 counts as "no worse than linear" (allowing timing noise)
+TARGET_POLARS = 1.0       # polars seconds / spstudy seconds at 10x: at least as fast
+TARGET_PANDAS = 10.0      # pandas seconds / spstudy seconds at 10x
+TARGET_EXPONENT = 1.1     # seconds ~ rows^b from 10x to 100x: b <= 1.1 is "no worse than linear" (timing noise)
+TARGET_MATCH_S = 2.5      # matching 25,000 x 2,000,000
+TARGET_MATCHIT = 10.0     # MatchIt seconds / spstudy seconds
 
 
 def scale_spec(label: int) -> tuple[float, float]:
@@ -86,38 +93,17 @@ def _maxrss_mb() -> float:
 
 
 def _rss_mb() -> float:
+    """Current resident memory of this process (MB)."""
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _cpu_s() -> float:
-    """CPU seconds (user + system, all threads) used by this process so far."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
 
-def _time_count_parts() -> dict:
-    """Wrap the engine's DuckDB call and window_counts to split the counting time (diagnostic only:
-    uses a private engine function and silently does nothing if it is not there)."""
-    from spstudy import engine as eng
-
-    parts: dict[str, float] = {}
-
-    def wrap(name, f):
-        def g(*a, **k):
-            s = time.perf_counter()
-            try:
-                return f(*a, **k)
-            finally:
-                parts[name] = parts.get(name, 0.0) + time.perf_counter() - s
-        return g
-
-    if hasattr(eng, "_run_duckdb"):
-        eng._run_duckdb = wrap("duckdb query", eng._run_duckdb)
-    return parts
-
-
-def _quiet():
+def _quiet() -> None:
     import warnings
 
     warnings.simplefilter("ignore")
@@ -143,282 +129,241 @@ def _activity_path(data_dir: str) -> str:
     return str(p if p.exists() else Path(data_dir) / "activity.parquet")
 
 
-def _activity_rows(data_dir: str) -> int:
-    import pyarrow.dataset as ds
-
-    return ds.dataset(_activity_path(data_dir), format="parquet").count_rows()
-
-
-def w_generate(spec: dict) -> dict:
-    from spstudy import synth
-
-    t0 = time.perf_counter()
-    s = synth.generate(spec["data_dir"], seed=spec["seed"], scale=spec["scale"], pool_fraction=spec["pool_fraction"],
-                       chunk_persons=CHUNK_PERSONS)
-    return {"seconds": time.perf_counter() - t0, "peak_mb": _maxrss_mb(), "row_counts": s["row_counts"],
-            "population_frame_persons": s["population_frame_persons"], "bytes_total": s["bytes_total"]}
-
-
-def w_pool(spec: dict) -> dict:
-    """Comparator pool construction: evaluation.build_cohort (persons/referrals read first, untimed)."""
+def w_prepare(spec: dict) -> dict:
+    """Generate the synthetic extracts and the cohort's index rows (evaluation.build_cohort)."""
     from types import SimpleNamespace
 
     from spstudy import evaluation as E
+    from spstudy import synth
     from spstudy.params import load_parameters
 
     _quiet()
-    p = load_parameters("ncl")
     t0 = time.perf_counter()
-    ex = SimpleNamespace(persons=_read_table(spec["data_dir"], "persons"),
-                         referrals=_read_table(spec["data_dir"], "referrals"),
+    s = synth.generate(spec["data_dir"], seed=spec["seed"], scale=spec["scale"], pool_fraction=spec["pool_fraction"],
+                       chunk_persons=CHUNK_PERSONS)
+    gen_s = time.perf_counter() - t0
+    ex = SimpleNamespace(persons=_read_table(spec["data_dir"], "persons"), referrals=_read_table(spec["data_dir"], "referrals"),
                          activity=_activity_path(spec["data_dir"]))
-    read_s = time.perf_counter() - t0
-    rss0 = _rss_mb()
-    c0 = _cpu_s()
-    t0 = time.perf_counter()
-    index, flow = E.build_cohort(ex, p, "ncl")
-    secs = time.perf_counter() - t0
-    cpu = _cpu_s() - c0
-    peak = _maxrss_mb()
-    index.to_pickle(Path(spec["work_dir"]) / "index.pkl")
-    n = len(ex.persons)
-    return {"seconds": secs, "cpu_seconds": cpu, "peak_mb": peak, "rss_before_mb": rss0, "read_seconds": read_s,
-            "throughput": n / secs, "unit": "persons/s", "persons": n, "referrals": len(ex.referrals),
-            "index_rows": len(index), "treated": int(index["treated"].sum())}
+    index, _ = E.build_cohort(ex, load_parameters("ncl"), "ncl")
+    index.to_parquet(Path(spec["data_dir"]) / "bench_index.parquet")
+    return {"seconds": gen_s, "peak_mb": _maxrss_mb(), "row_counts": s["row_counts"], "index_rows": len(index)}
+
+
+def _same_frame(a, b) -> tuple[bool, str]:
+    """Exact equality of two wide count tables: same columns (any order), dtypes int64, values."""
+    if set(a.columns) != set(b.columns):
+        return False, f"columns differ: {sorted(set(a.columns) ^ set(b.columns))[:6]}"
+    cols = list(b.columns)
+    x = a[cols].sort_values("index_id", kind="mergesort").reset_index(drop=True)
+    y = b[cols].sort_values("index_id", kind="mergesort").reset_index(drop=True)
+    if x.shape != y.shape:
+        return False, f"shapes differ: {x.shape} vs {y.shape}"
+    n_diff = int((x.to_numpy() != y.to_numpy()).sum())
+    return n_diff == 0, "identical" if n_diff == 0 else f"{n_diff} of {x.size} cells differ"
 
 
 def w_count(spec: dict) -> dict:
-    """Window counting with spec['impl'] in duckdb | pandas_naive | pandas_engine | spark."""
+    """Window counting: spec['impl'] in spstudy | before | polars | pandas | spark."""
     import pandas as pd
 
     from spstudy import evaluation as E
     from spstudy.params import load_parameters
 
     _quiet()
-    p = load_parameters("ncl")
-    work = Path(spec["work_dir"])
-    index = pd.read_pickle(work / "index.pkl")
-    windows = E.design_windows(p)
-    act = _activity_path(spec["data_dir"])
-    n_rows = spec["activity_rows"]
+    d = Path(spec["data_dir"])
+    index = pd.read_parquet(d / "bench_index.parquet")
+    windows = E.design_windows(load_parameters("ncl"))
+    act = _activity_path(str(d))
     impl = spec["impl"]
-    extra = {}
-    parts = _time_count_parts() if impl == "duckdb" else {}
-    if impl == "duckdb":
-        import duckdb  # noqa: F401  (imported lazily by the engine; keep the import out of the timing)
-    rss0 = _rss_mb()
-    c0 = _cpu_s()
-    t0 = time.perf_counter()
-    if impl == "duckdb":
-        counts = E.count_windows(act, index, windows, engine="duckdb")
-    elif impl == "pandas_engine":
-        counts = E.count_windows(act, index, windows, engine="pandas")
-    elif impl == "spark":
+    cols = ["index_id", "person_id", "index_date", "follow_start", "follow_end"]
+    extra: dict = {}
+    # imports and (for Spark) session start-up stay out of the timing
+    if impl in ("spstudy", "spark"):
+        import duckdb  # noqa: F401
+        from spstudy import engine  # noqa: F401
+    elif impl == "before":
+        import duckdb  # noqa: F401
+        import legacy_engine
+    elif impl == "polars":
+        import polars  # noqa: F401
+        import polars_competitor
+    elif impl == "pandas":
+        import straightforward_pandas
+    if impl == "spark":
         from spstudy.engine import spark_session
 
-        spark_session()  # start the JVM before timing: session start-up is reported separately
-        extra["spark_startup_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        counts = E.count_windows(act, index, windows, engine="spark")
-    elif impl == "pandas_naive":
-        import straightforward_pandas as sp
-
-        counts, info = sp.count_windows(act, index, windows)
-        extra["read_seconds"] = info["read_seconds"]
+        spark_session()
+        extra["spark_startup_seconds"] = time.perf_counter() - t0
+        extra["poll_peak"] = True  # the JVM's memory is not in this process's ru_maxrss
+    extra["inputs_mb"] = _rss_mb()
+    c0, t0 = _cpu_s(), time.perf_counter()
+    if impl == "spstudy":
+        out = E.count_windows(act, index, windows, engine="duckdb")
+    elif impl == "spark":
+        out = E.count_windows(act, index, windows, engine="spark")
+    elif impl == "before":
+        out = legacy_engine.window_counts_wide(act, index[cols], windows, engine="duckdb")
+    elif impl == "polars":
+        out, info = polars_competitor.count_windows(act, index, windows)
+        extra["polars_native_seconds"] = info["native_seconds"]
+    elif impl == "pandas":
+        out, info = straightforward_pandas.count_windows(act, index, windows)
     else:
         raise ValueError(f"impl: unknown {impl!r}")
-    secs = time.perf_counter() - t0
-    cpu = _cpu_s() - c0
+    secs, cpu = time.perf_counter() - t0, _cpu_s() - c0
     peak = _maxrss_mb()
-    if parts:
-        q = parts.get("duckdb query", 0.0)
-        extra["breakdown"] = {"DuckDB query (incl. Arrow to pandas)": q, "index checks and typing in pandas": secs - q}
-    if impl == "duckdb":
-        counts.to_pickle(work / "counts.pkl")
+    ref = d / "bench_counts_spstudy.parquet"
+    if impl == "spstudy":
+        if not ref.exists():
+            out.to_parquet(ref)
+        same, msg = _same_frame(out, pd.read_parquet(ref))
     else:
-        import straightforward_pandas as sp
-
-        ref = pd.read_pickle(work / "counts.pkl")
-        ok, msg = sp.same_counts(counts, ref)
-        extra["same_as_duckdb"] = ok
-        extra["check"] = msg
+        same, msg = _same_frame(out, pd.read_parquet(ref)) if ref.exists() else (None, "no spstudy result to compare")
     if impl == "spark":
         from spstudy.engine import spark_session
 
         spark_session().stop()
-    return {"seconds": secs, "cpu_seconds": None if impl == "spark" else cpu,  # Spark works in its JVM, not counted here
-            "peak_mb": peak, "rss_before_mb": rss0, "throughput": n_rows / secs, "unit": "events/s", "index_rows": len(index), "windows": len(windows), **extra}
+        cpu = None  # Spark works in its JVM
+    return {"seconds": secs, "cpu_seconds": cpu, "peak_mb": peak, "same": same, "check": msg,
+            "index_rows": len(index), "windows": len(windows), **extra}
+
+
+def _match_data(n_treated: int, n_control: int, seed: int, covariates: bool):
+    """Synthetic matching problem. Scores only: logit ~ N(-3, 1.2) treated, N(-4, 1.2) controls
+    and a random stratum (80 levels). With covariates (for the propensity score): age, sex,
+    IMD quintile, ethnic group, 8 prior-use rates (gamma, higher for the treated) and a PCN
+    (40 levels): 12 covariates, 19 model columns, the shape of the evaluation's design."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n = n_treated + n_control
+    t = np.r_[np.ones(n_treated, dtype=np.int8), np.zeros(n_control, dtype=np.int8)]
+    ids = np.arange(n, dtype=np.int64)
+    if not covariates:
+        logit = np.concatenate([rng.normal(-3, 1.2, n_treated), rng.normal(-4, 1.2, n_control)])
+        return pd.DataFrame({"id": ids, "treat": t, "ps": 1 / (1 + np.exp(-logit)), "stratum": rng.integers(0, 80, n)})
+    df = pd.DataFrame({"id": ids, "treat": t, "age": rng.integers(18, 95, n).astype(float),
+                       "sex": rng.choice(["F", "M"], n), "imd_q": rng.choice(list("12345"), n),
+                       "ethnic_group": rng.choice(["Asian", "Black", "Mixed", "Other", "White"], n)})
+    for j in range(8):
+        df[f"r{j}"] = rng.gamma(1 + t * 0.5, 1.0, n)
+    df["pcn"] = rng.integers(0, 40, n).astype(str)
+    return df
+
+
+PS_COVARIATES = ["age", "sex", "imd_q", "ethnic_group"] + [f"r{j}" for j in range(8)]
+
+
+def _pairs_of(res) -> "object":
+    import pandas as pd
+
+    return pd.DataFrame({"treated": res.pairs["treated_id"].astype(str), "control": res.pairs["control_id"].astype(str)})
+
+
+def _same_pairs(a, b) -> tuple[bool, str]:
+    ka = set(zip(a["treated"], a["control"]))
+    kb = set(zip(b["treated"], b["control"]))
+    if ka == kb:
+        return True, f"identical {len(ka):,} pairs"
+    return False, f"{len(ka ^ kb):,} pairs differ ({len(ka):,} vs {len(kb):,})"
 
 
 def w_match(spec: dict) -> dict:
-    """Matching: evaluation.match_cohort (impl spstudy) or the naive all-pairs version."""
+    """Matching on a given score (spec['ps'] False) or propensity score + matching (True);
+    spec['impl'] in spstudy | before | matchit."""
     import numpy as np
     import pandas as pd
 
-    from spstudy import evaluation as E
-    from spstudy.params import load_parameters
-
     _quiet()
-    p = load_parameters("ncl")
+    with_ps = spec["with_ps"]
+    df = _match_data(spec["n_treated"], spec["n_control"], spec["seed"], with_ps)
+    exact = spec["exact"] or None
     work = Path(spec["work_dir"])
-    features = E.add_features(pd.read_pickle(work / "index.pkl"), pd.read_pickle(work / "counts.pkl"))
-    n = len(features)
-    rss0 = _rss_mb()
-    if spec["impl"] == "spstudy":
-        c0 = _cpu_s()
+    impl = spec["impl"]
+    extra: dict = {}
+    if impl == "matchit":
+        inp = work / f"matchit_in_{'ps' if with_ps else 'score'}.csv"
+        if not inp.exists():
+            df.to_csv(inp, index=False)
+        outp = work / f"matchit_pairs_{spec['key']}.csv"
+        cmd = ["Rscript", str(HERE / "matchit_bench.R"), str(inp), str(outp), "ps" if with_ps else "score",
+               ",".join(exact or []), ",".join(PS_COVARIATES)]
         t0 = time.perf_counter()
-        data, res = E.match_cohort(features, p)
-        secs = time.perf_counter() - t0
-        cpu = _cpu_s() - c0
-        peak = _maxrss_mb()
-        data.to_pickle(work / "matched.pkl")
-        res.pairs.to_pickle(work / "pairs.pkl")
-        return {"seconds": secs, "cpu_seconds": cpu, "peak_mb": peak, "rss_before_mb": rss0, "throughput": n / secs, "unit": "units/s",
-                "units": n, "treated": int(features["treated"].sum()), "pairs": len(res.pairs)}
-    import straightforward_pandas as sp
-
-    m = p.evaluation.matching
-    c0 = _cpu_s()
-    r = sp.match_naive(features, E.ps_covariates(p), list(m.exact), m.caliper_sd,
-                       max_treated=spec.get("max_treated", 2000), time_budget=spec.get("time_budget", 20.0))
-    cpu = _cpu_s() - c0
-    peak = _maxrss_mb()
-    secs = r["seconds_extrapolated"]
-    cpu_x = cpu * secs / max(r["ps_seconds"] + r["loop_seconds"], 1e-9)  # extrapolated like the time
-    done = list(r["pairs"].items())
-    check = f"{r['treated_done']:,} treated run"
-    if (work / "pairs.pkl").exists():  # spstudy's matching ran: compare
-        pairs = pd.read_pickle(work / "pairs.pkl").set_index("treated_id")["control_id"]
-        agree = np.mean([pairs.get(t) == c for t, c in done]) if done else float("nan")
-        data = pd.read_pickle(work / "matched.pkl")
-        dlogit = float(np.max(np.abs(r["logit"] - data["logit_ps"].to_numpy())))
-        check += f"; same control as spstudy for {agree:.1%} of the {len(done):,} matched; max abs logit difference {dlogit:.1e}"
+        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t0
+        info = json.loads(r.stdout.strip().splitlines()[-1])
+        pairs = pd.read_csv(outp, dtype=str)
+        secs, extra["matchit_version"], extra["rscript_wall_seconds"] = info["seconds"], info["version"], wall
+        peak, extra["poll_peak"] = None, True  # the R process's memory is polled by the parent
     else:
-        check += f", {len(done):,} matched (spstudy's matching did not run: nothing to compare)"
-    return {"seconds": secs, "extrapolated": r["treated_done"] < r["treated_total"], "peak_mb": peak, "rss_before_mb": rss0,
-            "throughput": n / secs, "unit": "units/s", "ps_seconds": r["ps_seconds"], "loop_seconds_run": r["loop_seconds"],
-            "treated_done": r["treated_done"], "treated_total": r["treated_total"],
-            "cpu_seconds": cpu_x, "check": check}
-
-
-def w_did(spec: dict) -> dict:
-    """DiD: evaluation.effects (main design, 500 bootstrap replicates) or the naive loop."""
-    import numpy as np
-    import pandas as pd
-
-    from spstudy import evaluation as E
-    from spstudy.params import load_parameters
-
-    _quiet()
-    p = load_parameters("ncl")
-    work = Path(spec["work_dir"])
-    data = pd.read_pickle(work / "matched.pkl")
-    pairs = pd.read_pickle(work / "pairs.pkl")
-    months = p.evaluation.windows_months
-    n_sets = int(pairs["subclass"].nunique())
-    rss0 = _rss_mb()
-    if spec["impl"] == "spstudy":
-        c0 = _cpu_s()
-        t0 = time.perf_counter()
-        naive, matched = E.effects(data, pairs, months, boot=BOOT)
+        if impl == "spstudy":
+            from spstudy import matching as M
+        else:
+            import legacy_matching as M
+        extra["inputs_mb"] = _rss_mb()
+        c0, t0 = _cpu_s(), time.perf_counter()
+        d = df
+        if with_ps:
+            ps = M.propensity_score(df, "treat", PS_COVARIATES)
+            d = df.assign(ps=ps["ps"].to_numpy())
+            extra["ps_seconds"] = time.perf_counter() - t0
+            np.save(work / f"ps_{impl}.npy", ps["ps"].to_numpy())
+        res = M.nearest_neighbour_match(d, "treat", "ps", k=1, caliper=0.2, caliper_scale="sd", distance="logit",
+                                        replace=False, exact=exact, order="largest", id_col="id")
         secs = time.perf_counter() - t0
-        cpu = _cpu_s() - c0
+        extra["cpu_seconds"] = _cpu_s() - c0
         peak = _maxrss_mb()
-        matched.to_pickle(work / "did.pkl")
-        return {"seconds": secs, "cpu_seconds": cpu, "peak_mb": peak, "rss_before_mb": rss0, "throughput": n_sets / secs, "unit": "matched sets/s",
-                "matched_sets": n_sets, "estimates": len(matched)}
-    import straightforward_pandas as sp
+        pairs = _pairs_of(res)
+        if with_ps:
+            other = work / f"ps_{'before' if impl == 'spstudy' else 'spstudy'}.npy"
+            if other.exists():
+                extra["ps_bit_identical"] = bool(np.array_equal(np.load(other), ps["ps"].to_numpy()))
+    ref = work / f"pairs_{spec['key']}_before.parquet"
+    if impl == "before" and not ref.exists():
+        pairs.to_parquet(ref)
+    if ref.exists():
+        same, msg = _same_pairs(pairs, pd.read_parquet(ref))
+        if impl == "before":
+            same, msg = True, f"{len(pairs):,} pairs (the reference)"
+        if extra.get("ps_bit_identical") is not None:
+            msg += "; scores bit-identical" if extra["ps_bit_identical"] else "; SCORES DIFFER"
+    else:
+        same, msg = None, f"{len(pairs):,} pairs (before not run)"
+    return {"seconds": secs, "peak_mb": peak, "same": same, "check": msg, "pairs": len(pairs), **extra}
 
-    c0 = _cpu_s()
-    est, timing = sp.effects_naive(data, pairs, months, boot=BOOT, boot_run=spec.get("boot_run", 20))
-    cpu = _cpu_s() - c0
-    peak = _maxrss_mb()
-    ref = pd.read_pickle(work / "did.pkl")
-    k = ["setting", "window_months", "cohort"]
-    cmp = est.merge(ref, on=k, suffixes=("", "_ref"))
-    d1 = float(np.max(np.abs(cmp["did_per_1000py"] - cmp["did_per_1000py_ref"])))
-    d2 = float(np.max(np.abs(cmp["ratio_of_rate_ratios"] - cmp["ratio_of_rate_ratios_ref"])))
-    secs = timing["seconds_extrapolated"]
-    return {"seconds": secs, "extrapolated": timing["boot_run"] < timing["boot"], "seconds_measured": timing["seconds_measured"],
-            "boot_run": timing["boot_run"], "peak_mb": peak, "rss_before_mb": rss0, "throughput": n_sets / secs,
-            "unit": "matched sets/s", "cpu_seconds": cpu * secs / max(timing["seconds_measured"], 1e-9),
-            "check": f"{timing['boot_run']} of {BOOT} replicates run; point estimates vs spstudy: max abs difference "
-                     f"{d1:.1e} (DiD per 1,000 PY), {d2:.1e} (ratio of rate ratios)"}
+
+def w_import(spec: dict) -> dict:
+    """Import time of one module, and which heavy modules it pulls in."""
+    t0 = time.perf_counter()
+    __import__(spec["module"])
+    secs = time.perf_counter() - t0
+    heavy = [m for m in ("pyspark", "statsmodels", "matplotlib", "duckdb", "polars", "scipy", "pyarrow")
+             if m in sys.modules]
+    return {"seconds": secs, "peak_mb": _maxrss_mb(), "heavy_loaded": heavy}
 
 
 def w_ncl_eval(spec: dict) -> dict:
-    """The whole evaluation (evaluation.run) at NCL scale: persons/referrals read with pandas,
-    activity straight from Parquet through the engine. Per-stage seconds by wrapping the stages."""
+    """The whole evaluation (evaluation.run) at full NCL scale, activity read by DuckDB."""
     from types import SimpleNamespace
 
     from spstudy import evaluation as E
-    from spstudy import matching as M
     from spstudy.params import load_parameters
 
     _quiet()
-    stages: dict[str, float] = {}
-
-    def timed(name, f):
-        def g(*a, **k):
-            s = time.perf_counter()
-            try:
-                return f(*a, **k)
-            finally:
-                stages[name] = stages.get(name, 0.0) + time.perf_counter() - s
-        return g
-
-    for name in ("build_cohort", "count_windows", "add_features", "match_cohort", "effects"):
-        setattr(E, name, timed(name, getattr(E, name)))
-    M.balance_table = timed("balance_table", M.balance_table)
     p = load_parameters("ncl")
-    import duckdb  # noqa: F401  (the engine imports it lazily; keep the import out of the timing)
+    import duckdb  # noqa: F401
 
-    rss0 = _rss_mb()
-    c0 = _cpu_s()
     t0 = time.perf_counter()
-    ex = SimpleNamespace(persons=_read_table(spec["data_dir"], "persons"),
-                         referrals=_read_table(spec["data_dir"], "referrals"),
+    ex = SimpleNamespace(persons=_read_table(spec["data_dir"], "persons"), referrals=_read_table(spec["data_dir"], "referrals"),
                          activity=_activity_path(spec["data_dir"]))
-    stages["read persons, referrals"] = time.perf_counter() - t0
-    res = E.run(ex, p, "ncl", engine="duckdb", boot=BOOT)
-    secs = time.perf_counter() - t0
-    cpu = _cpu_s() - c0
-    peak = _maxrss_mb()
-    sbs = res["side_by_side"]
-    r12 = sbs[(sbs["window_months"] == 12) & (sbs["cohort"] == "itt")].set_index("setting")
-    stages["other (run's own code)"] = secs - sum(stages.values())
-    return {"seconds": secs, "cpu_seconds": cpu, "peak_mb": peak, "rss_before_mb": rss0, "stages": stages, "persons": len(ex.persons),
-            "referrals": len(ex.referrals), "index_rows": len(res["index"]), "treated": int(res["index"]["treated"].sum()),
-            "matched_referred": int(r12["n_matched_referred"].iloc[0]),
-            "gp_12m_matched_pct": float(r12.loc["gp", "matched_pct_change"]),
-            "ae_12m_matched_pct": float(r12.loc["ae", "matched_pct_change"]),
-            "throughput": spec["activity_rows"] / secs, "unit": "events/s"}
+    res = E.run(ex, p, "ncl", engine="duckdb", boot=500)
+    return {"seconds": time.perf_counter() - t0, "peak_mb": _maxrss_mb(), "index_rows": len(res["index"]),
+            "persons": len(ex.persons), "same": None, "check": ""}
 
 
-def w_loader(spec: dict) -> dict:
-    """The full pandas loader with contract validation (spstudy.extracts.load_extracts)."""
-    from spstudy.extracts import load_extracts
-    from spstudy.params import load_parameters
-
-    _quiet()
-    p = load_parameters("ncl", overrides={"data": {"extracts_dir": spec["data_dir"]}})
-    t0 = time.perf_counter()
-    ex = load_extracts(p)
-    secs = time.perf_counter() - t0
-    return {"seconds": secs, "peak_mb": _maxrss_mb(), "activity_rows": len(ex.activity),
-            "throughput": len(ex.activity) / secs, "unit": "activity rows/s"}
-
-
-def w_large_match(spec: dict) -> dict:
-    from spstudy.matching import time_large_match
-
-    r = time_large_match(n_treated=spec["n_treated"], n_control=spec["n_control"])
-    return {"seconds": r["seconds"], "peak_mb": _maxrss_mb(), "pairs": r["n_pairs"],
-            "throughput": (r["n_treated"] + r["n_control"]) / r["seconds"], "unit": "units/s"}
-
-
-WORKERS = {"generate": w_generate, "pool": w_pool, "count": w_count, "match": w_match, "did": w_did,
-           "ncl_eval": w_ncl_eval, "loader": w_loader, "large_match": w_large_match}
+WORKERS = {"prepare": w_prepare, "count": w_count, "match": w_match, "import": w_import, "ncl_eval": w_ncl_eval}
 
 
 def worker_main(name: str, spec_path: str) -> int:
@@ -472,15 +417,16 @@ class Runner:
         return total / 2**20
 
     def run(self, name: str, spec: dict, timeout: float) -> dict:
-        """Run worker ``name`` in a fresh subprocess; kill it (and only it, by its process group)
-        past ``timeout`` seconds or the memory limit. Peak memory = max(the worker's own ru_maxrss,
-        the polled RSS of its process tree, which includes e.g. Spark's JVM)."""
+        """Run worker ``name`` in a fresh subprocess; stop it (its own process group only) past
+        ``timeout`` seconds or the memory limit. Peak memory = max(the worker's ru_maxrss, the
+        polled RSS of its process tree, which includes Spark's JVM and Rscript)."""
         self.n += 1
         spec = dict(spec, result_path=str(self.work / f"result_{self.n}.json"))
         spec_path = self.work / f"spec_{self.n}.json"
         spec_path.write_text(json.dumps(spec))
         err_path = self.work / f"stderr_{self.n}.txt"
-        env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg")
+        env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join(
+            [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]))
         load_before = os.getloadavg()[0]
         with open(err_path, "w") as err:
             proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", name, "--spec", str(spec_path)],
@@ -500,17 +446,16 @@ class Runner:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                     break
-            wall = time.perf_counter() - t0
         rp = Path(spec["result_path"])
         if status is None and rp.exists():
             out = json.loads(rp.read_text())
         else:
             tail = err_path.read_text()[-400:].strip().splitlines()[-1:] if err_path.exists() else []
             out = {"status": status or f"failed (exit {proc.returncode}): {' '.join(tail)}"}
-            if status and status.startswith("stopped: still"):
-                out["seconds_lower_bound"] = wall
-        out["peak_mb"] = max(out.get("peak_mb", 0.0) or 0.0, polled)
-        out["wall_seconds"] = wall
+        # the worker's own peak (taken when its timed step ends, before any checking); the polled
+        # process-tree peak only for workers whose memory lives in child processes (JVM, R)
+        if out.get("poll_peak") or not out.get("peak_mb"):
+            out["peak_mb"] = max(out.get("peak_mb") or 0.0, polled)
         out["load_before"] = load_before
         if out["status"] != "ok" and "traceback" in out:
             self.log(out["traceback"].strip().splitlines()[-1])
@@ -518,29 +463,26 @@ class Runner:
 
 
 # =============================================================================================
-# Formatting
+# Environment probes
 # =============================================================================================
 
 
-def _fmt_s(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
-
-
-def _fmt_rate(x) -> str:
-    if not x or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    for div, suf in ((1e6, "M"), (1e3, "k")):
-        if x >= div:
-            return f"{x / div:.2f}{suf}" if x / div < 10 else f"{x / div:.1f}{suf}" if x / div < 100 else f"{x / div:.0f}{suf}"
-    return f"{x:.1f}"
-
-
-def _fmt_n(x) -> str:
-    if x is None:
-        return "—"
-    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e4 else f"{x:,}"
+def matchit_available() -> tuple[bool, str]:
+    """Whether Rscript with MatchIt >= 4.5.4 is on PATH (and a note saying why not)."""
+    if shutil.which("Rscript") is None:
+        return False, "MatchIt skipped: no `Rscript` on PATH (install R and MatchIt >= 4.5.4 from CRAN to compare)"
+    try:
+        r = subprocess.run(["Rscript", "-e", 'cat(as.character(packageVersion("MatchIt")))'], capture_output=True,
+                           text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"MatchIt skipped: Rscript failed ({exc})"
+    v = r.stdout.strip()
+    if r.returncode != 0 or not re.match(r"^\d+(\.\d+)*$", v):
+        return False, "MatchIt skipped: Rscript has no MatchIt package (install MatchIt >= 4.5.4 from CRAN)"
+    if tuple(int(x) for x in v.split(".")[:3]) < MATCHIT_MIN:
+        return False, (f"MatchIt skipped: version {v} found, {'.'.join(map(str, MATCHIT_MIN))} or later needed "
+                       "(4.5.1, as packaged by Debian, ignores the caliper on the score scale)")
+    return True, f"MatchIt {v}"
 
 
 def machine_info() -> dict:
@@ -557,143 +499,203 @@ def machine_info() -> dict:
     except AttributeError:  # pragma: no cover
         nproc = os.cpu_count()
     vers = {"python": platform.python_version()}
-    for mod in ("pandas", "numpy", "pyarrow", "duckdb", "statsmodels", "scipy", "pyspark", "psutil"):
+    for mod in ("pandas", "numpy", "pyarrow", "duckdb", "polars", "pyspark", "psutil"):
         try:
             vers[mod] = __import__(mod).__version__
         except Exception:  # pragma: no cover
             pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
         commit = commit + (" (working tree modified)" if dirty else "")
     except OSError:  # pragma: no cover
         commit = "unknown"
     return {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "nproc": nproc, "mem_gb": _mem_total_mb() / 1024,
-            "cpu": cpu, "os": platform.platform(), "versions": vers, "commit": commit, "load_start": os.getloadavg()[0]}
+            "cpu": cpu, "os": platform.platform(), "versions": vers, "commit": commit, "load_start": os.getloadavg()[0],
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset")}
 
 
-STEP_NAMES = {"count": "window counting", "pool": "comparator pool", "match": "matching", "did": "difference in differences"}
-IMPL_NAMES = {
-    ("count", "duckdb"): "spstudy (DuckDB, Parquet)",
-    ("count", "pandas_naive"): "straightforward pandas",
-    ("count", "pandas_engine"): "spstudy engine='pandas'",
-    ("count", "spark"): "spstudy (Spark local[2])",
-    ("pool", "spstudy"): "spstudy (pandas)",
-    ("match", "spstudy"): "spstudy",
-    ("match", "naive"): "naive all-pairs",
-    ("did", "spstudy"): "spstudy",
-    ("did", "naive"): "naive bootstrap loop",
-}
-BASELINE = {"count": "pandas_naive", "match": "naive", "did": "naive"}
+# =============================================================================================
+# Formatting
+# =============================================================================================
 
 
-def _exponent(rows: list[tuple[str, float, float]]) -> dict | None:
-    """Growth exponent b in seconds ~ rows^b from (scale label, rows, seconds): least-squares slope of
-    log(seconds) on log(rows) over all points, and the slope between each consecutive pair."""
-    rows = sorted((r for r in rows if r[1] and r[2] and r[2] > 0), key=lambda r: r[1])
-    if len(rows) < 2:
+def _fmt_s(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}" if x >= 0.1 else f"{x:.3f}"
+
+
+def _fmt_n(x) -> str:
+    if x is None:
+        return "—"
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e4 else f"{x:,}"
+
+
+def _exponent(points: list[tuple[str, float, float]]) -> dict | None:
+    """Growth exponent b in seconds ~ rows^b: least-squares slope of log(seconds) on log(rows) and
+    the slope between each consecutive pair of scales."""
+    pts = sorted((p for p in points if p[1] and p[2] and p[2] > 0), key=lambda p: p[1])
+    if len(pts) < 2:
         return None
-    pts = [(math.log(n), math.log(s)) for _, n, s in rows]
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    if not sxx:
-        return None
-    b = sum((x - mx) * (y - my) for x, y in pts) / sxx
-    pairs = [(f"{rows[i][0]}->{rows[i + 1][0]}", (pts[i + 1][1] - pts[i][1]) / (pts[i + 1][0] - pts[i][0])) for i in range(len(rows) - 1)]
-    return {"b": b, "scales": [r[0] for r in rows], "pairs": pairs}
+    xy = [(math.log(n), math.log(s)) for _, n, s in pts]
+    mx = sum(x for x, _ in xy) / len(xy)
+    my = sum(y for _, y in xy) / len(xy)
+    sxx = sum((x - mx) ** 2 for x, _ in xy)
+    b = sum((x - mx) * (y - my) for x, y in xy) / sxx
+    pairs = [(f"{pts[i][0]}->{pts[i + 1][0]}", (xy[i + 1][1] - xy[i][1]) / (xy[i + 1][0] - xy[i][0])) for i in range(len(pts) - 1)]
+    return {"b": b, "scales": [p[0] for p in pts], "pairs": pairs}
 
 
-def _exp_text(e: dict) -> str:
-    pairs = ", ".join(f"{k} {v:.2f}" for k, v in e["pairs"])
-    return f"b = {e['b']:.2f} over {', '.join(e['scales'])}" + (f" (pairwise: {pairs})" if len(e["pairs"]) > 1 else "")
+def summarise(R: dict) -> None:
+    """Medians, minima and ratios per (step, data, implementation); growth exponents; targets."""
+    groups: dict[tuple, list[dict]] = {}
+    for m in R["measurements"]:
+        groups.setdefault((m["step"], m["data"], m["impl"]), []).append(m)
+    rows = []
+    for (step, data, impl), ms in groups.items():
+        ok = [m for m in ms if m["status"] == "ok"]
+        secs = [m["seconds"] for m in ok]
+        row = {"step": step, "data": data, "impl": impl, "label": ms[0]["label"], "runs": len(ok), "of": len(ms),
+               "median_s": statistics.median(secs) if secs else None, "min_s": min(secs) if secs else None,
+               "cpu_s": statistics.median(c) if (c := [m["cpu_seconds"] for m in ok if m.get("cpu_seconds") is not None]) else None,
+               "peak_mb": max((m["peak_mb"] or 0) for m in ms) or None,
+               "inputs_mb": max((m.get("inputs_mb") or 0) for m in ms) or None,
+               "same": None if not ok else (all(m.get("same") for m in ok) if all(m.get("same") is not None for m in ok) else None),
+               "check": ok[-1].get("check", "") if ok else ms[-1]["status"], "extra": {k: v for k, v in (ok[-1] if ok else ms[-1]).items()
+                                                                                     if k in ("polars_native_seconds", "ps_seconds", "spark_startup_seconds",
+                                                                                              "matchit_version", "heavy_loaded", "rows", "index_rows")}}
+        if ok and "polars_native_seconds" in ok[0]:
+            row["extra"]["polars_native_median_s"] = statistics.median(m["polars_native_seconds"] for m in ok)
+        if ok and "ps_seconds" in ok[0]:
+            row["extra"]["ps_median_s"] = statistics.median(m["ps_seconds"] for m in ok)
+        rows.append(row)
+    base = {(r["step"], r["data"]): r for r in rows if r["impl"] == "spstudy"}
+    for r in rows:  # matching: 'before' wrote the reference pairs, so it agrees with spstudy iff spstudy agrees with it
+        b = base.get((r["step"], r["data"]))
+        if r["impl"] == "before" and r["step"].startswith(("matching", "propensity")) and b:
+            r["same"], r["check"] = b["same"], ""
+    for r in rows:
+        b = base.get((r["step"], r["data"]))
+        r["ratio"] = (r["median_s"] / b["median_s"]) if (b and r["median_s"] and b["median_s"] and r["impl"] != "spstudy") else None
+    R["rows"] = rows
+    # growth with activity rows (window counting)
+    ex, ex_cpu = {}, {}
+    for impl in sorted({r["impl"] for r in rows if r["step"] == "window counting"}):
+        for out, key in ((ex, "median_s"), (ex_cpu, "cpu_s")):
+            pts = [(r["data"].split(":")[0], R["datasets"][r["data"].split(":")[0]]["row_counts"]["activity"], r[key])
+                   for r in rows if r["step"] == "window counting" and r["impl"] == impl and r[key]]
+            out[impl] = _exponent(pts)
+    R["exponents"], R["exponents_cpu"] = ex, ex_cpu
+    # targets
+    T = []
+    by = {(r["step"], r["data"].split(":")[0], r["impl"]): r for r in rows}
+    sp10, pl10, pd10 = (by.get(("window counting", "10x", i)) for i in ("spstudy", "polars", "pandas"))
+    if sp10 and pl10 and pl10["ratio"]:
+        T.append(("Window counting at 10x at least as fast as polars", f"polars / spstudy = {pl10['ratio']:.2f}x "
+                  f"({_fmt_s(pl10['median_s'])} s vs {_fmt_s(sp10['median_s'])} s)", pl10["ratio"] >= TARGET_POLARS))
+    if sp10 and pd10 and pd10["ratio"]:
+        T.append((f"Window counting at 10x at least {TARGET_PANDAS:.0f}x the straightforward pandas baseline",
+                  f"pandas / spstudy = {pd10['ratio']:.1f}x ({_fmt_s(pd10['median_s'])} s vs {_fmt_s(sp10['median_s'])} s)",
+                  pd10["ratio"] >= TARGET_PANDAS))
+    for what, exs in (("wall-clock", ex), ("CPU", ex_cpu)):
+        e = exs.get("spstudy")
+        if e:
+            last = e["pairs"][-1]
+            T.append((f"Window counting {what} time grows no worse than linearly with activity rows (10x to 100x)",
+                      f"b = {e['b']:.2f} over {', '.join(e['scales'])}; pairwise " + ", ".join(f"{k} {v:.2f}" for k, v in e["pairs"]),
+                      (last[1] <= TARGET_EXPONENT) if "100x" in e["scales"] else None))
+    for key, label in (("matching (score given), 1:1", "1:1, caliper"), ("matching (score given), 1:1 exact", "1:1, caliper, exact strata")):
+        r = next((x for x in rows if x["step"] == key and x["impl"] == "spstudy"), None)
+        if r and r["median_s"]:
+            T.append((f"Matching 25,000 x 2,000,000 ({label}) under {TARGET_MATCH_S} s", f"{_fmt_s(r['median_s'])} s",
+                      r["median_s"] < TARGET_MATCH_S))
+        mi = next((x for x in rows if x["step"] == key and x["impl"] == "matchit" and x["ratio"]), None)
+        if mi:
+            T.append((f"Matching ({label}) at least {TARGET_MATCHIT:.0f}x MatchIt", f"MatchIt / spstudy = {mi['ratio']:.1f}x",
+                      mi["ratio"] >= TARGET_MATCHIT))
+    R["targets"] = [{"target": t, "measured": m, "met": {True: "yes", False: "**no**", None: "not measured (run 100x)"}[ok]}
+                    for t, m, ok in T]
+
+
+IMPL_LABEL = {"spstudy": "spstudy", "before": "spstudy before (f442b29)", "polars": "polars", "pandas": "pandas (straightforward)",
+              "spark": "spstudy on Spark local[2]", "matchit": "R MatchIt"}
+
+
+def table_rows(R: dict) -> list[dict]:
+    out = []
+    for r in R["rows"]:
+        same = {True: "yes", False: "**NO**", None: "—"}[r["same"]]
+        out.append({
+            "step": r["step"], "data": r["data"], "implementation": r["label"],
+            "median s": _fmt_s(r["median_s"]), "min s": _fmt_s(r["min_s"]), "CPU s": _fmt_s(r["cpu_s"]),
+            "runs": f"{r['runs']}/{r['of']}",
+            "x spstudy's time": "—" if r["step"] == "import time" else "1" if r["impl"] == "spstudy" else (
+                f"{r['ratio']:.2f}" if r["ratio"] else "—"),
+            "peak MB": f"{r['peak_mb']:,.0f}" if r["peak_mb"] else "—",
+            "of which inputs MB": f"{r['inputs_mb']:,.0f}" if r.get("inputs_mb") else "—",
+            "same result": same, "notes": _notes(r),
+        })
+    return out
+
+
+def _notes(r: dict) -> str:
+    x = r["extra"]
+    bits = []
+    if "polars_native_median_s" in x:
+        bits.append(f"{_fmt_s(x['polars_native_median_s'])} s to the polars frame (median), rest is to_pandas")
+    if "ps_median_s" in x:
+        bits.append(f"propensity score {_fmt_s(x['ps_median_s'])} s")
+    if "spark_startup_seconds" in x:
+        bits.append(f"session start-up {x['spark_startup_seconds']:.0f} s not included; the first query of a new session includes Spark's warm-up")
+    if "matchit_version" in x:
+        bits.append(f"MatchIt {x['matchit_version']}")
+    if "heavy_loaded" in x:
+        bits.append("loads " + (", ".join(x["heavy_loaded"]) if x["heavy_loaded"] else "none of pyspark/statsmodels/matplotlib/duckdb/polars/scipy/pyarrow"))
+    if r["check"] and r["check"] not in ("identical",):
+        bits.append(r["check"])
+    return "; ".join(bits).replace("|", "/")
 
 
 def report(R: dict) -> str:
     m = R["machine"]
     L = [f"# spstudy benchmark ({m['date']})", ""]
-    L += [f"Machine: {m['nproc']} cores ({m['cpu']}), {m['mem_gb']:.1f} GB RAM, {m['os']}.  ",
+    L += [f"Machine: {m['nproc']} cores ({m['cpu']}), {m['mem_gb']:.1f} GB RAM, {m['os']}; OPENBLAS_NUM_THREADS={m['blas_threads']}.  ",
           "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + f"; spstudy commit {m['commit']}.  ",
-          f"Command: `{R['command']}`; total run time {R['total_seconds'] / 60:.1f} min. "
-          f"1-minute load average: {m['load_start']:.1f} at the start, {R.get('load_end', float('nan')):.1f} at the end "
-          f"('load' column: before each step; above {m['nproc']} means other processes competed for the cores).", ""]
-    # ---- data sets
-    L += ["## Data sets", "",
-          "| data set | synth scale | pool_fraction | persons | referrals | activity rows | index rows (referred + pool) | generated in (s) |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for lab, d in R["datasets"].items():
-        rc = d.get("row_counts", {})
-        L.append(f"| {lab} | {d['scale']:g} | {d['pool_fraction']:g} | {_fmt_n(rc.get('persons'))} | {_fmt_n(rc.get('referrals'))} | "
-                 f"{_fmt_n(rc.get('activity'))} | {_fmt_n(d.get('index_rows'))} | {_fmt_s(d.get('seconds'))} |")
+          f"Command: `{R['command']}`; total {R['total_seconds'] / 60:.1f} min; 1-minute load average {m['load_start']:.1f} "
+          f"at the start, {R.get('load_end', float('nan')):.1f} at the end (above {m['nproc']}: other processes competed).", ""]
+    if R["datasets"]:
+        L += ["Data sets (synthetic NCL, `synth.generate`; index rows = referred people + comparator pool):", "",
+              "| data | synth scale | pool_fraction | persons | activity rows | index rows |", "|---|---:|---:|---:|---:|---:|"]
+        for lab, d in R["datasets"].items():
+            rc = d.get("row_counts", {})
+            L.append(f"| {lab} | {d['scale']:g} | {d['pool_fraction']:g} | {_fmt_n(rc.get('persons'))} | {_fmt_n(rc.get('activity'))} | "
+                     f"{_fmt_n(d.get('index_rows'))} |")
+        L.append("")
+    rows = table_rows(R)
+    L += ["## Results", "",
+          f"Each measurement is a fresh process; {R['repeats']} runs per implementation, interleaved. `x spstudy's time` = the "
+          "implementation's median / spstudy's median in this run (above 1: spstudy is faster). CPU s = median user + "
+          "system CPU seconds of the worker process (all its threads; not for Spark's JVM or R). Peak MB = the largest peak "
+          "resident memory of the runs when the timed step ends (MB = 2^20 bytes; for Spark and R the polled peak of the "
+          "process tree), including the resident memory before the step (imports and inputs: `of which inputs MB`). `same result` = "
+          "exactly the same output as spstudy (window counts: every cell; matching: the same (treated, control) pairs).", ""]
+    cols = list(rows[0].keys()) if rows else []
+    L += ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if c in ("median s", "min s", "CPU s", "x spstudy's time", "peak MB", "of which inputs MB") else "---" for c in cols) + "|"]
+    for r in rows:
+        L.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
     L.append("")
-    # ---- steps
-    if R["steps"]:
-        L += ["## Steps", "",
-              "Each row ran in a fresh subprocess; peak memory is that process's peak resident set size (MB = 2^20 bytes), "
-              "which includes the inputs it loaded before the timed step. Ratio = baseline seconds / spstudy seconds. "
-              "`*` = extrapolated (see notes).", "",
-              "| scale | activity rows | step | implementation | seconds | CPU s | peak MB | throughput | ratio | load | check |",
-              "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
-        for r in R["steps"]:
-            ok = r["status"] == "ok"
-            secs = _fmt_s(r.get("seconds")) + ("*" if r.get("extrapolated") else "") if ok else (
-                f"> {_fmt_s(r['seconds_lower_bound'])}" if r.get("seconds_lower_bound") else "—")
-            ratio = r.get("ratio_text", "")
-            note = r.get("check", "") if ok else (r["status"][:160] + (" ..." if len(r["status"]) > 160 else ""))
-            if ok and r.get("same_as_duckdb") is True:
-                note = "same counts as DuckDB"
-                if r.get("spark_startup_seconds") is not None:
-                    note += f"; Spark session start-up ({r['spark_startup_seconds']:.0f} s) not included; CPU of the JVM not measured"
-            elif ok and r.get("same_as_duckdb") is False:
-                note = "COUNTS DIFFER: " + r.get("check", "")
-            if ok and r.get("breakdown"):
-                note = "; ".join(f"{k} {v:.1f} s" for k, v in r["breakdown"].items())
-            L.append(f"| {r['scale']} | {_fmt_n(r['activity_rows'])} | {STEP_NAMES[r['step']]} | {IMPL_NAMES[(r['step'], r['impl'])]} | "
-                     f"{secs} | {_fmt_s(r.get('cpu_seconds')) + ('*' if r.get('extrapolated') and r.get('cpu_seconds') else '')} | {r['peak_mb']:,.0f} | "
-                     f"{(_fmt_rate(r.get('throughput')) + ' ' + r.get('unit', '')) if ok else '—'} | "
-                     f"{ratio} | {r.get('load_before', float('nan')):.1f} | {note.replace('|', '/')} |")
+    if R["exponents"]:
+        L += ["Growth of window-counting time with activity rows (b in seconds ~ rows^b; medians; b = 1 is linear):", ""]
+        for impl, e in R["exponents"].items():
+            c = R["exponents_cpu"].get(impl)
+            if e:
+                L.append(f"- {IMPL_LABEL.get(impl, impl)}: wall b = {e['b']:.2f} over {', '.join(e['scales'])}"
+                         + (" (pairwise " + ", ".join(f"{k} {v:.2f}" for k, v in e["pairs"]) + ")" if len(e["pairs"]) > 1 else "")
+                         + (f"; CPU b = {c['b']:.2f}" + (" (pairwise " + ", ".join(f"{k} {v:.2f}" for k, v in c["pairs"]) + ")"
+                                                          if len(c["pairs"]) > 1 else "") if c else ""))
         L.append("")
-        L += ["Growth with activity rows (b in seconds ~ rows^b, least squares over the scales run):", ""]
-        for k, v in R["exponents"].items():
-            L.append(f"- {k}: {_exp_text(v)}" if v is not None else f"- {k}: fewer than two scales completed")
-        L.append("")
-    # ---- NCL
-    if R.get("ncl"):
-        n = R["ncl"]
-        L += ["## Full NCL-scale evaluation", ""]
-        if n["status"] == "ok":
-            d = R["datasets"].get("NCL full", {}).get("row_counts", {})
-            L += [f"`evaluation.run(ex, params, 'ncl', engine='duckdb', boot={BOOT})` on {n['persons']:,} people, "
-                  f"{d.get('activity', 0):,} activity rows (read from Parquet by DuckDB) and {n['referrals']:,} referrals "
-                  f"({n['treated']:,} referred people in the cohort, {n['index_rows']:,} index rows, "
-                  f"{n['matched_referred']:,} matched); persons and referrals read with pandas inside the timing. "
-                  f"Both designs (main and conventional sensitivity) are matched and estimated, as `run` does.", "",
-                  f"**{n['seconds']:.1f} s, peak {n['peak_mb']:,.0f} MB** ({_fmt_rate(n['throughput'])} events/s). "
-                  f"Matched 12-month ITT change: GP {n['gp_12m_matched_pct']:+.1f}%, A&E {n['ae_12m_matched_pct']:+.1f}%.", "",
-                  "| stage | seconds |", "|---|---:|"]
-            for k, v in n["stages"].items():
-                L.append(f"| {k} | {v:.1f} |")
-        else:
-            L.append(f"Not completed: {n['status']}")
-        L.append("")
-        ld = R.get("loader")
-        if ld:
-            if ld["status"] == "ok":
-                L += [f"Full pandas loader with contract validation (`extracts.load_extracts`) on the same extracts, timed separately "
-                      f"(not part of the evaluation above): **{ld['seconds']:.1f} s, peak {ld['peak_mb']:,.0f} MB** "
-                      f"({ld['activity_rows']:,} activity rows kept).", ""]
-            else:
-                L += [f"Full pandas loader (`extracts.load_extracts`): {ld['status']} (peak {ld['peak_mb']:,.0f} MB).", ""]
-    # ---- large match
-    lm = R.get("large_match")
-    if lm:
-        L += ["## Matching scale check", ""]
-        if lm["status"] == "ok":
-            L += [f"`matching.time_large_match(25_000, 2_000_000)` (greedy 1:1 nearest neighbour on the logit, 0.2 SD caliper, "
-                  f"no replacement): **{lm['seconds']:.2f} s** matching time, {lm['pairs']:,} pairs, peak {lm['peak_mb']:,.0f} MB.", ""]
-        else:
-            L += [f"Not completed: {lm['status']}", ""]
-    # ---- targets
     L += ["## Targets (measured, not asserted)", "", "| target | measured | met? |", "|---|---|---|"]
     for t in R["targets"]:
         L.append(f"| {t['target']} | {t['measured']} | {t['met']} |")
@@ -701,59 +703,17 @@ def report(R: dict) -> str:
     return "\n".join(L) + "\n"
 
 
-def targets_and_ratios(R: dict) -> None:
-    steps = R["steps"]
-    by = {(r["scale"], r["step"], r["impl"]): r for r in steps}
-    for r in steps:
-        if r["impl"] in ("duckdb", "spstudy") and r["step"] in BASELINE:
-            b = by.get((r["scale"], r["step"], BASELINE[r["step"]]))
-            if b and r["status"] == "ok":
-                if b["status"] == "ok":
-                    r["ratio"] = b["seconds"] / r["seconds"]
-                    r["ratio_text"] = f"{r['ratio']:.1f}x" + ("*" if b.get("extrapolated") else "")
-                elif b.get("seconds_lower_bound"):
-                    r["ratio"] = b["seconds_lower_bound"] / r["seconds"]
-                    r["ratio_text"] = f"> {r['ratio']:.1f}x"
-        if r["step"] == "pool":
-            r["ratio_text"] = "1x (same code)"
-    # growth exponents
-    ex = {}
-    for step, impl in (("count", "duckdb"), ("pool", "spstudy"), ("match", "spstudy"), ("did", "spstudy"), ("count", "pandas_naive")):
-        pts = [(r["scale"], r["activity_rows"], r["seconds"]) for r in steps if r["step"] == step and r["impl"] == impl and r["status"] == "ok"]
-        ex[f"{STEP_NAMES[step]}, {IMPL_NAMES[(step, impl)]}"] = _exponent(pts)
-    tot = {}
-    for r in steps:
-        if r["impl"] in ("duckdb", "spstudy") and r["status"] == "ok":
-            tot.setdefault(r["scale"], [r["activity_rows"], 0.0, 0])
-            tot[r["scale"]][1] += r["seconds"]
-            tot[r["scale"]][2] += 1
-    pts = [(k, v[0], v[1]) for k, v in tot.items() if v[2] == 4]
-    ex["all four spstudy steps together (scales where all four completed)"] = _exponent(pts)
-    R["exponents"] = ex
-    T = []
-    n = R.get("ncl")
-    if n:
-        rows = R["datasets"].get("NCL full", {}).get("row_counts", {})
-        desc = f"{n.get('persons', 0) / 1e6:.2f}M people, {rows.get('activity', 0) / 1e6:.1f}M activity rows, {rows.get('referrals', 0):,} referrals"
-        if n["status"] == "ok":
-            T.append({"target": f"Full NCL-scale evaluation under {TARGET_SECONDS:.0f} s (2 cores, 24 GB)",
-                      "measured": f"{n['seconds']:.1f} s ({desc})", "met": "yes" if n["seconds"] < TARGET_SECONDS else "**no**"})
-            T.append({"target": "Full NCL-scale evaluation under 4 GB peak memory",
-                      "measured": f"{n['peak_mb']:,.0f} MB", "met": "yes" if n["peak_mb"] < TARGET_MB else "**no**"})
-        else:
-            T.append({"target": "Full NCL-scale evaluation under 60 s and 4 GB", "measured": n["status"], "met": "**no**"})
-    cr = [r for r in steps if r["step"] == "count" and r["impl"] == "duckdb" and "ratio" in r]
-    if cr:
-        vals = ", ".join(f"{r['scale']}: {r['ratio_text']}" for r in cr)
-        ok_all = all(r["ratio"] >= TARGET_SPEEDUP for r in cr)
-        T.append({"target": f"Window counting at least {TARGET_SPEEDUP:.0f}x faster than the straightforward pandas baseline",
-                  "measured": vals, "met": "yes" if ok_all else ("**no** (not at every scale)" if any(r["ratio"] >= TARGET_SPEEDUP for r in cr) else "**no**")})
-    for key in ("window counting, spstudy (DuckDB, Parquet)", "all four spstudy steps together (scales where all four completed)"):
-        e = ex.get(key)
-        if e is not None:
-            T.append({"target": f"Time grows no worse than linearly with activity rows: {key}",
-                      "measured": _exp_text(e), "met": "yes" if e["b"] <= TARGET_EXPONENT else "**no**"})
-    R["targets"] = T
+def write_csv(R: dict, path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["date", "machine", "step", "data", "implementation", "median_seconds", "min_seconds", "runs",
+                    "ratio_to_spstudy", "peak_mb", "same_result", "notes"])
+        mach = f"{R['machine']['nproc']} cores {R['machine']['cpu']}, {R['machine']['mem_gb']:.1f} GB"
+        for r in R["rows"]:
+            w.writerow([R["machine"]["date"], mach, r["step"], r["data"], r["label"],
+                        "" if r["median_s"] is None else f"{r['median_s']:.4f}", "" if r["min_s"] is None else f"{r['min_s']:.4f}",
+                        r["runs"], "" if r["ratio"] is None else f"{r['ratio']:.3f}", "" if not r["peak_mb"] else f"{r['peak_mb']:.0f}",
+                        {True: "yes", False: "no", None: ""}[r["same"]], _notes(r)])
 
 
 def update_readme(text: str) -> None:
@@ -764,10 +724,8 @@ def update_readme(text: str) -> None:
         print(f"note: {path} has no {start} ... {end} block; not updated")
         return
     title, block = text.split("\n", 1)
-    block = f"Run of {title.split('(')[-1].rstrip(')')}.\n" + block  # the level-1 title becomes a dated line
-    block = block.replace("\n## ", "\n### ")
-    new = body.split(start)[0] + start + "\n" + block.strip() + "\n" + end + body.split(end, 1)[1]
-    path.write_text(new)
+    block = f"Run of {title.split('(')[-1].rstrip(')')}.\n" + block.replace("\n## ", "\n### ")
+    path.write_text(body.split(start)[0] + start + "\n" + block.strip() + "\n" + end + body.split(end, 1)[1])
     print(f"updated {path}")
 
 
@@ -777,20 +735,22 @@ def update_readme(text: str) -> None:
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description="Benchmark the spstudy evaluation steps against straightforward pandas.")
-    ap.add_argument("--scales", default="1,10,100", help="multiples of NCL-sample scale (1x = synth scale 0.1, pool 0.25); default 1,10,100")
-    ap.add_argument("--quick", action="store_true", help="scales 1,10 only")
-    ap.add_argument("--no-ncl", action="store_true", help="skip the full NCL-scale evaluation and loader")
-    ap.add_argument("--no-loader", action="store_true", help="skip timing the full pandas loader on the NCL-scale extracts")
-    ap.add_argument("--no-large-match", action="store_true", help="skip the 25,000 x 2,000,000 matching check")
-    ap.add_argument("--engine-pandas", action="store_true", help="also time spstudy's own engine='pandas' window counting")
-    ap.add_argument("--spark", action="store_true", help="also time window counting on Spark (local[2]; scales up to 10x)")
-    ap.add_argument("--out", default=str(HERE / "results" / "latest.md"), help="Markdown results file (a .json sits next to it)")
-    ap.add_argument("--data-dir", default=None, help="keep generated extracts here and reuse them on later runs (default: a temp dir, deleted)")
+    ap = argparse.ArgumentParser(description="Benchmark spstudy's window counting and matching against their competitors.")
+    ap.add_argument("--scales", default="1,10,100", help="window-counting scales, multiples of NCL-sample scale (default 1,10,100)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per implementation and step (default 3; medians reported)")
+    ap.add_argument("--quick", action="store_true", help="scales 1,10, one run each, a 250k-control PS problem (development)")
+    ap.add_argument("--no-counting", action="store_true", help="skip window counting")
+    ap.add_argument("--no-matching", action="store_true", help="skip the matching steps")
+    ap.add_argument("--no-imports", action="store_true", help="skip the import-time step")
+    ap.add_argument("--no-before", action="store_true", help="skip the 'spstudy before' rows (pre-speed-work code)")
+    ap.add_argument("--pandas-100x", action="store_true", help="also run the pandas baseline at 100x (about 12 GB)")
+    ap.add_argument("--spark", action="store_true", help="also window counting on Spark local[2] (scales up to 10x, one run)")
+    ap.add_argument("--evaluation", action="store_true", help="also the full NCL-scale evaluation.run (one run)")
+    ap.add_argument("--out-dir", default=str(HERE / "results"), help="where the .md/.csv/.json results go (default benchmarks/results)")
+    ap.add_argument("--data-dir", default=None, help="keep generated extracts here and reuse them (default: a temp dir, deleted)")
     ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--baseline-timeout", type=float, default=300.0, help="seconds before a pandas baseline is stopped (reported as a lower bound)")
-    ap.add_argument("--timeout", type=float, default=1200.0, help="seconds before any other step is stopped")
-    ap.add_argument("--mem-limit-gb", type=float, default=None, help="stop a step above this resident memory (default 80%% of RAM)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds before a run is stopped")
+    ap.add_argument("--mem-limit-gb", type=float, default=None, help="stop a run above this resident memory (default 80%% of RAM)")
     ap.add_argument("--readme", action="store_true", help="copy the results into benchmarks/README.md")
     ap.add_argument("--render", help=argparse.SUPPRESS)  # re-render a results .json (development)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -798,20 +758,42 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
+NOTES = [
+    "Window counting: the 12 windows of `evaluation.design_windows` (quarters of the year before, last month, the matching "
+    "window's quarters, the DiD baseline, 6- and 12-month pre/post; they overlap) for every index row (referred people and a "
+    "comparator pool of 10 per referral, as `build_cohort` draws it); the same wide table (`<setting>_<window>_events`, "
+    "`<window>_days`, int64) from every implementation, read from the same Parquet folder inside the timing.",
+    "spstudy before = the engine and matching code before the speed work, kept verbatim in benchmarks/legacy_engine.py and "
+    "benchmarks/legacy_matching.py; its results must be identical.",
+    "polars = benchmarks/polars_competitor.py: lazy scan, join, one group_by with a conditional sum per window and setting; "
+    "timed to the pandas frame (spstudy returns pandas); the notes give its time to the polars frame.",
+    "pandas = benchmarks/straightforward_pandas.py: read_parquet, merge on person_id, filter, one groupby per window.",
+    "Matching: synthetic scores (logit N(-3, 1.2) for 25,000 treated, N(-4, 1.2) for 2,000,000 controls; exact strata: 80 "
+    "random levels), greedy 1:1 nearest neighbour without replacement on the logit, caliper 0.2 SD, largest score first "
+    "(MatchIt `distance = <logit vector>`, `caliper = 0.2`, `m.order = \"largest\"`). Propensity score + matching: 12 "
+    "covariates (19 model columns), exact on sex and PCN (MatchIt `distance = \"glm\"`, `link = \"linear.logit\"`); its "
+    "time includes the logistic regression. Data are built before the clock starts.",
+    "MatchIt runs only when `Rscript` has MatchIt >= 4.5.4 (benchmarks/matchit_bench.R; its time is matchit() alone, "
+    "without reading the CSV). Debian's r-cran-matchit 4.5.1 ignores the caliper on the score scale and is never used.",
+    "Timings on a shared machine are inflated by competing processes; ratios are measured in the same run with the "
+    "implementations interleaved, and medians of the runs are reported. Fresh memory is slow to fault in on this VM, so "
+    "steps that allocate a lot (100x) are slower per row than small ones for every implementation.",
+]
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.worker:
         return worker_main(args.worker, args.spec)
+    out_dir = Path(args.out_dir)
     if args.render:
         R = json.loads(Path(args.render).read_text())
-        targets_and_ratios(R)
+        summarise(R)
         text = report(R)
-        Path(args.out).write_text(text)
         print(text)
-        if args.readme:
-            update_readme(text)
         return 0
     scales = [1, 10] if args.quick else [int(s) for s in args.scales.split(",") if s.strip()]
+    repeats = 1 if args.quick else max(1, args.repeats)
     if any(s <= 0 for s in scales):
         raise SystemExit(f"--scales: positive integers please, got {args.scales!r}")
     T0 = time.perf_counter()
@@ -827,98 +809,100 @@ def main(argv=None) -> int:
     work_root = Path(tempfile.mkdtemp(prefix="spstudy_bench_work_", dir="/tmp"))
     runner = Runner(work_root, mem_limit, log)
     R = {"machine": machine_info(), "command": " ".join(["benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
-         "datasets": {}, "steps": [], "notes": []}
+         "datasets": {}, "measurements": [], "repeats": repeats, "notes": list(NOTES)}
     m = R["machine"]
-    log(f"machine: {m['nproc']} cores, {m['mem_gb']:.1f} GB, {m['cpu']}; scales {scales}; data in {data_root}")
+    log(f"machine: {m['nproc']} cores, {m['mem_gb']:.1f} GB, {m['cpu']}; window-counting scales {scales}; {repeats} run(s) each")
 
-    def dataset(label: str, scale: float, pool: float) -> dict | None:
-        d = data_root / f"scale{scale:g}_pool{pool:g}_seed{args.seed}"
-        info = {"scale": scale, "pool_fraction": pool, "dir": str(d)}
-        R["datasets"][label] = info
-        ij = d / "extract_info.json"
-        if keep and ij.exists():
-            meta = json.loads(ij.read_text())
-            info.update(row_counts=meta["row_counts"], seconds=None, reused=True)
-            log(f"{label}: reusing extracts in {d}")
-            return info
-        log(f"{label}: generating synth scale {scale:g}, pool_fraction {pool:g} ...")
-        r = runner.run("generate", {"data_dir": str(d), "seed": args.seed, "scale": scale, "pool_fraction": pool}, args.timeout)
-        if r["status"] != "ok":
-            log(f"{label}: generation {r['status']}")
-            info["status"] = r["status"]
-            return None
-        info.update(row_counts=r["row_counts"], seconds=r["seconds"], peak_mb=r["peak_mb"])
-        log(f"{label}: {r['row_counts']['persons']:,} persons, {r['row_counts']['activity']:,} activity rows in {r['seconds']:.0f} s")
-        return info
-
-    def step(label: str, d: dict, work: Path, step_name: str, impl: str, timeout: float, **extra) -> dict:
-        spec = {"data_dir": d["dir"], "work_dir": str(work), "impl": impl, "activity_rows": d["row_counts"]["activity"], **extra}
-        log(f"{label}: {STEP_NAMES[step_name]} - {IMPL_NAMES[(step_name, impl)]} ...")
-        r = runner.run(step_name, spec, timeout)
-        r.update(scale=label, step=step_name, impl=impl, activity_rows=d["row_counts"]["activity"])
-        R["steps"].append(r)
+    def measure(worker: str, step: str, data: str, impl: str, spec: dict, label: str | None = None) -> dict:
+        r = runner.run(worker, spec, args.timeout)
+        r.update(step=step, data=data, impl=impl, label=label or IMPL_LABEL.get(impl, impl))
+        R["measurements"].append(r)
         if r["status"] == "ok":
-            log(f"{label}: {STEP_NAMES[step_name]} - {IMPL_NAMES[(step_name, impl)]}: {r['seconds']:.2f} s"
-                f"{' (extrapolated)' if r.get('extrapolated') else ''}, peak {r['peak_mb']:,.0f} MB"
+            log(f"  {step} [{data}] {r['label']}: {r['seconds']:.3f} s, peak {r['peak_mb']:,.0f} MB"
                 + (f"; {r['check']}" if r.get("check") else ""))
         else:
-            log(f"{label}: {STEP_NAMES[step_name]} - {IMPL_NAMES[(step_name, impl)]}: {r['status']}")
+            log(f"  {step} [{data}] {r['label']}: {r['status']}")
         return r
 
     try:
-        if not args.no_large_match:
-            log("matching scale check: 25,000 treated vs 2,000,000 controls ...")
-            R["large_match"] = runner.run("large_match", {"n_treated": 25_000, "n_control": 2_000_000}, args.timeout)
-            lm = R["large_match"]
-            log(f"matching scale check: {lm.get('seconds', float('nan')):.2f} s, peak {lm['peak_mb']:,.0f} MB ({lm['status']})")
+        # ---- import time ----------------------------------------------------------------
+        if not args.no_imports:
+            log("import time ...")
+            for _ in range(max(repeats, 5)):
+                for mod in ("pandas", "spstudy.engine", "spstudy.matching"):
+                    measure("import", "import time", f"import {mod}", "spstudy", {"module": mod},
+                            label="(floor: pandas itself)" if mod == "pandas" else "spstudy")
 
-        for s in scales:
-            label = f"{s}x"
-            sc, pool = scale_spec(s)
-            d = dataset(label, sc, pool)
-            if d is None:
-                continue
-            work = work_root / label
-            work.mkdir()
-            r = step(label, d, work, "pool", "spstudy", args.timeout)
-            if r["status"] != "ok":
-                continue
-            d["index_rows"] = r["index_rows"]
-            r = step(label, d, work, "count", "duckdb", args.timeout)
-            if r["status"] != "ok":
-                continue
-            step(label, d, work, "count", "pandas_naive", args.baseline_timeout)
-            if args.engine_pandas:
-                step(label, d, work, "count", "pandas_engine", args.baseline_timeout)
-            if args.spark and s <= 10:
-                step(label, d, work, "count", "spark", args.timeout)
-            r = step(label, d, work, "match", "spstudy", args.timeout)
-            step(label, d, work, "match", "naive", args.baseline_timeout, max_treated=2000, time_budget=20.0)
-            if r["status"] == "ok":
-                r = step(label, d, work, "did", "spstudy", args.timeout)
-                if r["status"] == "ok":
-                    step(label, d, work, "did", "naive", args.baseline_timeout, boot_run=20)
-            if not keep:
-                shutil.rmtree(d["dir"], ignore_errors=True)
+        # ---- matching ---------------------------------------------------------------------
+        if not args.no_matching:
+            ok_r, note = matchit_available()
+            R["notes"].append(note if not ok_r else f"{note} found; compared.")
+            log(note)
+            impls = ["spstudy"] + ([] if args.no_before else ["before"]) + (["matchit"] if ok_r else [])
+            n_c_ps = 250_000 if args.quick else N_CONTROL
+            n_t_ps = 3_125 if args.quick else N_TREATED
+            cases = [("matching (score given), 1:1", [], False, N_TREATED, N_CONTROL),
+                     ("matching (score given), 1:1 exact", ["stratum"], False, N_TREATED, N_CONTROL),
+                     ("propensity score + matching, exact", ["sex", "pcn"], True, n_t_ps, n_c_ps)]
+            for step, exact, with_ps, n_t, n_c in cases:
+                data = f"{n_t:,} x {n_c:,}"
+                log(f"{step}: {data} ...")
+                key = re.sub(r"[^a-z0-9]+", "_", step)
+                order = sorted(impls, key=lambda i: i != "before")  # 'before' first: it writes the reference pairs
+                for _ in range(repeats):
+                    for impl in order:
+                        measure("match", step, data, impl, {"impl": impl, "with_ps": with_ps, "exact": exact, "n_treated": n_t,
+                                                            "n_control": n_c, "seed": MATCH_SEED, "work_dir": str(work_root), "key": key})
 
-        if not args.no_ncl:
-            d = dataset("NCL full", NCL_SCALE, NCL_POOL)
-            if d is not None:
-                log("NCL full: evaluation.run (DuckDB, activity from Parquet) ...")
-                n = runner.run("ncl_eval", {"data_dir": d["dir"], "activity_rows": d["row_counts"]["activity"]}, args.timeout)
-                R["ncl"] = n
-                if n["status"] == "ok":
-                    d["index_rows"] = n["index_rows"]
-                    log(f"NCL full: {n['seconds']:.1f} s, peak {n['peak_mb']:,.0f} MB")
+        # ---- window counting ----------------------------------------------------------------
+        if not args.no_counting:
+            for s in scales:
+                label = f"{s}x"
+                sc, pool = scale_spec(s)
+                d = data_root / f"scale{sc:g}_pool{pool:g}_seed{args.seed}"
+                info = {"scale": sc, "pool_fraction": pool, "dir": str(d)}
+                R["datasets"][label] = info
+                meta = d / "bench_meta.json"
+                if keep and meta.exists():
+                    info.update(json.loads(meta.read_text()))
+                    log(f"{label}: reusing extracts in {d}")
                 else:
-                    log(f"NCL full: {n['status']}")
-                if not args.no_loader:
-                    log("NCL full: full pandas loader with validation (extracts.load_extracts) ...")
-                    R["loader"] = runner.run("loader", {"data_dir": d["dir"]}, args.baseline_timeout * 2)
-                    ld = R["loader"]
-                    log(f"NCL full: loader {ld.get('seconds', float('nan')):.1f} s, peak {ld['peak_mb']:,.0f} MB ({ld['status']})")
+                    log(f"{label}: generating synth scale {sc:g}, pool_fraction {pool:g} ...")
+                    r = runner.run("prepare", {"data_dir": str(d), "seed": args.seed, "scale": sc, "pool_fraction": pool}, args.timeout * 2)
+                    if r["status"] != "ok":
+                        log(f"{label}: generation {r['status']}")
+                        continue
+                    info.update(row_counts=r["row_counts"], index_rows=r["index_rows"], generate_seconds=r["seconds"])
+                    meta.write_text(json.dumps({k: info[k] for k in ("row_counts", "index_rows")}))
+                    log(f"{label}: {r['row_counts']['activity']:,} activity rows, {r['index_rows']:,} index rows ({r['seconds']:.0f} s)")
+                (d / "bench_counts_spstudy.parquet").unlink(missing_ok=True)
+                data = f"{label}: {_fmt_n(info['row_counts']['activity'])} rows"
+                impls = ["spstudy"] + ([] if args.no_before else ["before"]) + ["polars"]
+                if s <= 10 or args.pandas_100x:
+                    impls.append("pandas")
+                log(f"window counting [{data}] ...")
+                for _ in range(repeats):
+                    for impl in impls:
+                        measure("count", "window counting", data, impl, {"impl": impl, "data_dir": str(d)})
+                if args.spark and s <= 10:
+                    measure("count", "window counting", data, "spark", {"impl": "spark", "data_dir": str(d)})
                 if not keep:
-                    shutil.rmtree(d["dir"], ignore_errors=True)
+                    shutil.rmtree(d, ignore_errors=True)
+            if any(s > 10 for s in scales) and not args.pandas_100x:
+                R["notes"].append("The pandas baseline is not run at 100x by default (it needs about 12 GB); use --pandas-100x.")
+
+        # ---- full evaluation ----------------------------------------------------------------
+        if args.evaluation:
+            d = data_root / f"scale{NCL_SCALE:g}_pool{NCL_POOL:g}_seed{args.seed}"
+            log("NCL full: generating ...")
+            r = runner.run("prepare", {"data_dir": str(d), "seed": args.seed, "scale": NCL_SCALE, "pool_fraction": NCL_POOL}, args.timeout * 2)
+            if r["status"] == "ok":
+                R["datasets"]["NCL full"] = {"scale": NCL_SCALE, "pool_fraction": NCL_POOL, "row_counts": r["row_counts"],
+                                             "index_rows": r["index_rows"]}
+                measure("ncl_eval", "full NCL evaluation (evaluation.run, boot=500)", f"NCL full: {_fmt_n(r['row_counts']['activity'])} rows",
+                        "spstudy", {"data_dir": str(d)})
+            if not keep:
+                shutil.rmtree(d, ignore_errors=True)
     finally:
         if not keep:
             shutil.rmtree(data_root, ignore_errors=True)
@@ -926,42 +910,17 @@ def main(argv=None) -> int:
 
     R["total_seconds"] = time.perf_counter() - T0
     R["load_end"] = os.getloadavg()[0]
-    R["notes"] = [
-        f"NCL-sample scale: 1x = synth scale {BASE_SCALE} with pool_fraction {BASE_POOL} (every referred person plus a 25% sample "
-        "of the non-referred registered population); Nx = synth scale N x 0.1, same pool_fraction. Activity covers the 4-year "
-        "data period of parameters/ncl.yaml. 'NCL full' = synth scale 1.0 with pool_fraction 1.0 (every registered person).",
-        "Window counting counts the 12 windows of evaluation.design_windows for every index row (referred people and a "
-        "comparator pool of 10 per referred person, as build_cohort draws it). Throughput = activity rows in the extract / seconds.",
-        "The straightforward pandas window counting reads the Parquet into pandas inside its timing, as DuckDB does; it reads "
-        "dates as datetime64 (the fast way). Its counts are compared cell by cell with DuckDB's ('check').",
-        "Comparator pool construction (build_cohort) is pandas in spstudy; its baseline is the same code (ratio 1). Persons "
-        "and referrals are read before the timed step.",
-        "Naive matching (*): statsmodels Logit propensity score (timed in full) + an all-pairs greedy nearest-neighbour loop "
-        "over every control for each treated unit, run for the first 2,000 treated units in matching order (or 20 s) and "
-        "extrapolated linearly to all treated. It ignores spstudy's MatchIt details (ties, fallbacks); 'check' shows how "
-        "often it picked the same control.",
-        f"Naive DiD (*): the 8 matched DiDs of evaluation.effects (GP/A&E x 6/12 months x ITT/per protocol) with the cluster "
-        f"bootstrap as a pandas resample-and-merge loop; 20 replicates per estimate were run and the loop time scaled to "
-        f"{BOOT}. Point estimates are compared with spstudy's.",
-        "Peak memory: the worker's own ru_maxrss (getrusage RUSAGE_SELF, includes DuckDB's native memory) or, if larger, the "
-        "polled resident memory of its process tree (catches Spark's JVM). It includes the step's inputs (index, features).",
-        f"A step is stopped above {mem_limit / 1024:.0f} GB resident memory, and a pandas baseline after "
-        f"{args.baseline_timeout:.0f} s (then its time is a lower bound and the ratio a lower bound).",
-        "Timings are single runs, each in a new process (imports done before the timing), with the extracts in the OS file "
-        "cache; expect a few % run-to-run noise on a quiet machine, much more when the load average exceeds the cores. "
-        "CPU s = user + system CPU seconds of the worker during the step (all threads); less sensitive to competing load.",
-        "Window counting breakdown (spstudy rows, 'check' column): the DuckDB query (one wide SQL pass, "
-        "engine.window_counts_wide) and the pandas work around it (index checks, typing).",
-    ]
-    targets_and_ratios(R)
+    summarise(R)
     text = report(R)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(R, indent=1, default=str))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
+    for name in (f"benchmark-{stamp}", "latest"):
+        (out_dir / f"{name}.md").write_text(text)
+        write_csv(R, out_dir / f"{name}.csv")
+    (out_dir / "latest.json").write_text(json.dumps(R, indent=1, default=str))
     print()
     print(text)
-    print(f"written {out}")
+    print(f"written {out_dir / f'benchmark-{stamp}.md'} and .csv (also latest.md, latest.csv, latest.json)")
     if args.readme:
         update_readme(text)
     return 0

@@ -17,31 +17,31 @@
 # # Population needs assessment by ward
 #
 # **Questions.** Where is the need for social prescribing? How many people are referred from each
-# ward compared with what we would expect? Is the link-worker workforce where the need is?
+# ward compared with what NCL's rates for their age and sex would predict? Is the link-worker
+# workforce where the need is?
 #
 # Denominators are real open data (Census 2021, ONS mid-2020 estimates, IMD 2025); referrals come
-# from the extract (synthetic unless you point `data.extracts_dir` at your own). Logic lives in
-# `spstudy.needs`; every table below has passed disclosure control.
+# from the extract. A ward's referrals are those of its residents, whichever borough's service took
+# them, and its expected referrals come from NCL age-sex rates: the same numbers in every pack.
 
 # %% tags=["parameters"]
 area = "ncl"          # 'ncl' or a borough: barnet, camden, enfield, haringey, islington
-pack_dir = None       # set by `spstudy packs`; interactive runs write to outputs/interactive/<area>
+pack_dir = None       # set by `spstudy packs`; without it the notebook previews its outputs
 notebook = "01_needs_assessment"
 
 # %%
-from IPython.display import display
-
-from spstudy import figures, needs
-from spstudy.disclosure import safe_label
+from spstudy import cells, charts, findings, needs
+from spstudy.disclosure import Count, Estimate, Label, Public, Rate
 from spstudy.publish import start
 
-ctx = start(area, notebook, pack_dir)
+ctx = start(globals())
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 years = ((p.study.referral_end - p.study.referral_start).days + 1) / 365.25
-ref = ex.referrals[ex.referrals["borough_code"].isin(ctx.borough_codes)]
+W = p.needs.need_index_weights
 pub.section(f"Need and referrals in {ctx.area_name}",
-            f"{safe_label(len(ref), p.disclosure.threshold, p.disclosure.rounding_base)} referrals between {p.study.referral_start} and {p.study.referral_end} "
-            f"({years:.2f} years), against Census 2021 ward populations.")
+            f"Referrals between {p.study.referral_start} and {p.study.referral_end} against Census 2021 ward populations. "
+            f"Expected referrals use {ctx.params.needs.reference_area.upper()} referral rates by age band and sex, pooled so that no "
+            "stratum is small and taken from the published (rounded) counts.")
 
 # %% [markdown]
 # ## Ward needs profile
@@ -49,34 +49,44 @@ pub.section(f"Need and referrals in {ctx.area_name}",
 # composite need index (weighted mean of z-scores against all NCL wards; weights in the parameters).
 
 # %%
-profile = needs.ward_needs_profile(area, ref, ex.persons, p.needs.need_index_weights, p.needs.outreach_need_quantile, years)
-cols = ["ward22_name", "borough_name", "residents", "pct_aged_65_plus", "imd2025_score", "imd2025_pct_decile1_2",
-        "pct_white", "pct_asian", "pct_black", "pct_mixed", "pct_other_ethnic", "pct_poor_english",
-        "pct_household_no_english", "pct_bad_health", "pct_disabled", "pct_unpaid_carers", "need_index", "need_rank"]
-display(pub.table("ward_profile", profile[cols].sort_values("need_rank").round(2), "Ward needs profile (Census 2021, IMD 2025, mid-2020 estimates)",
-                  counts=["residents"], source="ONS Census 2021; ONS mid-2020 estimates; MHCLG IoD 2025; spstudy need index"))
-display(pub.table("indicator_definitions", needs.indicator_dictionary(), "Indicator definitions and sources"))
+profile = needs.ward_needs_profile(area, referrals=ex.referrals, reference_referrals=ex.referrals, persons=ex.persons, weights=W,
+                                   years=years, reference_area=p.needs.reference_area,
+                                   reference_min_count=pub.min_publishable_count, reference_count_transform=pub.count_as_published)
+ward = {"ward22_code": Label("Ward code"), "ward22_name": Label("Ward"), "borough_name": Label("Borough")}
+pct = lambda label: Public(label, "percent")  # noqa: E731
+pub.table("ward_profile", profile.sort_values("need_rank"), "Ward needs profile (Census 2021, IMD 2025, mid-2020 estimates)",
+          rows={"ward22_code": "geo"},
+          columns={**ward, "residents": Public("Usual residents (Census 2021)", "count"),
+                   "pct_aged_65_plus": pct("Aged 65+ (%)"), "imd2025_score": Public("IMD 2025 score", "number"),
+                   "imd2025_pct_decile1_2": pct("In the 20% most deprived LSOAs (%)"), "pct_white": pct("White (%)"),
+                   "pct_asian": pct("Asian (%)"), "pct_black": pct("Black (%)"), "pct_mixed": pct("Mixed (%)"),
+                   "pct_other_ethnic": pct("Other ethnic group (%)"), "pct_poor_english": pct("Cannot speak English well (%)"),
+                   "pct_household_no_english": pct("Households with no English speaker (%)"), "pct_bad_health": pct("Bad health (%)"),
+                   "pct_disabled": pct("Disabled (%)"), "pct_unpaid_carers": pct("Unpaid carers (%)"),
+                   "need_index": Public("Need index (z-score)", "z"), "need_rank": Public("Need rank among NCL wards", "integer")},
+          source="ONS Census 2021; ONS mid-2020 estimates; MHCLG IoD 2025; spstudy need index")
+pub.table("indicator_definitions", needs.indicator_dictionary(), "Indicator definitions and sources",
+          columns={"indicator": Label("Indicator"), "description": Label("Definition and source")})
 
 # %%
-wards_sens, comp_sens = needs.need_index_sensitivity(profile, p.needs.need_index_weights, seed=1)
-display(pub.table("need_index_sensitivity_components", comp_sens.round(3), "Sensitivity of the ward ranking: leave one component out",
-                  notes="Spearman correlation between the ranking without the component and the base ranking."))
-display(pub.table("need_index_sensitivity_wards", wards_sens.round(1), "Sensitivity of the ward ranking to random weights (Dirichlet, 500 draws)"))
-top = profile.sort_values("need_rank").head(p.needs.top_wards_to_label)
-top_sens = wards_sens.head(p.needs.top_wards_to_label)["pct_draws_top_fifth"]
-pub.finding(f"Highest-need wards: {', '.join(top['ward22_name'])}. Under 500 random re-weightings of the index they stay in the "
-            f"top fifth of {ctx.area_name}'s wards in {top_sens.min():.0f}% to {top_sens.max():.0f}% of draws; the ranking correlates at "
-            f"rho >= {comp_sens['spearman_with_base_ranking'].min():.2f} with any ranking that leaves one component out.")
+wards_sens, comp_sens = needs.need_index_sensitivity(profile, W, draws=p.needs.sensitivity_draws, seed=p.needs.sensitivity_seed)
+pub.table("need_index_sensitivity_components", comp_sens, "Sensitivity of the ward ranking: leave one component out",
+          columns={"component_left_out": Label("Component left out"), "weight": Public("Its weight", "share"),
+                   "spearman_with_base_ranking": Public("Spearman correlation with the ranking", "share")})
+pub.table("need_index_sensitivity_wards", wards_sens, f"Sensitivity of the ward ranking to random weights ({p.needs.sensitivity_draws} draws)",
+          rows={"ward22_code": "geo"},
+          columns={**ward, "need_rank": Public("Need rank among NCL wards", "integer"), "rank_median": Public("Median rank", "number"),
+                   "rank_p05": Public("Rank, 5th percentile", "number"), "rank_p95": Public("Rank, 95th percentile", "number"),
+                   "pct_draws_top_fifth": Public("Draws in the top fifth of NCL wards (%)", "percent")})
+pub.finding(findings.highest_need, priority=2, top=p.needs.top_wards_to_label)
 
 # %%
-fig = figures.choropleth(profile, "need_index", area, f"Need index for social prescribing, {ctx.area_name}",
-                         "Need index (z-score, higher = more need)", cmap="viridis", label_top=p.needs.top_wards_to_label)
-pub.figure("map_need_index", fig, "Need index by ward",
-           alt=f"Map of {len(profile)} wards in {ctx.area_name} shaded by the need index; the highest-need wards are labelled: {', '.join(top['ward22_name'])}.")
-fig = figures.choropleth(profile, "imd2025_score", area, f"Deprivation (IMD 2025 score), {ctx.area_name}",
-                         "IMD 2025 score (population-weighted; higher = more deprived)", cmap="cividis")
-pub.figure("map_deprivation", fig, "Deprivation by ward (IMD 2025)",
-           alt=f"Map of wards in {ctx.area_name} shaded by IMD 2025 score, from {profile['imd2025_score'].min():.0f} to {profile['imd2025_score'].max():.0f}.")
+pub.figure("map_need_index", "Need index by ward", charts.map_values, "ward_profile", charts.alt_map_values,
+           column="need_index", area=area, title=f"Need index for social prescribing, {ctx.area_name}",
+           legend="Need index (z-score, higher = more need)", label_top=p.needs.top_wards_to_label, label_by="need_index")
+pub.figure("map_deprivation", "Deprivation by ward (IMD 2025)", charts.map_values, "ward_profile", charts.alt_map_values,
+           column="imd2025_score", area=area, title=f"Deprivation (IMD 2025 score), {ctx.area_name}",
+           legend="IMD 2025 score (population-weighted; higher = more deprived)", cmap="cividis")
 
 # %% [markdown]
 # ## Referrals by ward: crude, age-standardised and observed against expected
@@ -85,73 +95,105 @@ pub.figure("map_deprivation", fig, "Deprivation by ward (IMD 2025)",
 # referral ratio (observed / expected x 100, expected from NCL rates by age band and sex).
 
 # %%
-rates = profile[["ward22_name", "borough_name", "referrals", "person_years", "crude_rate", "crude_lower", "crude_upper",
-                 "dsr_rate", "dsr_lower", "dsr_upper", "expected", "referral_ratio", "ratio_lower", "ratio_upper", "funnel"]]
-display(pub.table("ward_referral_rates", rates.round(2), "Referral rates and standardised referral ratios by ward",
-                  counts=["referrals"], derived={"referrals": ["crude_rate", "crude_lower", "crude_upper", "dsr_rate", "dsr_lower", "dsr_upper",
-                                                               "referral_ratio", "ratio_lower", "ratio_upper", "funnel"]},
-                  notes="Rates per 1,000 residents per year. Ratio 100 = as many referrals as NCL age-sex rates predict."))
-fig = figures.funnel_plot(profile, "expected", "referral_ratio", "ratio", f"Standardised referral ratio by ward, {ctx.area_name}",
-                          "Expected referrals (log scale)", "Standardised referral ratio (100 = as expected)", multiplier=100, label="ward22_name")
-pub.figure("funnel_wards", fig, "Funnel plot of ward referral ratios",
-           alt=f"Funnel plot: {int((profile['funnel'] != 'within limits').sum())} of {len(profile)} wards lie outside the 95% limits around a ratio of 100.")
-fig = figures.choropleth(profile, "referral_ratio", area, f"Standardised referral ratio, {ctx.area_name}",
-                         "Observed / expected referrals x 100", center=100)
-pub.figure("map_referral_ratio", fig, "Standardised referral ratio by ward",
-           alt="Map of wards shaded by referral ratio, purple below 100 (fewer referrals than expected) and orange above.")
+ref = Count("Referrals of residents", measure="referrals_res")
+pub.table("ward_referral_rates", profile, "Referral rates and standardised referral ratios by ward",
+          rows={"ward22_code": "geo"},
+          columns={**ward, "referrals": ref, "person_years": Public("Person-years (residents x years)", "person_years"),
+                   "crude_rate": Rate("Crude rate per 1,000 per year", count="referrals", per="person_years", multiplier=1000,
+                                      lower="crude_rate_lower", upper="crude_rate_upper"),
+                   "dsr_rate": Estimate("Age-standardised rate per 1,000 per year", ("referrals",), "rate"),
+                   "dsr_rate_lower": Estimate("Age-standardised rate: lower 95% limit", ("referrals",), "rate"),
+                   "dsr_rate_upper": Estimate("Age-standardised rate: upper 95% limit", ("referrals",), "rate"),
+                   "expected": Public("Expected referrals (NCL age-sex rates)", "number"),
+                   "referral_ratio": Rate("Standardised referral ratio (100 = as expected)", count="referrals", per="expected",
+                                          multiplier=100, method="ratio", lower="referral_ratio_lower", upper="referral_ratio_upper",
+                                          flag="funnel", target=1.0, fmt="index")},
+          notes="Ratio 100 = as many referrals as NCL age-sex rates predict. Rates, ratios and their intervals are computed from the "
+                "published (rounded) counts.")
+pub.finding(findings.ward_ratios, priority=3)
+pub.figure("funnel_wards", "Funnel plot of ward referral ratios", charts.funnel, "ward_referral_rates", charts.alt_funnel,
+           x="expected", count="referrals", y="referral_ratio", statistic="ratio", multiplier=100, label="ward22_name",
+           title=f"Standardised referral ratio by ward, {ctx.area_name}", xlabel="Expected referrals (log scale)",
+           ylabel="Standardised referral ratio (100 = as expected)", unit_name="wards")
+pub.figure("map_referral_ratio", "Standardised referral ratio by ward", charts.map_ratio, "ward_referral_rates", charts.alt_map_ratio,
+           column="referral_ratio", area=area, title=f"Standardised referral ratio, {ctx.area_name}", legend="Observed / expected x 100")
 
 # %%
-for level, title in (("pcn_code", "PCN"), ("practice_code", "practice")):
-    pr = needs.referral_rates_by_practice(ref, area, years, level)
+for level, unit in (("pcn_code", "PCN"), ("practice_code", "practice")):
+    pr = needs.referral_rates_by_practice(area, referrals=ex.referrals, years=years, level=level, reference_area=p.needs.reference_area,
+                                          reference_row=True)
+    ncl_code = cells.area_code(p.needs.reference_area)
     name = "pcn_name" if level == "pcn_code" else "practice_name"
-    keep = [c for c in [name, "pcn_name", "registered_patients", "referrals", "rate", "lower", "upper", "funnel"] if c in pr.columns]
-    keep = list(dict.fromkeys(keep))
-    display(pub.table(f"referral_rates_by_{title.lower()}", pr[keep].round(2), f"Referrals per 1,000 registered patients by {title}",
-                      counts=["referrals"], derived={"referrals": ["rate", "lower", "upper", "funnel"]}))
-    fig = figures.funnel_plot(pr[pr["referrals"] > 0].assign(rate_pp=pr["rate"]), "person_years", "rate", "rate", f"Referral rate by {title}",
-                              "Registered patients (log scale)", "Referrals per 1,000 registered patients per year",
-                              target=1000 * pr["referrals"].sum() / pr["person_years"].sum(), multiplier=1000, label=name)
-    pub.figure(f"funnel_{title.lower()}", fig, f"Funnel plot of referral rates by {title}",
-               alt=f"Funnel plot of referral rates for {len(pr)} {title}s; {int((pr['funnel'].str.startswith(('above', 'below'))).sum())} lie outside the 95% limits.")
+    cols = {level: Label(f"{unit} code"), name: Label(unit)}
+    if level == "practice_code":
+        cols["pcn_name"] = Label("PCN")
+    cols.update({"registered_patients": Public("Registered patients (May 2022)", "count"),
+                 "person_years": Public("Registered person-years", "person_years"),
+                 "referrals": Count("Referrals", measure="referrals_svc"),
+                 "rate": Rate("Referrals per 1,000 registered patients per year", count="referrals", per="person_years", multiplier=1000,
+                              lower="rate_lower", upper="rate_upper", flag="funnel", target_row=ncl_code)})
+    pub.table(f"referral_rates_by_{unit.lower()}", pr, f"Referrals per 1,000 registered patients by {unit}", rows={level: "geo"},
+              columns=cols, notes="The last row is the NCL reference: funnel limits are drawn around its rate.")
+    pub.figure(f"funnel_{unit.lower()}", f"Funnel plot of referral rates by {unit}", charts.funnel, f"referral_rates_by_{unit.lower()}",
+               charts.alt_funnel, x="person_years", count="referrals", y="rate", statistic="rate", multiplier=1000, label=name,
+               total_row=ncl_code, geo=level, target_label="NCL rate", title=f"Referral rate by {unit}, {ctx.area_name}",
+               xlabel="Registered person-years (log scale)", ylabel="Referrals per 1,000 registered patients per year",
+               unit_name=f"{unit}s")
+pub.finding(findings.practice_variation, priority=4)
 
 # %% [markdown]
 # ## Where need is high and referrals are low
 # Wards in the top fifth of NCL need with fewer referrals than expected are candidates for proactive outreach.
 
 # %%
-cand = needs.outreach_candidates(profile, p.needs.outreach_need_quantile, p.needs.outreach_referral_ratio_below)
-display(pub.table("outreach_candidates", cand.round(2), "Candidate wards for proactive outreach: high need, fewer referrals than expected",
-                  counts=["referrals"], derived={"referrals": ["referral_ratio", "ratio_lower", "ratio_upper"]}))
-sig = cand[cand["evidence"].str.startswith("significantly")]
-if len(cand):
-    pub.finding(f"{len(cand)} high-need ward(s) have fewer referrals than expected" +
-                (f"; in {len(sig)} ({', '.join(sig['ward22_name'].head(5))}{', ...' if len(sig) > 5 else ''}) the shortfall is statistically clear."
-                 if len(sig) else "; in none is the shortfall statistically clear."))
-else:
-    pub.finding(f"No ward in the top fifth of NCL need has fewer referrals than expected in {ctx.area_name}.")
+cut = needs.need_cut(W, p.needs.outreach_need_quantile)
+pub.table("ward_need_and_ratio", profile, "Need index and standardised referral ratio by ward", rows={"ward22_code": "geo"},
+          columns={**ward, "need_index": Public("Need index (z-score)", "z"), "need_rank": Public("Need rank among NCL wards", "integer"),
+                   "referrals": ref, "expected": Public("Expected referrals", "number"),
+                   "referral_ratio": Rate("Standardised referral ratio", count="referrals", per="expected", multiplier=100,
+                                          method="ratio", lower="referral_ratio_lower", upper="referral_ratio_upper", fmt="index")},
+          show=False)
+pub.view("outreach_candidates", "Candidate wards for proactive outreach: high need, fewer referrals than expected",
+         of="ward_need_and_ratio", select=findings.select_outreach, need_cut=cut, ratio_below=p.needs.outreach_referral_ratio_below,
+         columns=["ward22_code", "ward22_name", "borough_name", "need_index", "need_rank", "referrals", "expected", "referral_ratio",
+                  "referral_ratio_lower", "referral_ratio_upper", "evidence"], labels={"evidence": "Evidence"},
+         notes=f"Top fifth of NCL need (need index at least {cut:.2f}) and a standardised referral ratio below "
+               f"{p.needs.outreach_referral_ratio_below:g}.")
+pub.finding(findings.outreach, priority=1)
 
 # %% [markdown]
 # ## Workforce coverage
 # Link workers per 10,000 population against the target of one FTE per 10,000 (NHS England
-# Universal Personalised Care), using the NCL Training Hub review's own counts, and its published
-# coverage figures checked against those counts.
+# Universal Personalised Care), using the NCL Training Hub review's own counts in the units it gives
+# them, and its published coverage figures checked against those counts.
 
 # %%
 cov = needs.workforce_coverage(p.workforce.target_link_workers_per_10000)
-if area != "ncl":
-    cov_show = cov[cov["borough_name"] == ctx.area_name]
-else:
-    cov_show = cov
-display(pub.table("workforce_coverage", cov.round(3), "Link worker coverage by borough against the 1 per 10,000 target",
-                  notes="Workforce counts from the NCL Training Hub review (2024); population as the review quotes it, else Census 2021.", round_counts=False))
-bad = cov[~cov["published_consistent"]]
-for _, r in cov_show.iterrows():
-    pub.finding(f"{r['borough_name']}: {r['link_workers']:g} link workers for {r['population']:,} people = {r['link_workers_per_10000']:.2f} per 10,000 "
-                f"against a target of {r['target_per_10000']:g}; {r['fte_gap_to_target']:.1f} more FTE would meet it.")
-for _, r in bad.iterrows():
-    pub.finding(f"The review's published coverage for {r['borough_name']} ({r['published_as_written']} per 10,000) is not what its own count gives "
-                f"({r['link_workers']:g} / {r['population']:,} x 10,000 = {r['link_workers_per_10000']:.2f}).")
-pcn = needs.pcn_coverage(ex.workforce, area, p.workforce.target_link_workers_per_10000)
-if len(pcn):
-    display(pub.table("workforce_coverage_by_pcn", pcn.round(3), "Link worker FTE per 10,000 registered patients by PCN (where the review gives PCN figures)",
-                      round_counts=False))
+pub.table("workforce_coverage", cov, "Link workers by borough against the 1 per 10,000 target (NCL review 2024)",
+          columns={"borough_code": Label("Borough code"), "borough_name": Label("Borough"), "population": Public("Population", "count"),
+                   "population_source": Label("Population source"), "link_workers": Public("Link workers", "fte"),
+                   "link_worker_unit": Label("Unit (as the review gives it)"), "link_worker_basis": Label("Basis"),
+                   "link_workers_per_10000": Public("Link workers per 10,000", "per_10000"),
+                   "target_per_10000": Public("Target per 10,000", "per_10000"),
+                   "gap_to_target": Public("Short of the target", "fte"),
+                   "published_as_written": Label("Coverage as the review publishes it"),
+                   "published_consistent": Label("Published coverage matches the review's own count")},
+          source="NCL Training Hub, Social Prescribing in NCL General Practice (2024); Census 2021 where the review gives no population")
+pub.table("workforce_review_totals", needs.workforce_totals(), "The review's NCL totals against the sum of its borough figures",
+          columns={"role": Label("Role"), "ncl_stated_total": Public("NCL total stated", "fte"),
+                   "sum_of_boroughs": Public("Sum of borough figures", "fte"), "difference": Public("Difference", "fte"),
+                   "boroughs_without_figure": Label("Boroughs without a figure"), "units": Label("Units"), "flag": Label("Check")},
+          source="NCL Training Hub review (2024), p.13 and borough sections")
+here = None if area == "ncl" else cells.area_code(area)
+pub.finding(findings.workforce, priority=2, area_code=here)
+pub.finding(findings.workforce_review_checks, priority=5, area_code=here)
+units = needs.review_link_worker_units() if ctx.synthetic else None
+pcn = needs.pcn_coverage(ex.workforce, area, p.workforce.target_link_workers_per_10000, units=units)
+pub.table("workforce_coverage_by_pcn", pcn, "Link workers per 10,000 registered patients by PCN",
+          columns={"borough_name": Label("Borough"), "pcn_code": Label("PCN code"), "pcn_name": Label("PCN"),
+                   "registered_patients": Public("Registered patients", "count"), "link_workers_own": Public("Link workers employed by the PCN", "fte"),
+                   "link_workers_allocated": Public("Share of borough-wide providers' link workers", "fte"),
+                   "link_workers": Public("Link workers", "fte"), "unit": Label("Unit"), "per_10000": Public("Per 10,000", "per_10000"),
+                   "gap_to_target": Public("Short of the target", "fte"), "allocation": Label("How allocated")},
+          notes="Borough-wide providers' link workers are shared among the PCNs they serve in proportion to registered patients "
+                "(assumption A13).")

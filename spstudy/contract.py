@@ -145,6 +145,7 @@ class Column:
     max: float | None = None
     maps_to: str = ""
     reference: str | None = None  # 'ward', 'lsoa21', 'practice', 'pcn', 'borough'
+    optional: bool = False  # the column may be left out of the file (then treated as all empty)
 
 
 @dataclass(frozen=True)
@@ -154,10 +155,15 @@ class Table:
     columns: tuple[Column, ...]
     key: tuple[str, ...] = ()
     foreign_keys: dict[str, str] = field(default_factory=dict)  # column -> "table.column"
+    optional: bool = False  # the file may be absent (then an empty table; analyses that need it say so)
 
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def required_names(self) -> list[str]:
+        return [c.name for c in self.columns if not c.optional]
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -234,11 +240,16 @@ ACTIVITY = Table(
         Column("person_id", "id", "Person (persons.person_id)."),
         Column("activity_date", "date", "Date of the appointment or attendance."),
         Column("setting", "code", "Setting.", codes=_codes(ACTIVITY_SETTINGS)),
+        Column("event_id", "str", "Appointment or attendance identifier (optional column). Give it when a person can have two "
+               "appointments in the same setting on the same day: rows that repeat person, date and setting (and event_id, "
+               "when given) are one event, and the copies are excluded under rule activity_exact_duplicate.",
+               nullable=True, optional=True),
     ),
 )
 
 WELLBEING = Table(
     name="wellbeing",
+    optional=True,
     grain="one item score at one time point",
     key=("referral_id", "timepoint", "item"),
     foreign_keys={"referral_id": "referrals.referral_id"},
@@ -254,6 +265,7 @@ WELLBEING = Table(
 
 WORKFORCE = Table(
     name="workforce",
+    optional=True,
     grain="one role by PCN and employer",
     key=("borough_code", "pcn_code", "role", "employer"),
     columns=(
@@ -266,6 +278,73 @@ WORKFORCE = Table(
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (PERSONS, REFERRALS, ACTIVITY, WELLBEING, WORKFORCE)}
+
+
+OPTIONAL_TABLE_NOTES = {
+    "wellbeing": "services that do not record ONS4 or (S)WEMWBS leave it out; the wellbeing analysis and the SROI's "
+                 "wellbeing value then report no data.",
+    "workforce": "leave it out if the borough has no workforce return; link-worker coverage and caseload per FTE are "
+                 "then not reported.",
+}
+
+# extract_info.json: the sample design of ``persons`` (written by spstudy.synth and spstudy.coded; a real extract
+# writes it by hand). Only these keys are read; others are kept in the pack manifest as given.
+EXTRACT_INFO_FIELDS: dict[str, str] = {
+    "pool_fraction": "Sampling fraction of registered people never referred: each was included independently with this "
+                     "probability (a number in (0, 1]; 1 = every registered person). Analyses weight never-referred people "
+                     "by 1 / pool_fraction. Absent file or key: 1.",
+    "sample_design.non_referred_in_sample": "Number of people in persons never referred at any time in the extract; "
+                                            "checked against persons and referrals.",
+    "sample_design.non_referred_weight": "1 / pool_fraction; checked.",
+    "study_period": "data_start, data_end (and referral_start, referral_end) the extract was cut for; the data period must "
+                    "cover the parameters' study.data_start to study.data_end.",
+}
+
+
+def evaluator_contract_markdown() -> list[str]:
+    """The part of the data dictionary an evaluator must meet beyond column types: who is in ``persons``,
+    the sampling fraction, the data period the windows need, optional tables and the validation rules."""
+    return [
+        "## What an evaluation needs from the extract", "",
+        "### Who must be in `persons`", "",
+        "`persons` is the **registered population** of the practices, not the caseload: everyone registered at any time in",
+        "the data period, referred or not. The matched evaluation compares referred people with registered people **never",
+        "referred** (the comparator pool), and the equity analysis uses the registered population as its denominator. An",
+        "extract whose `persons` holds only referred people stops at validation with that explanation.",
+        "",
+        "The never-referred may be a random sample: include each independently with a fixed probability (the *sampling",
+        "fraction*) and state it in `extract_info.json` beside the tables. Referred people are always all included.",
+        "",
+        "| `extract_info.json` key | meaning |", "| --- | --- |",
+        *[f"| `{k}` | {v} |" for k, v in EXTRACT_INFO_FIELDS.items()],
+        "",
+        "### The data period the windows need", "",
+        "GP and A&E activity must run from `study.data_start` to `study.data_end`, and those must cover the evaluation's",
+        "windows: before the first referral, the year of quarters, the matching window and the placebo index",
+        "(`evaluation.placebo_shift_months` earlier, with its own matching window); after the last referral, the longest",
+        "post window. With the default parameters (matching window months -12..-7, windows of 6 and 12 months, placebo",
+        "12 months earlier) that is **24 months before the first referral and 12 months after the last**: for referrals",
+        "from 2023-04-01 to 2024-03-31, activity from 2021-04-01 to 2025-03-30 or later. The parameter loader refuses a",
+        "data period that does not cover the windows (`spstudy.params.required_data_period` computes it).",
+        "",
+        "### Optional tables and columns", "",
+        "`persons`, `referrals` and `activity` are required. `wellbeing` and `workforce` are optional (see each table).",
+        "`activity.event_id` is an optional column.",
+        "",
+        "### Validation rules beyond types", "",
+        "- No column may hold a value that looks like an NHS number (10 digits, optionally spaced 3-3-4, passing the",
+        "  Modulus 11 check): pseudonymise identifiers before they reach the workbench.",
+        "- A referral's `borough_code` and `pcn_code` must be those of its `practice_code` (data/reference/ncl_gp_practices_2022.csv);",
+        "  a person's `ward22_code` must be the best-fit ward of their `lsoa21_code`; a workforce row's PCN must be in its borough.",
+        "- Column names must be unique (also ignoring case and surrounding spaces).",
+        "- Dates are calendar dates. Timestamps with a time zone or UTC offset are converted to **Europe/London** dates (a",
+        "  ledger line says how many); timestamps without one are read as London local time.",
+        "- `activity`: rows that repeat person, date, setting (and `event_id`, when given) are one event; the copies are",
+        "  counted and excluded under rule `activity_exact_duplicate` (a parameter; without it they stop the run).",
+        "- Every breach in a file is reported at once, each with file, column, rows and first values; rows are only",
+        "  excluded under a rule listed in `data.exclude_rules`, and each exclusion is a line in the data-quality ledger.",
+        "",
+    ]
 
 
 def data_dictionary_markdown() -> str:
@@ -282,6 +361,8 @@ def data_dictionary_markdown() -> str:
            "(column 'Minimum data set item'), plus GP and A&E activity for the evaluation.", ""]
     for t in TABLES.values():
         out += [f"## `{t.name}`: {t.grain}", ""]
+        if t.optional:
+            out += ["*Optional table*: " + OPTIONAL_TABLE_NOTES.get(t.name, "may be absent.") , ""]
         if t.key:
             out.append(f"Unique key: {', '.join(f'`{k}`' for k in t.key)}.")
         for c, ref in t.foreign_keys.items():
@@ -295,8 +376,10 @@ def data_dictionary_markdown() -> str:
                 allowed = f"{c.min:g} to {c.max:g}"
             elif c.reference:
                 allowed = f"a {c.reference} code in data/reference"
-            out.append(f"| `{c.name}` | {kinds[c.kind]} | {'no' if c.nullable else 'yes'} | {c.description} | {allowed} | {c.maps_to} |")
+            req = "optional column" if c.optional else ("no" if c.nullable else "yes")
+            out.append(f"| `{c.name}` | {kinds[c.kind]} | {req} | {c.description} | {allowed} | {c.maps_to} |")
         out.append("")
+    out += evaluator_contract_markdown()
     out += ["## Code lists", ""]
     lists = [("Ethnic category (NHS Data Dictionary; Census 2021 group in brackets)",
               {k: f"{v} ({ETHNIC_TO_CENSUS5.get(k, 'kept as its own category')})" for k, v in ETHNIC_CATEGORIES.items()}),

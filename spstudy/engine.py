@@ -39,11 +39,22 @@ Engines
     A straightforward in-memory pandas implementation: the baseline for benchmarks and a third
     check in the equivalence tests. Fine for samples; the whole activity table is read.
 
-DuckDB and Spark run the SAME SQL text (built by :func:`window_counts_sql`). The only
+DuckDB and Spark run the SAME SQL text (built by :func:`event_offsets_sql`). The only
 dialect-specific piece is :func:`day_number_sql`, the conversion of a date to a day number
 (days since 1970-01-01); every other date comparison is integer arithmetic on day numbers.
 The equivalence tests in ``tests/test_engine.py`` run identical queries on all three engines
 and require exactly equal results.
+
+How the counting is done (DuckDB and Spark): the SQL only joins activity to the index rows (on
+person_id, within follow-up and within the span of the windows) and returns, per event that can
+count, its index row and its day offset and setting as one integer. The windows, which may
+overlap (quarters inside a year), are split into disjoint elementary intervals
+(:func:`elementary_intervals`); numpy maps each offset to its interval with a lookup table,
+counts events per (index row, interval, setting) and adds up each window's intervals, and
+computes exposure days per index row. The cost per event is the same whatever the number of
+windows. :func:`window_counts_sql` and :func:`window_counts_wide_sql` are the earlier,
+row-level formulations of the same counts (a window table joined to every event, or one
+conditional sum per window and setting), kept as references for the equivalence tests.
 
 Conventions (units and denominators)
 ------------------------------------
@@ -102,12 +113,16 @@ __all__ = [
     "ENGINES",
     "STANDARD_WINDOWS",
     "day_number_sql",
+    "elementary_intervals",
+    "event_offsets_sql",
     "monthly_series",
     "per_1000_person_years",
     "relative_months",
     "spark_session",
     "window_counts",
     "window_counts_sql",
+    "window_counts_wide",
+    "window_counts_wide_sql",
 ]
 
 ENGINES = ("duckdb", "spark", "pandas")
@@ -140,8 +155,8 @@ _SETTING_RE = re.compile(r"^[A-Za-z0-9_]+$")
 # ---------------------------------------------------------------------------------------------
 
 _DAY_NUMBER_SQL = {
-    # date_diff counts calendar-day boundaries between the two dates
-    "duckdb": "CAST(date_diff('day', DATE '1970-01-01', CAST({expr} AS DATE)) AS INTEGER)",
+    # date - date is the whole number of days between them
+    "duckdb": "CAST(CAST({expr} AS DATE) - DATE '1970-01-01' AS INTEGER)",
     # datediff(end, start) = end - start in days
     "spark": "datediff(CAST({expr} AS DATE), DATE '1970-01-01')",
 }
@@ -394,6 +409,8 @@ class _Index:
             "index_id": pa.array(ids, from_pandas=True),
             "person_id": pa.array(df["person_id"], from_pandas=True),
             **days,
+            # row position: what event_offsets_sql returns instead of index_id
+            "pos": pa.array(np.arange(self.n, dtype=np.int32)),
         }
         self.by_dtypes = {}
         for k, b in enumerate(by):
@@ -403,7 +420,29 @@ class _Index:
                 col = col.astype(col.cat.categories.dtype)
             cols[f"g{k}"] = pa.array(col, from_pandas=True)
         self.table = pa.table(cols)
-        self.persons = pc.unique(self.table["person_id"])
+        self.ids = ids.reset_index(drop=True)
+        self.by_frame = df[list(by)].reset_index(drop=True)
+        # day numbers as int64 numpy arrays (exposure arithmetic in numpy)
+        self.d0, self.fs, self.fe = (days[k].to_numpy().astype(np.int64) for k in ("d0", "fs", "fe"))
+        self._order = None
+
+    @property
+    def persons(self) -> pa.Array:
+        """Distinct person_id values of the index (the pandas engine's semi-join)."""
+        return pc.unique(self.table["person_id"])
+
+    @property
+    def order(self) -> np.ndarray:
+        """Row positions sorted by index_id (unique, so the order is total)."""
+        if self._order is None:
+            ids = self.table["index_id"]
+            if pa.types.is_integer(ids.type):
+                v = ids.to_numpy()
+                self._order = (np.arange(self.n) if self.n < 2 or bool((v[1:] > v[:-1]).all())
+                               else np.argsort(v, kind="stable"))
+            else:  # strings: Arrow sorts by UTF-8 bytes = code point order, as Python/pandas do
+                self._order = pc.sort_indices(ids).to_numpy()
+        return self._order
 
 
 def _type_kind(t: Any) -> str:
@@ -440,6 +479,9 @@ def window_counts_sql(
     activity_view: str = "activity_in",
 ) -> str:
     """The SQL (one text for DuckDB and Spark) giving events and exposure per index row.
+
+    Reference formulation (the engine itself runs :func:`event_offsets_sql`), kept for the
+    equivalence tests and for users who want the index x window x setting grid in SQL.
 
     Inputs: ``index_view`` with index_id, person_id, d0, fs, fe (day numbers, see
     :func:`day_number_sql`) and g0..g{n_by-1}; ``activity_view`` with person_id, activity_date,
@@ -516,6 +558,10 @@ def window_counts_wide_sql(
 ) -> str:
     """The same counts as :func:`window_counts_sql`, one row per index row (wide form).
 
+    Reference formulation (the engine itself runs :func:`event_offsets_sql`): kept so that the
+    equivalence tests can compare the binned counts with one conditional sum per window and
+    setting, and for users who want the whole pivot in SQL.
+
     Columns: index_id, ``e_<s>_<w>`` (events of setting position s in window position w) and
     ``x_<w>`` (exposure days of window w). Counting is done by conditional aggregation over the
     events that fall in any window, so no index x window x setting grid is built: this is what
@@ -565,6 +611,87 @@ LEFT JOIN agg a ON a.index_id = i.index_id
 """
 
 
+def elementary_intervals(windows: Sequence[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
+    """Split (possibly overlapping) windows into disjoint elementary intervals ("bins").
+
+    ``windows`` are inclusive (start_day, end_day) offsets. Returns ``(breaks, spans)``: bin k
+    covers offsets ``breaks[k] .. breaks[k+1] - 1`` (the breaks are every window's start and
+    every window's end + 1, sorted), and window w is the union of bins ``spans[w][0] ..
+    spans[w][1] - 1``. So an event's day offset falls in exactly one bin, and its count in a
+    window is the sum of its counts over the window's bins. Bins between windows (days no window
+    covers) are bins too, used by no window. Example: ``pre_12m`` (-365, -1) and ``pre_q4``
+    (-91, -1) give breaks [-365, -91, 0]: bins -365..-92 and -91..-1; pre_12m = bins 0-1,
+    pre_q4 = bin 1.
+    """
+    breaks = sorted({int(lo) for lo, _ in windows} | {int(hi) + 1 for _, hi in windows})
+    where = {b: k for k, b in enumerate(breaks)}
+    spans = [(where[int(lo)], where[int(hi) + 1]) for lo, hi in windows]
+    return breaks, spans
+
+
+def event_offsets_sql(
+    dialect: str,
+    first_day: int,
+    last_day: int,
+    settings: Sequence[str],
+    index_view: str = "idx_in",
+    activity_view: str = "activity_in",
+) -> str:
+    """The SQL (one text for DuckDB and Spark) behind every window count: one row per event
+    that can count, with its index row and its day offset.
+
+    Inputs: ``index_view`` with pos (row position, INTEGER), person_id, d0, fs, fe (day
+    numbers, see :func:`day_number_sql`); ``activity_view`` with person_id, activity_date,
+    setting. Output: one row per (index row, activity row) pair with the same person_id, the
+    activity's setting in ``settings``, its date inside the index row's follow-up [fs, fe] and
+    its day offset t = date - d0 in ``first_day .. last_day``: ``pos`` and ``code`` =
+    (t - first_day) * len(settings) + setting position (both INTEGER).
+
+    Plan: each index row's searchable days (follow-up cut to first_day..last_day around its
+    index date) are computed once per index row; activity is equi-joined on person_id with that
+    day range; each joined row gets one integer. Nothing else is done per event. The caller
+    maps each code to its elementary interval (:func:`elementary_intervals`) with a lookup
+    table, counts rows per (index row, interval, setting) (``numpy.add.at``), sums each
+    window's intervals and computes exposure per index row: the cost does not grow with the
+    number of windows, and overlapping windows (quarters inside a year) cost nothing extra. The
+    result has one small row per event: fewer values than the wide table it becomes.
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
+    settings = _check_settings(settings)
+    for name, v in (("first_day", first_day), ("last_day", last_day)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer (days), got {v!r}")
+    if first_day > last_day:
+        raise ValueError(f"first_day ({first_day}) is after last_day ({last_day})")
+    set_list = ", ".join(f"'{s}'" for s in settings)
+    set_case = " ".join(f"WHEN '{s}' THEN {k}" for k, s in enumerate(settings))
+    lo, hi = int(first_day), int(last_day)
+    day = day_number_sql("activity_date", dialect)
+    return f"""
+WITH idx AS (
+    SELECT pos, person_id, d0, lo, hi
+    FROM (
+        SELECT pos, person_id, d0,
+               GREATEST(fs, d0 + ({lo})) AS lo,
+               LEAST(fe, d0 + ({hi})) AS hi
+        FROM {index_view}
+    ) ix
+    WHERE lo <= hi
+),
+act AS (
+    SELECT person_id, {day} AS d, CASE setting {set_case} END AS s
+    FROM {activity_view}
+    WHERE setting IN ({set_list})
+)
+SELECT CAST(i.pos AS INTEGER) AS pos,
+       CAST((a.d - i.d0 - ({lo})) * {len(settings)} + a.s AS INTEGER) AS code
+FROM act a
+JOIN idx i ON a.person_id = i.person_id
+WHERE a.d >= i.lo AND a.d <= i.hi
+"""
+
+
 def _monthly_sql(per_row_sql: str, n_by: int) -> str:
     """Aggregate the per-index-row query by group, month and setting (same text both dialects)."""
     g = "".join(f"g{k}, " for k in range(n_by))
@@ -590,9 +717,13 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
+_BATCH_ROWS = 1 << 20  # rows per Arrow batch when a result is consumed as a stream
+
+
 def _run_duckdb(
-    sql_for, activity: Any, idx: _Index, threads: int | None, memory_limit: str, temp_directory: str | None
-) -> pa.Table:
+    sql_for, activity: Any, idx: _Index, threads: int | None, memory_limit: str, temp_directory: str | None,
+    consume=None,
+) -> pa.Table | None:
     import duckdb
 
     if temp_directory is None:
@@ -628,7 +759,14 @@ def _run_duckdb(
             _missing(cols, ACTIVITY_COLUMNS, "activity")
         act_type = con.sql("SELECT person_id FROM activity_in LIMIT 0").to_arrow_table().schema.field(0).type
         _check_person_types(act_type, idx.table.schema.field("person_id").type)
-        return con.sql(sql_for("duckdb", "idx_in", "activity_in")).to_arrow_table()
+        rel = con.sql(sql_for("duckdb", "idx_in", "activity_in"))
+        if consume is None:
+            return rel.to_arrow_table()
+        # stream: the result is never held whole (one batch at a time)
+        reader = rel.to_arrow_reader(_BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch(_BATCH_ROWS)
+        for batch in reader:
+            consume(batch)
+        return None
     finally:
         con.close()
 
@@ -698,7 +836,7 @@ def _spark_to_pandas(sdf) -> pd.DataFrame:
     return _spark_to_arrow(sdf).to_pandas()
 
 
-def _run_spark(sql_for, activity: Any, idx: _Index, spark) -> pa.Table:
+def _run_spark(sql_for, activity: Any, idx: _Index, spark, consume=None) -> pa.Table | None:
     with warnings.catch_warnings():
         # PySpark warns about pandas >= 3 on conversions; this path moves data through Arrow.
         warnings.filterwarnings("ignore", message=_PANDAS3_WARNING, category=FutureWarning)
@@ -726,7 +864,12 @@ def _run_spark(sql_for, activity: Any, idx: _Index, spark) -> pa.Table:
         _spark_from_arrow(spark, idx.table).createOrReplaceTempView(idx_view)
         act_df.createOrReplaceTempView(act_view)
         try:
-            return _spark_to_arrow(spark.sql(sql_for("spark", idx_view, act_view)))
+            table = _spark_to_arrow(spark.sql(sql_for("spark", idx_view, act_view)))
+            if consume is None:
+                return table
+            for batch in table.to_batches(max_chunksize=_BATCH_ROWS):
+                consume(batch)
+            return None
         finally:
             spark.catalog.dropTempView(idx_view)
             spark.catalog.dropTempView(act_view)
@@ -795,42 +938,96 @@ def _run_pandas(activity: Any, idx: _Index, windows, settings, n_by: int) -> pd.
     return out[["index_id", "w", "s", *gcols, "events", "exposure_days"]]
 
 
-def _execute(activity, idx: _Index, windows, settings, engine, monthly: bool, options: dict) -> pd.DataFrame:
-    """Run the per-row query (or its monthly aggregation) on the chosen engine; pandas out."""
+def _execute_pandas(activity, idx: _Index, windows, settings, monthly: bool) -> pd.DataFrame:
+    """The pandas engine's per-row counts (or their monthly aggregation by group)."""
     n_by = len(idx.by) if monthly else 0
     bounds = [(lo, hi) for _, lo, hi in windows]
-
-    def sql_for(dialect: str, index_view: str, activity_view: str) -> str:
-        per_row = window_counts_sql(dialect, bounds, settings, n_by, index_view, activity_view)
-        return _monthly_sql(per_row, n_by) if monthly else per_row
-
-    if engine in ("duckdb", "spark"):
-        res = _run_sql(sql_for, activity, idx, engine, options)
-    else:
-        res = _run_pandas(activity, idx, bounds, settings, n_by)
-        if monthly:
-            gcols = [f"g{k}" for k in range(n_by)]
-            res = res.assign(n_at_risk=(res["exposure_days"] > 0).astype("int64"))
-            res = (
-                res.groupby([*gcols, "w", "s"], dropna=False, sort=False)
-                .agg(events=("events", "sum"), person_days=("exposure_days", "sum"), n_at_risk=("n_at_risk", "sum"))
-                .reset_index()
-            )
+    res = _run_pandas(activity, idx, bounds, settings, n_by)
+    if monthly:
+        gcols = [f"g{k}" for k in range(n_by)]
+        res = res.assign(n_at_risk=(res["exposure_days"] > 0).astype("int64"))
+        res = (
+            res.groupby([*gcols, "w", "s"], dropna=False, sort=False)
+            .agg(events=("events", "sum"), person_days=("exposure_days", "sum"), n_at_risk=("n_at_risk", "sum"))
+            .reset_index()
+        )
     return res
 
 
-def _run_sql(sql_for, activity, idx: _Index, engine: str, options: dict) -> pd.DataFrame:
-    """Run ``sql_for(dialect, index_view, activity_view)`` on DuckDB or Spark; pandas out."""
+def _run_sql(sql_for, activity, idx: _Index, engine: str, options: dict, consume=None) -> pa.Table | None:
+    """Run ``sql_for(dialect, index_view, activity_view)`` on DuckDB or Spark: an Arrow table
+    out, or with ``consume`` each Arrow record batch passed to it in turn (None out)."""
     if engine == "duckdb":
         return _run_duckdb(sql_for, activity, idx, options.get("threads"), options.get("memory_limit", "4GB"),
-                           options.get("temp_directory")).to_pandas()
-    return _run_spark(sql_for, activity, idx, options.get("spark")).to_pandas()
+                           options.get("temp_directory"), consume)
+    return _run_spark(sql_for, activity, idx, options.get("spark"), consume)
 
 
 def _options(engine, threads, memory_limit, temp_directory, spark) -> dict:
     if spark is not None and engine != "spark":
         raise ValueError(f"spark= was given but engine={engine!r}; use engine='spark'")
     return {"threads": threads, "memory_limit": memory_limit, "temp_directory": temp_directory, "spark": spark}
+
+
+class _Cells:
+    """Event counts per index row, elementary interval (bin) and setting, from
+    :func:`event_offsets_sql` on DuckDB or Spark. ``counts[b, k]`` is the array (one value per
+    index row, in index order) of events of setting k in bin b: contiguous per bin and setting,
+    so a window's events are a few vector additions."""
+
+    def __init__(self, activity, idx: _Index, bounds: list[tuple[int, int]], settings: tuple[str, ...],
+                 engine: str, options: dict):
+        self.breaks, self.spans = elementary_intervals(bounds)
+        n_bins, n_set = len(self.breaks) - 1, len(settings)
+        first, last = self.breaks[0], self.breaks[-1] - 1
+
+        def sql_for(dialect: str, index_view: str, activity_view: str) -> str:
+            return event_offsets_sql(dialect, first, last, settings, index_view, activity_view)
+
+        size = n_bins * n_set * idx.n
+        key = np.int32 if size < 2**31 else np.int64
+        # code = (t - first) * n_set + s  ->  cell = bin * n_set + s, by a lookup table
+        bin_of = np.searchsorted(np.asarray(self.breaks), np.arange(first, last + 1), side="right") - 1
+        lut = (bin_of[:, None] * n_set + np.arange(n_set)[None, :]).reshape(-1).astype(key)
+        # events per (cell, row); int32 is ample (a person has far fewer than 2^31 events) and
+        # add.at with an int32 increment takes numpy's fast path
+        flat = np.zeros(size, dtype=np.int32)
+        rows, one = key(idx.n), np.int32(1)
+
+        def count(batch: pa.RecordBatch) -> None:
+            at = lut[batch.column("code").to_numpy()]
+            at *= rows
+            at += batch.column("pos").to_numpy()  # flat position: cell * rows + pos
+            np.add.at(flat, at, one)
+
+        _run_sql(sql_for, activity, idx, engine, options, consume=count)
+        self.counts = flat.reshape(n_bins, n_set, idx.n)
+
+    def window_events(self, w: int, k: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Events of setting k in window w per index row (int64): the sum over its bins."""
+        a, b = self.spans[w]
+        if out is None:
+            out = np.empty(self.counts.shape[2], dtype=np.int64)
+        np.copyto(out, self.counts[a, k], casting="safe")
+        for j in range(a + 1, b):
+            out += self.counts[j, k]
+        return out
+
+
+def _exposure(idx: _Index, lo: int, hi: int, out: np.ndarray | None = None,
+              scratch: np.ndarray | None = None) -> np.ndarray:
+    """Days of window [d0 + lo, d0 + hi] inside follow-up [fs, fe], 0 if none (int64 per row):
+    max(0, min(fe, d0 + hi) - max(fs, d0 + lo) + 1), computed in place in ``out``."""
+    out = np.empty(idx.n, dtype=np.int64) if out is None else out
+    scratch = np.empty(idx.n, dtype=np.int64) if scratch is None else scratch
+    np.add(idx.d0, hi, out=out)
+    np.minimum(out, idx.fe, out=out)
+    np.add(idx.d0, lo, out=scratch)
+    np.maximum(scratch, idx.fs, out=scratch)
+    np.subtract(out, scratch, out=out)
+    out += 1
+    np.maximum(out, 0, out=out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -859,6 +1056,7 @@ def window_counts(
     index : pandas DataFrame or Parquet path(s); columns index_id (unique), person_id,
         index_date, follow_start, follow_end.
     windows : list of (name, start_day, end_day): inclusive day offsets from index_date.
+        Windows may overlap (e.g. quarters inside a year).
     engine : 'duckdb' | 'spark' | 'pandas'.
     settings : setting codes to count, in output order.
     threads, memory_limit, temp_directory : DuckDB resources (threads default: all cores).
@@ -871,16 +1069,41 @@ def window_counts(
     follow_start <= date <= follow_end), exposure_days (int64: days of the window inside
     [follow_start, follow_end], 0 if none). One row per index row x window x setting, sorted by
     index_id, then window and setting in the order given.
+
+    DuckDB and Spark run :func:`event_offsets_sql` (the join: one small row per event that can
+    count), then count events per index row, elementary interval and setting and sum each
+    window's intervals in numpy; the pandas engine is the straightforward merge-and-filter
+    implementation.
     """
     engine = _check_engine(engine)
     windows = _check_windows(windows)
     settings = _check_settings(settings)
     options = _options(engine, threads, memory_limit, temp_directory, spark)
     idx = _Index(index, ())
+    names = np.array([w[0] for w in windows], dtype=object)
+    setting_names = np.array(settings, dtype=object)
+    n_w, n_s = len(windows), len(settings)
+    if idx.n > 0 and engine != "pandas":
+        cells = _Cells(activity, idx, [(lo, hi) for _, lo, hi in windows], settings, engine, options)
+        order = idx.order
+        ev = np.empty((idx.n, n_w, n_s), dtype=np.int64)
+        ex = np.empty((idx.n, n_w), dtype=np.int64)
+        for w, (_, lo, hi) in enumerate(windows):
+            for k in range(n_s):
+                ev[:, w, k] = cells.window_events(w, k)
+            ex[:, w] = _exposure(idx, lo, hi)
+        ev, ex = ev[order], ex[order]
+        rep = n_w * n_s
+        out = pd.DataFrame({"index_id": idx.ids.iloc[np.repeat(order, rep)].reset_index(drop=True)})
+        out["window"] = pd.Series(np.tile(np.repeat(names, n_s), idx.n), dtype="str")
+        out["setting"] = pd.Series(np.tile(setting_names, idx.n * n_w), dtype="str")
+        out["events"] = ev.reshape(-1)
+        out["exposure_days"] = np.repeat(ex.reshape(-1), n_s)
+        return out
     if idx.n == 0:
         res = pd.DataFrame({"index_id": [], "w": [], "s": [], "events": [], "exposure_days": []})
     else:
-        res = _execute(activity, idx, windows, settings, engine, False, options)
+        res = _execute_pandas(activity, idx, windows, settings, False)
     out = pd.DataFrame(
         {
             "index_id": res["index_id"].astype(idx.index_id_dtype),
@@ -891,8 +1114,6 @@ def window_counts(
         }
     )
     out = out.sort_values(["index_id", "_w", "_s"], kind="mergesort", ignore_index=True)
-    names = np.array([w[0] for w in windows], dtype=object)
-    setting_names = np.array(settings, dtype=object)
     out.insert(1, "window", pd.Series(names[out["_w"].to_numpy()], dtype="str"))
     out.insert(2, "setting", pd.Series(setting_names[out["_s"].to_numpy()], dtype="str"))
     return out.drop(columns=["_w", "_s"])
@@ -911,9 +1132,12 @@ def window_counts_wide(
     spark: Any = None,
 ) -> pd.DataFrame:
     """:func:`window_counts` in wide form: one row per index row, sorted by index_id, with
-    ``<setting>_<window>_events`` and ``<window>_days`` columns (same counting rules).
+    ``<setting>_<window>_events`` and ``<window>_days`` columns (int64; same counting rules).
 
-    DuckDB and Spark run :func:`window_counts_wide_sql`; the pandas engine pivots its long result.
+    DuckDB and Spark run :func:`event_offsets_sql` (the join: one small row per event that can
+    count), then count events per index row, elementary interval and setting, sum each window's
+    intervals and compute exposure days in numpy (the cost does not grow with the number of
+    windows); the pandas engine pivots its long result.
     Use this for large index tables (the comparator pool): it never materialises the
     index x window x setting grid.
     """
@@ -926,7 +1150,6 @@ def window_counts_wide(
     day_cols = [f"{w[0]}_days" for w in windows]
     if idx.n == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in ["index_id", *ev_cols, *day_cols]})
-    bounds = [(lo, hi) for _, lo, hi in windows]
     if engine == "pandas":
         long = window_counts(activity, index, windows, "pandas", settings)
         ev = long.pivot_table(index="index_id", columns=["setting", "window"], values="events", aggfunc="sum", sort=False)
@@ -935,18 +1158,31 @@ def window_counts_wide(
         ex.columns = [f"{w_}_days" for w_ in ex.columns]
         out = ev.join(ex).reset_index()[["index_id", *ev_cols, *day_cols]]
         return out.sort_values("index_id", kind="mergesort", ignore_index=True)
-
-    def sql_for(dialect: str, index_view: str, activity_view: str) -> str:
-        return window_counts_wide_sql(dialect, bounds, settings, index_view, activity_view)
-
-    res = _run_sql(sql_for, activity, idx, engine, options)
-    rename = {f"e_{k}_{w}": f"{settings[k]}_{windows[w][0]}_events" for w in range(len(windows)) for k in range(len(settings))}
-    rename.update({f"x_{w}": f"{windows[w][0]}_days" for w in range(len(windows))})
-    res = res.rename(columns=rename)
-    res["index_id"] = res["index_id"].astype(idx.index_id_dtype)
-    for c in ev_cols + day_cols:
-        res[c] = res[c].astype("int64")
-    return res[["index_id", *ev_cols, *day_cols]].sort_values("index_id", kind="mergesort", ignore_index=True)
+    cells = _Cells(activity, idx, [(lo, hi) for _, lo, hi in windows], settings, engine, options)
+    order = idx.order
+    identity = bool(order[0] == 0 and (np.diff(order) == 1).all())
+    # every count column is written straight into one (columns x rows) int64 block, which
+    # becomes the frame without a copy (pandas keeps a block as columns x rows)
+    block = np.empty((len(ev_cols) + len(day_cols), idx.n), dtype=np.int64)
+    scratch = np.empty(idx.n, dtype=np.int64)
+    other = None if identity else np.empty(idx.n, dtype=np.int64)
+    j = 0
+    for w in range(len(windows)):
+        for k in range(len(settings)):
+            if identity:
+                cells.window_events(w, k, out=block[j])
+            else:
+                np.take(cells.window_events(w, k, out=other), order, out=block[j])
+            j += 1
+    for _, lo, hi in windows:
+        if identity:
+            _exposure(idx, lo, hi, out=block[j], scratch=scratch)
+        else:
+            np.take(_exposure(idx, lo, hi, out=other, scratch=scratch), order, out=block[j])
+        j += 1
+    out = pd.DataFrame(block.T, columns=[*ev_cols, *day_cols], copy=False)
+    out.insert(0, "index_id", idx.ids if identity else idx.ids.iloc[order].reset_index(drop=True))
+    return out
 
 
 def monthly_series(
@@ -986,15 +1222,41 @@ def monthly_series(
     windows = [(str(m), int(lo), int(hi)) for m, lo, hi in months.itertuples(index=False)]
     idx = _Index(index, by)
     gcols = [f"g{k}" for k in range(len(by))]
-    if idx.n == 0:
-        res = pd.DataFrame({c: [] for c in [*gcols, "w", "s", "events", "person_days", "n_at_risk"]})
+    n_m, n_s = len(windows), len(settings)
+    if idx.n > 0 and engine != "pandas":
+        cells = _Cells(activity, idx, [(lo, hi) for _, lo, hi in windows], settings, engine, options)
+        if by:
+            codes = idx.by_frame.groupby(list(by), dropna=False, sort=False).ngroup().to_numpy()
+            keys = idx.by_frame.drop_duplicates(ignore_index=True)
+        else:
+            codes, keys = np.zeros(idx.n, dtype=np.intp), pd.DataFrame(index=range(1))
+        n_g = len(keys)
+        # months are contiguous and disjoint, so each month is one bin
+        assert [b - a for a, b in cells.spans] == [1] * n_m
+        ev = np.stack([np.bincount(codes, weights=cells.counts[m, k], minlength=n_g)
+                       for m in range(n_m) for k in range(n_s)], axis=1)  # float64 sums of integers < 2^53: exact
+        pdays, risk = [], []
+        for _, lo, hi in windows:
+            x = _exposure(idx, lo, hi)
+            pdays.append(np.bincount(codes, weights=x.astype(np.float64), minlength=n_g))
+            risk.append(np.bincount(codes, weights=(x > 0).astype(np.float64), minlength=n_g))
+        g_rep = np.repeat(np.arange(n_g), n_m * n_s)
+        out = pd.DataFrame({b: keys[b].iloc[g_rep].reset_index(drop=True).astype(idx.by_dtypes[b]) for b in by})
+        out["month"] = np.tile(np.repeat(months["month"].to_numpy(), n_s), n_g)
+        out["_s"] = np.tile(np.arange(n_s), n_g * n_m)
+        out["events"] = ev.reshape(-1).astype(np.int64)
+        out["person_days"] = np.repeat(np.stack(pdays, axis=1).reshape(-1), n_s).astype(np.int64)
+        out["n_at_risk"] = np.repeat(np.stack(risk, axis=1).reshape(-1), n_s).astype(np.int64)
     else:
-        res = _execute(activity, idx, windows, settings, engine, True, options)
-    out = pd.DataFrame({b: res[g].astype(idx.by_dtypes[b]) for b, g in zip(by, gcols)})
-    out["month"] = months["month"].to_numpy()[res["w"].astype("int64").to_numpy()]
-    out["_s"] = res["s"].astype("int64").to_numpy()
-    for c in ("events", "person_days", "n_at_risk"):
-        out[c] = res[c].astype("int64").to_numpy()
+        if idx.n == 0:
+            res = pd.DataFrame({c: [] for c in [*gcols, "w", "s", "events", "person_days", "n_at_risk"]})
+        else:
+            res = _execute_pandas(activity, idx, windows, settings, True)
+        out = pd.DataFrame({b: res[g].astype(idx.by_dtypes[b]) for b, g in zip(by, gcols)})
+        out["month"] = months["month"].to_numpy()[res["w"].astype("int64").to_numpy()]
+        out["_s"] = res["s"].astype("int64").to_numpy()
+        for c in ("events", "person_days", "n_at_risk"):
+            out[c] = res[c].astype("int64").to_numpy()
     out = out.sort_values([*by, "month", "_s"], kind="mergesort", na_position="last", ignore_index=True)
     out.insert(len(by) + 1, "setting", pd.Series(np.array(settings, dtype=object)[out["_s"].to_numpy()], dtype="str"))
     return out.drop(columns=["_s"])

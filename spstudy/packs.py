@@ -1,44 +1,40 @@
-"""Batch runner: one evaluation pack per borough (and one for NCL).
+"""Batch runner: one evaluation pack per area (NCL and the five boroughs), published as one release.
 
-``spstudy packs [--borough NAME ...] [--jobs N] [--out DIR]`` runs every analysis notebook
-(``notebooks/NN_*.py``, jupytext percent format) for each area with papermill, injecting the area
-(whose parameters are validated before papermill sees them). Areas run in parallel up to ``--jobs``;
-within an area the notebooks run in order (the SROI builds on the evaluation).
+``spstudy packs [--borough NAME ...] [--jobs N] [--out DIR] [--notebook NN_name ...] [--keep-notebooks]``
 
-A pack is built in a temporary folder and moved into ``<out>/<area>/`` only when every notebook has
-succeeded, so an interrupted or failed run never leaves a half-written pack that looks finished; a
-failed area is left in ``<out>/<area>.failed/`` for inspection. One failing notebook does not stop
-the others; the run prints a summary and exits non-zero.
+1. Every area's parameters are validated before anything runs.
+2. Each area's notebooks (``notebooks/NN_*.py``, jupytext) run in order with papermill, each in its
+   own process group, areas in parallel up to ``--jobs``. Notebooks record what they publish in a
+   private build folder (``<out>/.building-<run id>/``, unique to this run: two runs never touch
+   each other's builds).
+3. If every notebook succeeded, :mod:`spstudy.release` controls, draws, audits and publishes all the
+   areas together; a release that fails the disclosure audit is not moved into ``<out>``.
+4. A failed notebook stops its area; the others still run, nothing is published, the summary names
+   the cause and the executed notebook is left in ``<out>/<area>.failed/`` (not for publication).
+5. Ctrl-C stops the running notebooks within seconds (their process groups are killed), queued
+   notebooks never start, nothing is published, and the run exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import json
 import os
-import platform
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import pandas as pd
-
 from . import reference
-from .checksums import sha256
 from .params import ParameterError, load_parameters
-from .publish import read_artefacts, write_csv
-from .report import render_html, write_excel
 
 NOTEBOOKS_DIR = reference.PROJECT_ROOT / "notebooks"
-KEY_PACKAGES = ["spstudy", "pandas", "numpy", "scipy", "statsmodels", "geopandas", "matplotlib", "seaborn",
-                "duckdb", "pyspark", "papermill", "jupytext", "nbconvert", "pyarrow", "pydantic", "xlsxwriter"]
 
 
 @dataclass
@@ -50,9 +46,16 @@ class AreaResult:
     path: Path | None = None
 
 
-def notebooks(names: list[str] | None = None) -> list[Path]:
-    found = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+def notebooks(names: list[str] | None = None, directory: Path | None = None) -> list[Path]:
+    found = sorted((directory or NOTEBOOKS_DIR).glob("[0-9][0-9]_*.py"))
     if names:
+        unknown = [n for n in names if not any(p.stem == n or p.name == n for p in found)]
+        if unknown:
+            raise SystemExit(f"no notebook named {unknown} in {directory or NOTEBOOKS_DIR} (have: {[p.stem for p in found]})")
         found = [p for p in found if p.stem in names or p.name in names]
     return found
 
@@ -60,8 +63,7 @@ def notebooks(names: list[str] | None = None) -> list[Path]:
 def kernel_name() -> str:
     from jupyter_client.kernelspec import KernelSpecManager
 
-    specs = KernelSpecManager().find_kernel_specs()
-    return "spstudy" if "spstudy" in specs else "python3"
+    return "spstudy" if "spstudy" in KernelSpecManager().find_kernel_specs() else "python3"
 
 
 def git_commit() -> str:
@@ -74,200 +76,228 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_notebook(nb_path: Path, out_nb: Path, parameters: dict, kernel: str, retries: int = 1):
-    """Execute one jupytext notebook with papermill; retry once if the kernel fails to start."""
+# ------------------------------------------------------------------------- one notebook, one process
+
+def _worker(argv) -> int:
+    """``python -m spstudy.packs --worker IN OUT KERNEL CWD PARAMS_JSON ERR_JSON``: run one notebook."""
+    nb_path, out_nb, kernel, cwd, params_json, err_path = argv
     import jupytext
     import papermill as pm
 
     nb = jupytext.read(nb_path)
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": "spstudy (Python 3)", "language": "python"}
-    out_nb = Path(out_nb).resolve()
-    tmp_in = out_nb.with_suffix(".input.ipynb")
+    tmp_in = Path(out_nb).with_suffix(".input.ipynb")
     jupytext.write(nb, tmp_in, fmt="ipynb")
+    params = json.loads(params_json)
     try:
-        for attempt in range(retries + 1):
+        for attempt in range(2):
             try:
-                pm.execute_notebook(str(tmp_in), str(out_nb), parameters=parameters, kernel_name=kernel,
-                                    cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False, request_save_on_cell_execute=False)
-                return
-            except (RuntimeError, OSError) as e:  # kernel start race (ZMQ address in use, kernel died on start)
-                if attempt < retries and ("Address already in use" in str(e) or "Kernel died" in str(e) or "timed out" in str(e).lower()):
+                pm.execute_notebook(str(tmp_in), out_nb, parameters=params, kernel_name=kernel, cwd=cwd, progress_bar=False,
+                                    log_output=False, request_save_on_cell_execute=False)
+                return 0
+            except (RuntimeError, OSError) as e:  # kernel start race (ZMQ "Address already in use"): retry once
+                msg = str(e)
+                if attempt == 0 and ("Address already in use" in msg or "Kernel died" in msg or "timed out" in msg.lower()):
                     time.sleep(2)
                     continue
                 raise
+    except Exception as e:
+        ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
+        Path(err_path).write_text(json.dumps({"ename": ename, "evalue": str(evalue)[-3000:], "type": type(e).__name__}))
+        return 1
     finally:
         tmp_in.unlink(missing_ok=True)
+    return 0
 
 
-def _ledger(pack: Path) -> pd.DataFrame | None:
-    p = pack / "work" / "ledger.csv"
-    return pd.read_csv(p) if p.exists() else None
-
-
-def build_pack_files(pack: Path, area: str, params, failed: dict[str, str]):
-    """Tables (CSV), Excel, HTML and manifest from the artefacts in ``pack``."""
-    tables = pack / "tables"
-    tables.mkdir(exist_ok=True)
-    ledger = _ledger(pack)
-    for a in read_artefacts(pack):
-        if a["kind"] == "table":
-            shutil.copyfile(pack / "artefacts" / a["notebook"] / a["file"], tables / f"{a['notebook']}__{a['file']}")
-    if ledger is not None:
-        write_csv(ledger, tables / "data_quality_ledger.csv")
-    info = _extract_info(params)
-    label = f"Extract: {info.get('description', 'user-supplied extract')}" if info else "Extract: user-supplied"
-    commit = git_commit()
-    html = render_html(pack, area, params.to_dict(), ledger, failed, commit=commit, data_label=label)
-    (pack / f"{area}_pack.html").write_text(html)
-    write_excel(pack, pack / f"{area}_tables.xlsx", area, ledger)
-    write_manifest(pack, area, params, info, commit)
-
-
-def _extract_info(params) -> dict:
-    p = params.extracts_path() / "extract_info.json"
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def write_manifest(pack: Path, area: str, params, info: dict, commit: str):
-    ex = params.extracts_path()
-    inputs = {}
-    for base in (ex, reference.reference_dir(), reference.PROJECT_ROOT / "parameters"):
-        for f in sorted(base.rglob("*")):
-            if f.is_file():
-                inputs[str(f.relative_to(reference.PROJECT_ROOT)) if f.is_relative_to(reference.PROJECT_ROOT) else str(f)] = sha256(f)
-    versions = {}
-    for p in KEY_PACKAGES:
-        try:
-            versions[p] = version(p)
-        except PackageNotFoundError:
-            versions[p] = "not installed"
-    outputs = {str(f.relative_to(pack)): sha256(f) for f in sorted((pack / "tables").glob("*.csv"))}
-    manifest = {
-        "area": area,
-        "spstudy_version": versions.get("spstudy"),
-        "git_commit": commit,
-        "python": platform.python_version(),
-        "packages": versions,
-        "parameters": params.to_dict(),
-        "seed": info.get("seed"),
-        "extract_info": info,
-        "inputs_sha256": inputs,
-        "tables_sha256": outputs,
-        "reproduce": f"git checkout {commit.removesuffix('-dirty')} && make env && .venv/bin/spstudy packs --borough {area}",
-    }
-    (pack / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-
-
-class Progress:
-    """A progress bar over notebook runs showing area, notebook and elapsed time."""
-
-    def __init__(self, total: int):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="notebook", file=sys.stderr, dynamic_ncols=True, disable=None)
+class Runner:
+    def __init__(self, jobs: int):
+        self.jobs = max(1, jobs)
+        self.stop = threading.Event()
+        self.procs: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
-        self.t0 = time.time()
 
-    def running(self, area, nb):
+    def run_notebook(self, nb: Path, out_nb: Path, params: dict, kernel: str) -> tuple[bool, str]:
+        if self.stop.is_set():
+            raise Interrupted()
+        err = out_nb.with_suffix(".error.json")
+        cmd = [sys.executable, "-m", "spstudy.packs", "--worker", str(nb), str(out_nb), kernel, str(nb.parent),
+               json.dumps(params), str(err)]
         with self.lock:
-            self.bar.set_postfix_str(f"{area}: {nb} ({time.time() - self.t0:.0f}s)")
+            if self.stop.is_set():
+                raise Interrupted()
+            p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.procs.add(p)
+        try:
+            _, stderr = p.communicate()
+        finally:
+            with self.lock:
+                self.procs.discard(p)
+        if self.stop.is_set():
+            raise Interrupted()
+        if p.returncode == 0:
+            return True, ""
+        if err.exists():
+            e = json.loads(err.read_text())
+            err.unlink()
+            return False, f"{e['ename']}: {e['evalue'].strip().splitlines()[-1] if e['evalue'].strip() else ''}".strip()
+        tail = stderr.decode("utf-8", "replace").strip().splitlines()
+        return False, (tail[-1] if tail else f"notebook process exited with code {p.returncode}")
 
-    def done(self, area, nb, ok, secs):
+    def interrupt(self):
+        self.stop.set()
         with self.lock:
-            self.bar.update(1)
-            self.bar.write(f"  {'ok  ' if ok else 'FAIL'} {area:10s} {nb:34s} {secs:6.1f}s")
-
-    def close(self):
-        self.bar.close()
+            for p in list(self.procs):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(p.pid, signal.SIGKILL)
 
 
-def run_area(area: str, out: Path, nbs: list[Path], kernel: str, progress: Progress | None) -> AreaResult:
+def run_area(runner: Runner, area: str, build: Path, nbs: list[Path], kernel: str, log) -> AreaResult:
     t0 = time.time()
     res = AreaResult(area)
-    params = load_parameters(area)
-    tmp = out / f".building-{area}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "notebooks").mkdir(parents=True)
+    base = build / area
+    (base / "notebooks").mkdir(parents=True, exist_ok=True)
     for nb in nbs:
         s = time.time()
-        if progress:
-            progress.running(area, nb.stem)
-        try:
-            run_notebook(nb, tmp / "notebooks" / f"{nb.stem}.ipynb",
-                         {"area": area, "pack_dir": str(tmp.resolve()), "notebook": nb.stem}, kernel)
-            ok = True
-        except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
-            ok = False
+        ok, why = runner.run_notebook(nb, base / "notebooks" / f"{nb.stem}.ipynb",
+                                      {"area": area, "pack_dir": str(base), "notebook": nb.stem}, kernel)
+        log(f"  {'ok  ' if ok else 'FAIL'} {area:10s} {nb.stem:34s} {time.time() - s:6.1f}s" + ("" if ok else f"  {why}"))
+        if not ok:
             res.ok = False
-            res.failures[nb.stem] = f"{type(e).__name__}: {e}"[-4000:] or traceback.format_exc()
-        if progress:
-            progress.done(area, nb.stem, ok, time.time() - s)
-    try:
-        build_pack_files(tmp, area, params, res.failures)
-    except Exception as e:
-        res.ok = False
-        res.failures["pack"] = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
-    final = out / area if res.ok else out / f"{area}.failed"
-    old = out / f".old-{area}-{os.getpid()}"
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    if res.ok:
-        shutil.rmtree(out / f"{area}.failed", ignore_errors=True)
-    res.path = final
+            res.failures[nb.stem] = why
+            break  # later notebooks of this area build on this one
     res.seconds = time.time() - t0
     return res
 
 
-def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | None = None) -> list[AreaResult]:
-    # kernels inherit this: one BLAS thread each, since up to `jobs` kernels share the cores
+@contextlib.contextmanager
+def _release_lock(out: Path):
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".release.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | None = None, keep_notebooks: bool = False,
+        parameters_dir: Path | None = None, extracts_dir: Path | None = None, notebooks_dir: Path | None = None, log=None):
+    """Build and publish the packs of ``areas``; returns (list of AreaResult, ReleaseResult or None)."""
+    from .release import ReleaseError, publish_release
+
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    # Absolute paths only: papermill's `cwd` changes the working directory of the whole process while
-    # a notebook runs, so a relative path used by another thread would point somewhere else.
     out = Path(out).resolve()
     for a in areas:
-        load_parameters(a)  # validate every area's parameters before any notebook runs
-    nbs = notebooks(notebook_names)
+        load_parameters(a, parameters_dir)  # every area's parameters, before any notebook runs
+    nbdir = Path(notebooks_dir).resolve() if notebooks_dir else NOTEBOOKS_DIR
+    nbs = notebooks(notebook_names, nbdir)
     if not nbs:
-        raise SystemExit(f"no notebooks found in {NOTEBOOKS_DIR} (expected NN_name.py)")
+        raise SystemExit(f"no notebooks found in {nbdir} (expected NN_name.py)")
     out.mkdir(parents=True, exist_ok=True)
+    build = out / f".building-{os.getpid()}-{os.urandom(3).hex()}"
+    build.mkdir()
+    (build / "build.json").write_text(json.dumps({"parameters_dir": str(Path(parameters_dir).resolve()) if parameters_dir else None,
+                                                  "extracts_dir": str(Path(extracts_dir).resolve()) if extracts_dir else None}))
     kernel = kernel_name()
-    progress = Progress(len(areas) * len(nbs))
-    results = []
+    runner = Runner(jobs)
+    results: list[AreaResult] = []
+    release = None
+    old_handler = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        runner.interrupt()
+        raise Interrupted()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, on_sigint)
     try:
-        with cf.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futs = {pool.submit(run_area, a, out, nbs, kernel, progress): a for a in areas}
+        pool = cf.ThreadPoolExecutor(max_workers=runner.jobs)
+        try:
+            futs = {pool.submit(run_area, runner, a, build, nbs, kernel, log): a for a in areas}
             for f in cf.as_completed(futs):
                 results.append(f.result())
+        except BaseException:
+            runner.interrupt()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        results.sort(key=lambda r: areas.index(r.area))
+        if all(r.ok for r in results):
+            info = _extract_info(areas[0], parameters_dir, extracts_dir)
+            with _release_lock(out):
+                try:
+                    release = publish_release(build, areas, out, nbdir, info, git_commit(), keep_notebooks=keep_notebooks,
+                                              parameters_dir=parameters_dir, progress=lambda s: log(f"  release: {s}"))
+                except ReleaseError as e:
+                    for r in results:
+                        r.ok = False
+                        r.failures["release"] = str(e)
+            for r in results:
+                r.path = out / r.area if r.ok else None
+        else:
+            for r in results:
+                if not r.ok:
+                    failed = out / f"{r.area}.failed"
+                    shutil.rmtree(failed, ignore_errors=True)
+                    shutil.copytree(build / r.area / "notebooks", failed / "notebooks_not_for_publication")
+                    (failed / "README.txt").write_text(
+                        f"The build of {r.area} failed and nothing was published. The executed notebooks are here for inspection "
+                        "only: they are not disclosure-controlled. Failures:\n" + "".join(f"  {k}: {v}\n" for k, v in r.failures.items()))
+                    r.path = failed
     finally:
-        progress.close()
-        for p in out.glob(".building-*"):  # interrupted builds never look finished
-            shutil.rmtree(p, ignore_errors=True)
-    return sorted(results, key=lambda r: areas.index(r.area))
+        if in_main:
+            signal.signal(signal.SIGINT, old_handler)
+        shutil.rmtree(build, ignore_errors=True)  # only this run's build folder
+    return results, release
+
+
+def _extract_info(area: str, parameters_dir, extracts_dir) -> dict:
+    p = load_parameters(area, parameters_dir)
+    d = Path(extracts_dir) if extracts_dir else p.extracts_path()
+    f = d / "extract_info.json"
+    return json.loads(f.read_text()) if f.exists() else {}
 
 
 def main(argv=None) -> int:
+    if argv and argv[0] == "--worker":
+        return _worker(argv[1:])
     ap = argparse.ArgumentParser(prog="spstudy packs", description=__doc__.split("\n\n")[0])
     ap.add_argument("--borough", "--area", dest="areas", action="append", choices=reference.AREAS,
                     help="area to build (repeat for several; default: NCL and all five boroughs)")
     ap.add_argument("--jobs", type=int, default=2, help="areas built in parallel (default 2)")
     ap.add_argument("--out", default=str(reference.PROJECT_ROOT / "outputs"), help="output folder (default outputs/)")
     ap.add_argument("--notebook", action="append", help="run only these notebooks (stem, e.g. 01_needs_assessment)")
+    ap.add_argument("--parameters", dest="parameters_dir", help="folder of parameter files (default parameters/)")
+    ap.add_argument("--extracts", dest="extracts_dir", help="extract folder (default: data.extracts_dir in the parameters)")
+    ap.add_argument("--keep-notebooks", action="store_true",
+                    help="keep the executed notebooks in each pack, in a folder marked not for publication")
     a = ap.parse_args(argv)
     areas = a.areas or list(reference.AREAS)
+    t0 = time.time()
     try:
-        results = run(areas, Path(a.out), a.jobs, a.notebook)
+        results, release = run(areas, Path(a.out), a.jobs, a.notebook, a.keep_notebooks, a.parameters_dir, a.extracts_dir)
     except ParameterError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print("\nSummary")
+    except KeyboardInterrupt:
+        print("\ninterrupted: running notebooks stopped, queued notebooks not started, nothing published", file=sys.stderr)
+        return 130
+    print(f"\nSummary ({time.time() - t0:.0f} s)")
     for r in results:
-        status = "ok" if r.ok else "FAILED"
-        print(f"  {r.area:10s} {status:6s} {r.seconds:6.1f}s  {r.path}")
+        print(f"  {r.area:10s} {'ok' if r.ok else 'FAILED':6s} {r.seconds:6.1f}s  {r.path or ''}")
         for nb, err in r.failures.items():
-            first = err.strip().splitlines()
-            print(f"      {nb}: {first[0] if first else ''}\n      executed notebook: {r.path / 'notebooks' / (nb + '.ipynb')}")
-    return 0 if all(r.ok for r in results) else 1
+            print(f"      {nb}: {err.splitlines()[0] if err else ''}")
+    if release is not None:
+        print("\n" + release.audit.text().splitlines()[0] + "\n" + release.audit.text().splitlines()[1])
+    return 0 if results and all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

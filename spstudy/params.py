@@ -23,8 +23,10 @@ PARAMETERS_DIR = PROJECT_ROOT / "parameters"
 EXCLUDE_RULES = (
     "activity_outside_data_period",
     "activity_outside_registration",
+    "activity_exact_duplicate",
     "referral_outside_study_period",
 )
+DAYS_PER_MONTH = 30.4375  # as spstudy.evaluation: a window of m months is round(30.4375 m) days
 
 
 class ParameterError(ValueError):
@@ -44,16 +46,17 @@ class Study(_Model):
     @model_validator(mode="after")
     def _order(self):
         if self.referral_end < self.referral_start:
-            raise ValueError("referral_end must not be before referral_start")
+            raise ValueError(f"referral_end must not be before referral_start (referral_end {self.referral_end}, referral_start {self.referral_start})")
         if self.data_end < self.data_start:
-            raise ValueError("data_end must not be before data_start")
+            raise ValueError(f"data_end must not be before data_start (data_end {self.data_end}, data_start {self.data_start})")
         if self.data_start > self.referral_start or self.data_end < self.referral_end:
-            raise ValueError("the data period must cover the referral period")
+            raise ValueError(f"the data period {self.data_start} to {self.data_end} must cover the referral period "
+                             f"{self.referral_start} to {self.referral_end}")
         return self
 
 
 class Data(_Model):
-    extracts_dir: str = Field(description="Folder with the five extract tables (CSV or Parquet), relative to the project.")
+    extracts_dir: str = Field(description="Folder with the extract tables (CSV or Parquet), relative to the project.")
     exclude_rules: list[Literal[EXCLUDE_RULES]] = Field(  # type: ignore[valid-type]
         default_factory=list, description="Rules under which rows are excluded (and counted) instead of failing."
     )
@@ -76,6 +79,12 @@ class Needs(_Model):
     top_wards_to_label: int = Field(ge=0, le=50)
     outreach_need_quantile: float = Field(gt=0, lt=1)
     outreach_referral_ratio_below: float = Field(gt=0)
+    sensitivity_draws: int = Field(default=500, ge=10, le=100_000, description="Random re-weightings of the need index (Dirichlet draws).")
+    sensitivity_seed: int = Field(default=1, ge=0, le=2**32 - 1, description="Seed of the need-index sensitivity draws (numpy.random.default_rng).")
+    reference_area: Literal[AREAS] = Field(  # type: ignore[valid-type]
+        default="ncl",
+        description="Population whose age-sex referral rates give every ward's expected referrals (all its residents' referrals over "
+                    "its Census 2021 population). Keep 'ncl' so a ward has the same ratio in every pack.")
 
     @field_validator("need_index_weights")
     @classmethod
@@ -180,6 +189,21 @@ class Evaluation(_Model):
 
 Fraction = float
 
+WELLBEING_MEASURES = ("ons4_life_satisfaction", "wemwbs_total", "swemwbs_metric")
+
+
+class WellbeingValue(_Model):
+    wellbys_per_point: float = Field(gt=0, description="WELLBYs (life-satisfaction points for one person for one year) per point of the measure.")
+    wellbys_per_point_range: tuple[float, float] = Field(description="Low and high values of wellbys_per_point for the sensitivity analysis.")
+    source: str = Field(min_length=1, description="Published source of the mapping (author, year, table).")
+
+    @model_validator(mode="after")
+    def _range(self):
+        lo, hi = self.wellbys_per_point_range
+        if not (0 < lo <= self.wellbys_per_point <= hi):
+            raise ValueError("wellbys_per_point_range must contain wellbys_per_point")
+        return self
+
 
 class SROI(_Model):
     price_year: int = Field(ge=2000, le=2100)
@@ -203,6 +227,10 @@ class SROI(_Model):
     drop_off: float = Field(ge=0, le=1)
     duration_years: int = Field(ge=1, le=30)
     monte_carlo_draws: int = Field(ge=100, le=1_000_000)
+    seed: int = Field(ge=0, le=2**32 - 1, description="Seed of the Monte Carlo draws (numpy.random.default_rng).")
+    wellbeing_valuation: dict[Literal[WELLBEING_MEASURES], WellbeingValue] = Field(  # type: ignore[valid-type]
+        description="Wellbeing measures that are valued, each with its published mapping to WELLBYs; a measure not listed is "
+                    "reported as measured but not valued.")
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -230,6 +258,23 @@ class Parameters(_Model):
     evaluation: Evaluation
     sroi: SROI
 
+    @model_validator(mode="after")
+    def _data_period_covers_windows(self):
+        need = required_data_period(self.study.referral_start, self.study.referral_end, self.evaluation.windows_months,
+                                    self.evaluation.matching_window_months, self.evaluation.placebo_shift_months,
+                                    event_study_months_before=self.evaluation.event_study_months_before)
+        st = self.study
+        if st.data_start > need["data_start"] or st.data_end < need["data_end"]:
+            raise ValueError(
+                f"study: the data period {st.data_start} to {st.data_end} does not cover the windows the evaluation needs: "
+                f"GP/A&E activity from {need['data_start']} ({need['days_before']} days before referral_start: the matching "
+                f"window, the pre-windows, the placebo index {self.evaluation.placebo_shift_months} months earlier and the event "
+                f"study's {self.evaluation.event_study_months_before} months) to "
+                f"{need['data_end']} ({need['days_after']} days after referral_end: the longest post window of "
+                f"{max(self.evaluation.windows_months)} months); set study.data_start <= {need['data_start']} and "
+                f"study.data_end >= {need['data_end']}, or shorten the windows")
+        return self
+
     def extracts_path(self, root: Path = PROJECT_ROOT) -> Path:
         p = Path(self.data.extracts_dir)
         return p if p.is_absolute() else root / p
@@ -238,13 +283,52 @@ class Parameters(_Model):
         return self.model_dump(mode="json")
 
 
+def required_data_period(referral_start: dt.date, referral_end: dt.date, windows_months: list[int],
+                         matching_window_months: tuple[int, int], placebo_shift_months: int,
+                         event_study_months_before: int = 0) -> dict:
+    """First and last day of GP/A&E activity the evaluation's windows need (days, as spstudy.evaluation).
+
+    Before the first referral: the year of quarters before the index date, the matching window
+    (``matching_window_months[0]`` months), each pre-window (``windows_months``) and the placebo index
+    ``placebo_shift_months`` earlier with its own matching window, and the event study's
+    ``event_study_months_before`` months (its clean pre-period). After the last referral: the longest
+    post window (days 0..d-1, d = round(30.4375 m)). Returns a dict with data_start, data_end,
+    days_before and days_after. Windows measured from case closure (post_window_from: closure) need
+    more after the last closure; that depends on the data and is reported by the evaluation.
+    """
+    def days(m):
+        return int(round(DAYS_PER_MONTH * m))
+
+    matching = -days(matching_window_months[0])
+    before = max(365, matching, max(days(m) for m in windows_months), days(placebo_shift_months) + matching,
+                 days(event_study_months_before))  # the event study's clean pre-period (evaluation.event_study_months_before)
+    after = max(days(m) for m in windows_months) - 1
+    return {"data_start": referral_start - dt.timedelta(days=before), "data_end": referral_end + dt.timedelta(days=after),
+            "days_before": before, "days_after": after}
+
+
+class _DateSafeLoader(yaml.SafeLoader):
+    """YAML SafeLoader that leaves a date-like scalar it cannot turn into a date (e.g. 2023-02-30) as text,
+    so the schema reports it with its key instead of PyYAML raising a bare ValueError."""
+
+
+def _timestamp_or_text(loader, node):
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_DateSafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise ParameterError(f"{path}: parameter file not found") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_DateSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ParameterError(f"{path}: not valid YAML: {e}") from None
     if data is None:

@@ -1,10 +1,16 @@
-"""Render a pack's HTML report and Excel annex from its published artefacts (never from raw data).
+"""The pack a reader gets: one HTML report (Jinja2 template) and one Excel annex (gptables), both
+made from the controlled release only (never from raw data).
 
-The HTML is one self-contained file (inline CSS, figures embedded as PNG with alt text) without
-code: title page, contents, key findings, one section per analysis, then annexes (methods,
-data quality, data sources and licence, parameters). The Excel workbook follows the Government
-Analysis Function spreadsheet guidance: a cover sheet, a contents sheet, a notes sheet and one
-table per sheet. Both are deterministic for the same artefacts.
+HTML: title page (saying "synthetic data" when the extract's own metadata says so, with the same
+warning on every printed page), contents, at most seven key findings in order of importance, one
+section per analysis opening with its question, a limitations section, then annexes: glossary,
+methods and sources, data quality, output checking (every table, the rule applied, what was
+suppressed and the audit's verdict), data sources and licence, parameters. Tables carry human labels
+with units; numbers are right-aligned at one precision per kind of quantity; an empty table says
+"None."; it prints to A4 without losing rows or columns (wide tables on landscape pages).
+
+Excel: the Government Analysis Function spreadsheet guidance through ``gptables`` (cover, contents,
+notes sheet, one table per sheet with readable headers, notes referenced from the tables).
 """
 
 from __future__ import annotations
@@ -12,48 +18,67 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+from importlib.metadata import version
 from pathlib import Path
 
+import jinja2
 import mistune
 import pandas as pd
 import yaml
 
+from . import disclosure as D
 from . import reference
-from .publish import read_artefacts
+from .release import MAX_KEY_FINDINGS, _notebook_intro, sanitise_text
 
-NOTEBOOK_TITLES = {
-    "01_needs_assessment": "Population needs assessment by ward",
-    "02_equity_of_access": "Equity of access by ethnicity and language",
-    "03_service_use_evaluation": "Matched pre/post service-use evaluation",
-    "04_social_return_on_investment": "Social return on investment",
-}
+NOT_AVAILABLE = "[x]"
 
-CSS = """
-body{font-family:Arial,Helvetica,sans-serif;max-width:1100px;margin:0 auto;padding:0 1.5em;color:#0b0c0c;line-height:1.5}
-h1{font-size:2.2em;margin-top:1.2em}h2{border-bottom:3px solid #005eb8;padding-bottom:.2em;margin-top:2em}
-h3{margin-top:1.5em}.title-page{padding:3em 0;border-bottom:6px solid #005eb8}
-.subtitle{font-size:1.3em;color:#425563}.meta{color:#425563}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}caption{text-align:left;font-weight:bold;margin-bottom:.3em}
-th,td{border:1px solid #b1b4b6;padding:.25em .5em;text-align:right}th{background:#f3f2f1}
-td:first-child,th:first-child{text-align:left}.table-wrap{overflow-x:auto;max-height:32em;overflow-y:auto}
-figure{margin:1.5em 0}figure img{max-width:100%;height:auto}figcaption{font-weight:bold}
-.finding{background:#e8f1f8;border-left:5px solid #005eb8;padding:.5em 1em;margin:.8em 0}
-.note{color:#505a5f;font-size:.9em}nav ol{line-height:1.8}.failed{background:#fde8e8;border-left:5px solid #d4351c;padding:.5em 1em}
-"""
+GLOSSARY = [
+    ("Standardised referral ratio", "Referrals observed in an area divided by the referrals expected if its residents were referred at NCL's rates for their age and sex, times 100. 100 = as expected; 50 = half as many."),
+    ("Directly standardised rate", "A rate recalculated as if the area had the age structure of the 2013 European Standard Population, so areas with older or younger populations can be compared."),
+    ("Confidence interval (95%)", "The range of values consistent with the data; if the study were repeated many times, 95% of such ranges would include the true value."),
+    ("Funnel plot", "A chart of each unit's value against its size, with control limits: points outside the 99.8% limits differ from the reference by more than chance would usually produce."),
+    ("Rate ratio", "One group's rate divided by another's: 0.8 means 20% lower, 1 the same."),
+    ("Matched comparison group", "Registered people who were never referred, chosen to resemble the referred people in age, sex, deprivation, ethnic group and earlier GP and A&E use."),
+    ("Propensity score", "The modelled chance that a person is referred, given their characteristics; people with similar scores are matched."),
+    ("Standardised mean difference (SMD)", "The difference between referred people and their comparators on a characteristic, in standard deviations. Below 0.1 is usually taken as well balanced."),
+    ("Difference in differences (DiD)", "The change in referred people's use minus the change in their comparators' use over the same months: the part of the change that social prescribing may explain."),
+    ("Naive before/after", "Referred people's use after referral against their own use before it, with no comparison group. People are referred at a peak, so their use falls anyway: this overstates any effect."),
+    ("Regression to the mean", "People picked because their use is unusually high will, on average, have lower use later without any intervention."),
+    ("Washout", "The months just before referral, left out of the baseline because the rise in use that prompts a referral would inflate it."),
+    ("Intention to treat (ITT)", "Everyone referred, whether or not they took up the offer. Per protocol: only people seen by a link worker."),
+    ("Event study", "Effects estimated month by month around referral; before referral they should be near 1 if the comparison group shows what would have happened."),
+    ("Placebo test", "The same analysis with a fake referral date when nothing happened: an 'effect' there shows bias."),
+    ("E-value", "How strongly an unmeasured factor would have to be linked to both referral and the outcome to explain away the estimate."),
+    ("SROI ratio", "Social return on investment: the valued outcomes (in pounds, under stated assumptions) per pound spent. It is not cash saved."),
+    ("WELLBY", "A wellbeing-adjusted life year: one point of life satisfaction (0 to 10) for one person for one year, valued by HM Treasury."),
+    ("Monte Carlo", "Repeating the SROI calculation thousands of times with inputs drawn from their uncertainty ranges; the median and the middle 95% are reported."),
+    ("XmR chart", "A statistical process control chart of monthly values with limits showing the range of common-cause variation; points beyond or runs on one side show special causes."),
+    ("[c]", "Suppressed to protect confidentiality (see the output-checking annex)."),
+]
+
+LIMITATIONS = [
+    "Matching balances what is recorded (age, sex, deprivation, ethnic group, earlier GP and A&E use). It cannot balance why a GP referred someone on a given day if the record does not show it: a crisis that would have passed anyway can look like an effect. The event study, placebo test and verdicts show how far the comparison can be trusted.",
+    "Wellbeing (ONS4, WEMWBS, SWEMWBS) has no comparison group: the pack reports change among people seen, not an effect, and follow-up scores are missing more often for people who did not improve.",
+    "SROI is not cash saved: appointments avoided free capacity that other patients use, and wellbeing values are not money anyone receives. The ratio depends on stated proxies and assumptions (docs/assumptions.md).",
+    "Equity analyses use Census 2021 denominators; the age structure within each ethnic group comes from registered patients. Ethnicity and language are missing for some referrals; the pack shows how much the answers depend on that.",
+    "Workforce figures are those of the NCL review (2024), in the units it gives (FTE, headcount or not stated); they do not add up to the review's own NCL totals.",
+    "Disclosure control protects against what can be computed from the published tables and the relations between them (see the output-checking annex); it cannot protect against knowledge from outside the release.",
+]
 
 METHODS = [
     ("Proportions", "Wilson score interval (Newcombe 1998, Stat Med 17:857), as PHEindicatormethods::phe_proportion."),
-    ("Crude rates", "Byars' approximation to the exact Poisson interval for counts of 10 or more, exact Poisson (chi-squared) below (PHEindicatormethods::phe_rate; Breslow & Day 1987)."),
-    ("Directly standardised rates", "2013 European Standard Population, Dobson et al. (1991, Stat Med 10:457) intervals; not shown for counts under 10 (Fingertips convention)."),
-    ("Indirectly standardised ratios", "Observed / expected x 100, expected from NCL age-band rates; Byars/exact intervals on the observed count (PHEindicatormethods::calculate_ISRatio)."),
-    ("Slope and relative index of inequality", "Weighted regression on the midpoint of the cumulative population rank of deprivation quantiles, with simulated intervals (PHEindicatormethods::phe_sii; Low & Low 2004)."),
-    ("Funnel plots", "Control limits at 95% and 99.8% around the NCL value (Spiegelhalter 2005, Stat Med 24:1185; PHE funnel plot guidance)."),
-    ("Index of disparity", "Mean absolute deviation of group rates from the reference rate, as a percentage of it (Pearcy & Keppel 2002, Public Health Reports 117:273)."),
-    ("Propensity score matching", "Unpenalised logistic regression; greedy nearest-neighbour matching on the logit with a caliper of 0.2 SD (Austin 2011, Pharm Stat 10:150), exact on sex and PCN where possible; balance as standardised mean differences (MatchIt / cobalt conventions; target |SMD| < 0.1)."),
-    ("Difference in differences", "Change in the rate of GP appointments and A&E attendances per 1,000 person-years in referred people minus the change in matched comparators; ratio of rate ratios from a Poisson GLM with log person-time offset and cluster-robust errors by matched set."),
-    ("Wellbeing change", "Paired change in ONS4 items and (S)WEMWBS (SWEMWBS converted to the metric score with the Warwick Rasch table), paired t-test, Wilcoxon signed-rank test, effect size and % meaningful change (Maheswaran et al. 2012)."),
-    ("Social return on investment", "Cabinet Office / Social Value UK guide (2012): impact map, deadweight, attribution, displacement, drop-off, Green Book discounting (3.5%), Monte Carlo uncertainty carried from the effect estimates, tornado chart and break-even values."),
-    ("Disclosure control", "Counts 1-7 suppressed with secondary suppression; other counts rounded to the nearest 5 (NHS Digital HES/ECDS guidance; OpenSAFELY)."),
+    ("Crude rates", "Byars' approximation to the exact Poisson interval for counts of 10 or more, exact Poisson below (PHEindicatormethods::phe_rate; Breslow & Day 1987)."),
+    ("Directly standardised rates", "2013 European Standard Population, Dobson et al. (1991, Stat Med 10:457) intervals; not shown for counts under 10."),
+    ("Indirectly standardised ratios", "Observed / expected x 100, expected from NCL age-sex rates from all NCL referrals, the same reference in every pack; intervals on the observed count (PHEindicatormethods::calculate_ISRatio)."),
+    ("Slope and relative index of inequality", "Weighted regression on the cumulative population rank of deprivation quantiles, simulated intervals (PHEindicatormethods::phe_sii; Low & Low 2004)."),
+    ("Funnel plots", "Control limits at 95% and 99.8% (Spiegelhalter 2005, Stat Med 24:1185; PHE funnel plot guidance)."),
+    ("Index of disparity", "Mean absolute deviation of group rates from the reference rate, as a percentage of it (Pearcy & Keppel 2002)."),
+    ("Propensity score matching", "Logistic regression with flexible age; greedy nearest-neighbour matching on the logit with a 0.2 SD caliper (Austin 2011, Pharm Stat 10:150), exact on sex and PCN; balance as standardised mean differences (MatchIt / cobalt conventions)."),
+    ("Difference in differences", "Ratio of rate ratios from a Poisson GLM with log person-time offset and cluster-robust errors by matched set; absolute difference per 1,000 person-years with a cluster bootstrap."),
+    ("Wellbeing change", "Paired change in ONS4 items and (S)WEMWBS (SWEMWBS on the Warwick Rasch metric), paired t-test and Wilcoxon signed-rank test (Maheswaran et al. 2012)."),
+    ("Social return on investment", "Cabinet Office / Social Value UK guide (2012): impact map, deadweight, attribution, displacement, drop-off, Green Book discounting (3.5%), Monte Carlo uncertainty, tornado and break-even."),
+    ("Statistical process control", "XmR charts with NHS England 'Making Data Count' rules for special-cause variation."),
+    ("Disclosure control", "Counts 1 to 7 suppressed, others rounded to 5 (NHS Digital HES/ECDS guidance; OpenSAFELY); secondary suppression over the whole release until a linear-programming attack (HiGHS) recovers no suppressed cell to fewer than 7 values and no rounded count exactly; rates and percentages from rounded counts."),
 ]
 
 
@@ -61,150 +86,193 @@ def _md(text: str) -> str:
     return mistune.html(text or "")
 
 
-def _table_html(path: Path, title: str, notes: str, source: str, suppression_note: str, n_suppressed: int, anchor: str) -> str:
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    head = "".join(f"<th scope='col'>{html.escape(c)}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in df.itertuples(index=False))
-    extra = []
-    if notes:
-        extra.append(html.escape(notes))
-    if source:
-        extra.append("Source: " + html.escape(source))
-    if n_suppressed:
-        extra.append(html.escape(suppression_note))
-    note = f"<p class='note'>{' '.join(extra)}</p>" if extra else ""
-    return (f"<div class='table-wrap' id='{anchor}'><table><caption>{html.escape(title)}</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>{note}")
+def _inline(text: str) -> str:
+    return _md(text).strip().removeprefix("<p>").removesuffix("</p>").strip()
 
 
-def render_html(pack_dir: Path, area: str, params: dict, ledger: pd.DataFrame | None, failed: dict[str, str] | None = None,
-                commit: str = "", data_label: str = "") -> str:
-    arts = read_artefacts(pack_dir)
-    by_nb: dict[str, list[dict]] = {}
-    for a in arts:
-        by_nb.setdefault(a["notebook"], []).append(a)
-    title = f"Social prescribing evaluation pack: {reference.area_name(area)}"
-    contents, body, findings = [], [], []
-    for i, (nb, items) in enumerate(sorted(by_nb.items()), start=1):
-        sec_id = f"s{i}"
-        nb_title = NOTEBOOK_TITLES.get(nb, nb.replace("_", " "))
-        contents.append(f"<li><a href='#{sec_id}'>{html.escape(nb_title)}</a></li>")
-        parts = [f"<h2 id='{sec_id}'>{i}. {html.escape(nb_title)}</h2>"]
-        for a in items:
-            k = a["kind"]
-            if k == "section":
-                parts.append(f"<h3>{html.escape(a['title'])}</h3>" + _md(a.get("text", "")))
-            elif k == "text":
-                parts.append(_md(a["text"]))
-            elif k == "finding":
-                parts.append(f"<div class='finding'>{_md(a['text'])}</div>")
-                findings.append((nb_title, a["text"]))
-            elif k == "table":
-                if a["name"].endswith("_data"):
-                    continue  # figure data: in Excel/CSV, not repeated in the report body
-                parts.append(_table_html(pack_dir / "artefacts" / nb / a["file"], a["title"], a.get("notes", ""), a.get("source", ""),
-                                         a.get("suppression_note", ""), a.get("n_suppressed", 0), f"{nb}-{a['name']}"))
-            elif k == "figure":
-                b64 = base64.b64encode((pack_dir / "artefacts" / nb / a["file"]).read_bytes()).decode()
-                parts.append(f"<figure id='{nb}-{a['name']}'><img src='data:image/png;base64,{b64}' alt='{html.escape(a['alt'], quote=True)}'>"
-                             f"<figcaption>{html.escape(a['title'])}</figcaption></figure>")
-        body.append("\n".join(parts))
-    for nb, err in sorted((failed or {}).items()):
-        body.append(f"<div class='failed'><h2>{html.escape(nb)} did not complete</h2><pre>{html.escape(err[-2000:])}</pre></div>")
-    n = len(body)
-    annex = []
-    annex.append(("methods", "Annex A: Methods and sources",
-                  "<dl>" + "".join(f"<dt><strong>{html.escape(m)}</strong></dt><dd>{html.escape(t)}</dd>" for m, t in METHODS) + "</dl>"))
-    tabs = [a for a in arts if a["kind"] == "table"]
-    n_sup = sum(a.get("n_suppressed", 0) for a in tabs)
-    sup_rows = "".join(f"<tr><td>{html.escape(a['title'])}</td><td>{a['n_suppressed']}</td></tr>" for a in tabs if a.get("n_suppressed"))
-    disclosure = (f"<h3>Disclosure control</h3><p>{n_sup} cell(s) in {sum(1 for a in tabs if a.get('n_suppressed'))} of {len(tabs)} tables are "
-                  f"suppressed (shown [c]): counts from 1 to {params['disclosure']['threshold']}, values computed from them, and cells that "
-                  f"would let one be recovered from a total. Other counts are rounded to the nearest {params['disclosure']['rounding_base']}.</p>"
-                  + (f"<table><thead><tr><th>table</th><th>suppressed cells</th></tr></thead><tbody>{sup_rows}</tbody></table>" if sup_rows else ""))
-    if ledger is not None and len(ledger):
-        annex.append(("data-quality", "Annex B: Data quality",
-                      "<p>Every row of every extract table is accounted for: rows read, rows excluded (with the rule that "
-                      "allowed it) and rows kept.</p>" + ledger.to_html(index=False, border=0, escape=True) + disclosure))
-    annex.append(("sources", "Annex C: Data sources and licence",
-                  f"<p>{html.escape(data_label)}</p><p>{html.escape(reference.ATTRIBUTION)}</p>"
-                  "<p>Patient-level data in this pack are synthetic unless stated otherwise: generated by spstudy to the data contract, "
-                  "calibrated to Census 2021 and the NCL Training Hub review of social prescribing (2024). No person can be identified.</p>"))
-    annex.append(("parameters", "Annex D: Parameters used",
-                  "<pre>" + html.escape(yaml.safe_dump(params, sort_keys=False)) + "</pre>" + (f"<p class='note'>Code version: {html.escape(commit)}</p>" if commit else "")))
-    for aid, atitle, _ in annex:
-        contents.append(f"<li><a href='#{aid}'>{html.escape(atitle)}</a></li>")
-    key = "".join(f"<li><strong>{html.escape(t)}:</strong> {_md(f).removeprefix('<p>').removesuffix('</p>').strip()}</li>" for t, f in findings)
-    out = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-        f"<header class='title-page'><h1>{html.escape(title)}</h1>",
-        "<p class='subtitle'>Needs, equity of access, matched service-use evaluation and social return on investment</p>",
-        f"<p class='meta'>Referrals {params['study']['referral_start']} to {params['study']['referral_end']}. Produced by spstudy.</p></header>",
-        f"<nav aria-label='Contents'><h2 id='contents'>Contents</h2><ol>{''.join(contents)}</ol></nav>",
-        f"<section><h2 id='key-findings'>Key findings</h2><ul>{key}</ul></section>" if findings else "",
-        *[f"<section>{b}</section>" for b in body],
-        *[f"<section><h2 id='{aid}'>{html.escape(t)}</h2>{h}</section>" for aid, t, h in annex],
-        "</body></html>",
-    ]
-    return "\n".join(x for x in out if x) + "\n"
+def human_table(c: D.Controlled) -> pd.DataFrame:
+    """The published table with readable headers; missing values shown as a dash."""
+    cols = c.spec.full_columns()
+    out = c.shown.copy()
+    out = out.where(out != "", NOT_AVAILABLE)
+    return out.rename(columns={k: cols[k].label for k in out.columns})
 
 
-def write_excel(pack_dir: Path, path: Path, area: str, ledger: pd.DataFrame | None):
-    """Excel annex: cover, contents, notes, then one sheet per published table (Analysis Function guidance)."""
-    import xlsxwriter
+def table_html(c: D.Controlled, anchor: str) -> str:
+    cols = c.spec.full_columns()
+    df = c.shown
+    kinds = [cols[k].kind for k in df.columns]
+    head = "".join(f"<th scope='col'>{html.escape(cols[k].label)}</th>" for k in df.columns)
+    notes = []
+    if c.spec.notes:
+        notes.append(html.escape(c.spec.notes))
+    if c.spec.source:
+        notes.append("Source: " + html.escape(c.spec.source))
+    if c.n_suppressed:
+        notes.append(f"[c]: suppressed to protect confidentiality ({c.primary} small count(s), {c.secondary} to stop them being recovered "
+                     "from other published numbers, and values computed from them).")
+    if (df == "").to_numpy().any():
+        notes.append(f"{NOT_AVAILABLE}: not available or not applicable.")
+    note = f"<p class='note'>{' '.join(notes)}</p>" if notes else ""
+    wide = " wide" if len(df.columns) > 9 else ""
+    if not len(df):
+        return f"<div class='table-wrap{wide}' id='{anchor}'><p><strong>{html.escape(c.spec.title)}</strong></p><p>None.</p></div>{note}"
+    rows = []
+    for r in df.itertuples(index=False):
+        cells = []
+        for v, k in zip(r, kinds):
+            cls = "t" if k == "text" else "n"
+            cells.append(f"<td class='{cls}'>{html.escape(v if v != '' else NOT_AVAILABLE)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<div class='table-wrap{wide}' id='{anchor}'><table><caption>{html.escape(c.spec.title)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}")
 
-    arts = [a for a in read_artefacts(pack_dir) if a["kind"] == "table"]
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False})
-    wb.set_properties({"title": f"spstudy tables: {reference.area_name(area)}", "author": "spstudy",
-                       "created": dt.datetime(2000, 1, 1)})
-    bold = wb.add_format({"bold": True})
-    h1 = wb.add_format({"bold": True, "font_size": 16})
-    cover = wb.add_worksheet("Cover")
-    cover.write(0, 0, f"Social prescribing evaluation tables: {reference.area_name(area)}", h1)
-    lines = ["This workbook holds every table published in the pack, one table per sheet.",
-             "Suppressed cells are shown as [c]; see the Notes sheet.",
-             reference.ATTRIBUTION,
-             "Patient-level data are synthetic unless stated otherwise."]
-    for i, t in enumerate(lines, start=2):
-        cover.write(i, 0, t)
-    cover.set_column(0, 0, 120)
-    contents = wb.add_worksheet("Contents")
-    contents.write_row(0, 0, ["Sheet", "Table", "Analysis", "Suppressed cells"], bold)
-    notes = wb.add_worksheet("Notes")
-    notes.write_row(0, 0, ["Note number", "Note"], bold)
-    note_rows = [("1", "[c] = suppressed to protect confidentiality: a count between 1 and the threshold, a value computed from one, or a cell that would let one be recovered from a total. Other counts are rounded to the nearest 5."),
-                 ("2", reference.ATTRIBUTION)]
-    tables = list(arts)
-    if ledger is not None:
-        tables.append({"name": "data_quality_ledger", "title": "Data-quality ledger: rows read, excluded and kept", "notebook": "packs", "n_suppressed": 0})
-    for i, a in enumerate(tables, start=1):
-        sheet = f"Table_{i:02d}"
-        contents.write_url(i, 0, f"internal:'{sheet}'!A1", string=sheet)
-        contents.write_row(i, 1, [a["title"], NOTEBOOK_TITLES.get(a["notebook"], a["notebook"]), a.get("n_suppressed", 0)])
-        ws = wb.add_worksheet(sheet)
-        ws.write(0, 0, a["title"], bold)
-        ws.write(1, 0, "Suppressed cells are shown as [c] (note 1)." + (f" {a.get('notes', '')}" if a.get("notes") else ""))
-        if a["name"] == "data_quality_ledger":
-            df = ledger.astype(object).where(ledger.notna(), "").astype(str)
+
+def _blocks(pack, nb: str, entries: list) -> list[str]:
+    out = []
+    for e in entries:
+        k = e["kind"]
+        if k == "section":
+            out.append(f"<h3>{html.escape(e['title'])}</h3>" + _md(e.get("text", "")))
+        elif k == "text":
+            out.append(_md(e["text"]))
+        elif k == "finding":
+            t = pack.texts.get((nb, e["order"]))
+            if t:
+                out.append(f"<div class='finding'>{_md(t)}</div>")
+        elif k in ("table", "view") and e.get("show", True):
+            out.append(table_html(pack.controlled[e["name"]], f"{nb}-{e['name']}"))
+        elif k == "figure":
+            path, alt = pack.figures[e["name"]]
+            b64 = base64.b64encode(Path(path).read_bytes()).decode()
+            out.append(f"<figure id='{nb}-{e['name']}'><img src='data:image/png;base64,{b64}' alt='{html.escape(alt, quote=True)}'>"
+                       f"<figcaption>{html.escape(e['title'])}</figcaption></figure>")
+    return out
+
+
+def output_checks(pack, rules: D.Rules) -> pd.DataFrame:
+    rows = []
+    for name, c in pack.controlled.items():
+        cols = c.spec.columns
+        counts = [k for k, s in cols.items() if isinstance(s, D.Count)]
+        derived = [k for k, s in cols.items() if isinstance(s, (D.Rate, D.Proportion))]
+        est = [k for k, s in cols.items() if isinstance(s, D.Estimate)]
+        if counts:
+            rule = (f"counts suppressed 1-{rules.threshold}, rounded to {rules.rounding_base}; linked protection across the release"
+                    + ("; rates and percentages recomputed from rounded counts" if derived else "")
+                    + ("; estimates suppressed with their counts" if est else ""))
         else:
-            df = pd.read_csv(pack_dir / "artefacts" / a["notebook"] / a["file"], dtype=str, keep_default_na=False)
-        ws.write_row(3, 0, list(df.columns), bold)
-        for r, row in enumerate(df.itertuples(index=False), start=4):
-            for c, v in enumerate(row):
-                try:
-                    num = float(v)
-                except ValueError:
-                    ws.write_string(r, c, v)
-                    continue
-                if num != num or num in (float("inf"), float("-inf")):
-                    ws.write_blank(r, c, None)  # missing / not computable
-                else:
-                    ws.write_number(r, c, num)
-        ws.set_column(0, max(len(df.columns) - 1, 0), 18)
-    for i, (k, t) in enumerate(note_rows, start=1):
-        notes.write_row(i, 0, [k, t])
-    contents.set_column(0, 0, 12)
-    contents.set_column(1, 1, 80)
-    notes.set_column(1, 1, 120)
-    wb.close()
+            rule = "no counts of patients (public data, parameters or modelled values)"
+        rows.append({"table": c.spec.title, "notebook": c.notebook, "counts_published": int(sum((~c.suppressed[k]).sum() for k in counts)),
+                     "primary_suppressed": c.primary, "secondary_suppressed": c.secondary,
+                     "cells_suppressed": c.n_suppressed, "rule": rule})
+    return pd.DataFrame(rows)
+
+
+def write_pack(pack, st: Path, info: dict, rules: D.Rules, prot, rep, commit: str, notebooks_dir: Path):
+    """HTML and Excel of one pack (the tables, figures and disclosure metadata are already in ``st``)."""
+    area = pack.area
+    name = reference.area_name(area)
+    title = f"Social prescribing evaluation pack: {name}"
+    synthetic = bool(info.get("synthetic"))
+    by_nb: dict[str, list] = {}
+    for e in pack.entries:
+        by_nb.setdefault(e["notebook"], []).append(e)
+    sections = []
+    for i, (nb, items) in enumerate(sorted(by_nb.items()), start=1):
+        t, intro = _notebook_intro(nb, notebooks_dir)
+        sections.append({"id": f"s{i}", "title": t, "intro": _md(intro), "blocks": _blocks(pack, nb, items)})
+    key = sorted(pack.findings, key=lambda f: (f[0], f[1], f[2]))[:MAX_KEY_FINDINGS]
+    checks = output_checks(pack, rules)
+    verdict = ("<p class='verdict-pass'><strong>Audit: PASS.</strong> " + html.escape(rep.text().splitlines()[0]) + " "
+               + html.escape(rep.text().splitlines()[1]) + "</p>") if rep.ok else "<p class='verdict-fail'>Audit failed</p>"
+    chk = checks.rename(columns={"table": "Table", "notebook": "Analysis", "counts_published": "Counts published",
+                                 "primary_suppressed": "Suppressed: small counts", "secondary_suppressed": "Suppressed: to protect others",
+                                 "cells_suppressed": "Cells shown [c] (incl. derived values)", "rule": "Rule applied"})
+    annexes = [
+        {"id": "glossary", "title": "Annex A: Glossary",
+         "html": "<dl class='glossary'>" + "".join(f"<dt>{html.escape(t)}</dt><dd>{html.escape(d)}</dd>" for t, d in GLOSSARY) + "</dl>"},
+        {"id": "methods", "title": "Annex B: Methods and sources",
+         "html": "<dl class='glossary'>" + "".join(f"<dt>{html.escape(m)}</dt><dd>{html.escape(t)}</dd>" for m, t in METHODS) + "</dl>"},
+    ]
+    if pack.ledger is not None and len(pack.ledger):
+        led = pack.ledger.rename(columns={"table": "Table", "file": "File", "step": "Step", "rule": "Rule", "rows": "Rows", "note": "Note"})
+        led = led.astype(str).replace({"nan": ""})
+        annexes.append({"id": "data-quality", "title": "Annex C: Data quality",
+                        "html": "<p>Every row of every extract table is accounted for: rows read, rows excluded (with the rule that allowed "
+                                "it) and rows kept. These are counts of records in the extract, not of people in a published group.</p>"
+                                + led.to_html(index=False, border=0, escape=True, classes="ledger")})
+    annexes.append({"id": "output-checking", "title": "Annex D: Output checking (disclosure control)",
+                    "html": f"<p>{html.escape(rules.note())}</p>{verdict}<p>The audit solves, by linear programming over every table of every "
+                            "pack published together and the relations between their cells (totals, practice within PCN within borough within "
+                            "NCL, ward within borough, detailed within broad categories, the same cell in another pack, rates with their "
+                            "denominators), the smallest and largest value each suppressed cell and rounded count can take. It does not "
+                            "consider relations it is not told about, non-linear inversions (of a standardised rate's interval or a model), "
+                            "or knowledge from outside the release.</p>" + chk.to_html(index=False, border=0, escape=True)})
+    annexes.append({"id": "sources", "title": "Annex E: Data sources and licence",
+                    "html": f"<p>{html.escape(_data_label(info))}</p><p>{html.escape(reference.ATTRIBUTION)}</p>"})
+    params = pack.params.to_dict()
+    annexes.append({"id": "parameters", "title": "Annex F: Parameters used",
+                    "html": "<pre>" + html.escape(sanitise_text(yaml.safe_dump(params, sort_keys=False))) + "</pre>"})
+    env = jinja2.Environment(loader=jinja2.PackageLoader("spstudy", "templates"), autoescape=jinja2.select_autoescape(["html"]),
+                             keep_trailing_newline=True)
+    weaker = params["disclosure"].get("weaker_control_reason")
+    out = env.get_template("pack.html.j2").render(
+        title=title, area_name=name, synthetic=synthetic, period=f"{params['study']['referral_start']} to {params['study']['referral_end']}",
+        data_label=_data_label(info), version=version("spstudy"), commit=commit[:12], threshold=rules.threshold,
+        rounding_base=rules.rounding_base, n_packs=len(rep.packs), weaker=weaker,
+        key_findings=[_inline(f[3]) for f in key], sections=sections, limitations=[html.escape(x) for x in LIMITATIONS], annexes=annexes)
+    (st / f"{area}_pack.html").write_text(sanitise_text(out))
+    write_excel(pack, st / f"{area}_tables.xlsx", title, synthetic, info, rules, checks, params)
+
+
+def _data_label(info: dict) -> str:
+    if info.get("synthetic"):
+        return ("Synthetic data: " + info.get("description", "generated by spstudy.synth") +
+                f" (generator {info.get('generator', 'spstudy.synth')} {info.get('generator_version', '')}, seed {info.get('seed', '?')}).")
+    return "Extract supplied by the user (see the manifest for its checksums)."
+
+
+def write_excel(pack, path: Path, title: str, synthetic: bool, info: dict, rules: D.Rules, checks: pd.DataFrame, params: dict):
+    import warnings
+
+    import gptables as gpt
+
+    sheets = {}
+    notes = [("disclosure", rules.note()), ("dash", f"{NOT_AVAILABLE} = not available or not applicable."),
+             ("licence", reference.ATTRIBUTION)]
+    for i, (name, c) in enumerate(pack.controlled.items(), start=1):
+        df = human_table(c)
+        for col in df.columns:  # numbers as numbers, [c] and the dash as text
+            conv = pd.to_numeric(df[col], errors="coerce")
+            if conv.notna().sum() == (df[col] != NOT_AVAILABLE).sum() - (df[col] == D.SUPPRESSED).sum() and conv.notna().any():
+                df[col] = [x if pd.notna(x) else v for x, v in zip(conv, df[col])]
+        tnotes = []
+        if c.spec.notes:
+            ref = f"t{i}"
+            notes.append((ref, c.spec.notes))
+            tnotes.append(f"$${ref}$$")
+        sheets[f"Table_{i:02d}"] = gpt.GPTable(
+            table=df if len(df) else pd.DataFrame({"Result": ["None."]}), table_name=f"table_{i:02d}_{name}"[:60],
+            title=c.spec.title + " $$disclosure$$ " + " ".join(tnotes),
+            source=("Source: " + c.spec.source) if c.spec.source else "Source: spstudy analysis of the extract",
+            instructions="This worksheet contains one table. Suppressed cells are shown as [c]; dashes mean not available.",
+            index_columns={})
+    i = len(sheets) + 1
+    sheets[f"Table_{i:02d}"] = gpt.GPTable(
+        table=checks.rename(columns={"table": "Table", "notebook": "Analysis", "counts_published": "Counts published",
+                                     "primary_suppressed": "Suppressed small counts", "secondary_suppressed": "Suppressed to protect others",
+                                     "cells_suppressed": "Cells shown [c]", "rule": "Rule applied"}),
+        table_name="output_checking", title="Output checking: the disclosure rule applied to each table $$disclosure$$",
+        source="Source: spstudy release audit", instructions="This worksheet contains one table.", index_columns={})
+    intro = [f"Every table published in the {title.split(': ')[-1]} pack, one per sheet."]
+    if synthetic:
+        intro.insert(0, "SYNTHETIC DATA: every patient-level number comes from data generated by spstudy; no real person is in it.")
+    cover = gpt.Cover(title=title, intro=intro + [f"Referrals {params['study']['referral_start']} to {params['study']['referral_end']}."],
+                      about=[rules.note(), reference.ATTRIBUTION], contact=["spstudy engineers: see the project README for how to report a problem."])
+    notes_table = pd.DataFrame({"Note reference": [n for n, _ in notes], "Note text": [t for _, t in notes]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wb = gpt.produce_workbook(filename=str(path), sheets=sheets, cover=cover, notes_table=notes_table)
+        wb.set_properties({"title": title, "author": "spstudy", "created": dt.datetime(2000, 1, 1)})
+        wb.close()

@@ -15,8 +15,13 @@ Investment*, January 2012 edition (Nicholls, Lawlor, Neitzert, Goodspeed).
 * Stage 5.3 (ratio): ``SROI ratio = PV / investment``; net ratio = NPV / investment.
 * Stage 5.4: sensitivity analysis (:func:`tornado`, :func:`break_even`,
   :func:`monte_carlo_sroi`).
-* Stage 5.5 (payback period): months = investment / (annual impact / 12), annual impact being
-  the undiscounted year-1 impact summed over outcomes.
+* Stage 5.5 (payback period): the guide's months = investment / (annual impact / 12), annual
+  impact being the undiscounted year-1 impact summed over outcomes. Here the undiscounted value is
+  accumulated month by month over the benefit period (each year's value spread evenly over its 12
+  months, drop-off applied from year 2, each outcome for its own duration), which equals the guide's
+  formula while nothing drops off, and payback is "not reached" (NaN, ``payback_reached`` False)
+  when the outcomes never repay the investment within the benefit period: a payback longer than the
+  benefits last is impossible.
 
 The impact map is a DataFrame with one row per outcome and the columns in
 :data:`IMPACT_MAP_COLUMNS`; money is in pounds at each row's ``price_year`` prices (use
@@ -54,6 +59,7 @@ __all__ = [
     "green_book_discount_factors",
     "present_value",
     "payback_months",
+    "payback_from_schedule",
     "present_value_by_outcome",
     "sroi_summary",
     "uprate",
@@ -271,14 +277,41 @@ def present_value(cashflows, rate=GREEN_BOOK_DISCOUNT_RATE, start_year: int = 1)
     return float(np.sum(cf * discount_factors(years, rate)))
 
 
-def payback_months(investment: float, annual_impact: float) -> float:
-    """Payback period in months = investment / (annual impact / 12) (guide Stage 5.5).
+def payback_months(investment: float, annual_impact: float, benefit_months: float = float("inf")) -> float:
+    """Payback period in months = investment / (annual impact / 12) (guide Stage 5.5), for an impact
+    that stays the same for ``benefit_months``.
 
-    Infinite when the annual impact is zero or negative.
+    Infinite (not reached) when the annual impact is zero or negative, or when the payback would come
+    after the benefits end (``benefit_months``, e.g. 12 for outcomes that last one year).
     """
     if annual_impact <= 0:
         return float("inf")
-    return float(investment) / (float(annual_impact) / 12)
+    months = float(investment) / (float(annual_impact) / 12)
+    return months if months <= benefit_months else float("inf")
+
+
+def payback_from_schedule(impact_map: pd.DataFrame, investment: float) -> dict:
+    """Month in which the cumulative undiscounted value of the outcomes first equals the investment.
+
+    Each outcome's yearly value (:func:`project_impact`: drop-off from year 2, for its own
+    ``duration_years``) accrues evenly over that year's 12 months. Returns ``payback_months`` (NaN if
+    never reached), ``payback_reached`` and ``benefit_period_months`` (12 x the longest duration).
+    With no drop-off this is investment / (annual impact / 12), the guide's Stage 5.5 formula.
+    """
+    inv = _check_investment(investment)
+    df = validate_impact_map(impact_map)
+    years = int(df["duration_years"].max())
+    per_year = np.zeros(years)
+    for _, row in df.iterrows():
+        v = project_impact(row)
+        per_year[: len(v)] += v
+    cum = 0.0
+    for y, v in enumerate(per_year):
+        if v > 0 and cum + v >= inv:
+            return {"payback_months": float(12 * y + (inv - cum) / (v / 12)), "payback_reached": True,
+                    "benefit_period_months": 12 * years}
+        cum += v
+    return {"payback_months": float("nan"), "payback_reached": False, "benefit_period_months": 12 * years}
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,7 +456,8 @@ def sroi_summary(impact_map: pd.DataFrame, investment: float, rate=GREEN_BOOK_DI
     Columns: ``investment`` (value of inputs, pounds, undiscounted), ``present_value`` (PV of
     all outcomes), ``npv`` (PV - investment), ``sroi_ratio`` (PV / investment),
     ``net_sroi_ratio`` (NPV / investment), ``annual_impact`` (sum of year-1 impacts),
-    ``payback_months`` (investment / (annual impact / 12)), ``discount_rate``.
+    ``payback_months`` (:func:`payback_from_schedule`: NaN when not reached within the benefit
+    period), ``payback_reached``, ``benefit_period_months``, ``discount_rate``.
     """
     inv = _check_investment(investment)
     by = present_value_by_outcome(impact_map, rate, start_year)
@@ -437,7 +471,7 @@ def sroi_summary(impact_map: pd.DataFrame, investment: float, rate=GREEN_BOOK_DI
         "sroi_ratio": pv / inv,
         "net_sroi_ratio": (pv - inv) / inv,
         "annual_impact": annual,
-        "payback_months": payback_months(inv, annual),
+        **payback_from_schedule(impact_map, inv),
         "discount_rate": rate,
     }])
 
@@ -593,6 +627,8 @@ def monte_carlo_sroi(
     seed: int,
     rate=GREEN_BOOK_DISCOUNT_RATE,
     start_year: int = 1,
+    confidence: float = 0.95,
+    probability_cap: float = 0.999,
 ) -> MonteCarloResult:
     """Probabilistic sensitivity analysis of the SROI ratio (vectorised, seeded).
 
@@ -603,10 +639,18 @@ def monte_carlo_sroi(
     clipped to [0, 1], quantities to >= 0 and durations rounded to whole years >= 1 (counts of
     moved values are in the summary). Drawn investments must all be > 0.
 
-    Summary columns: ``n``, ``ratio_median``, ``ratio_q025``, ``ratio_q975``, ``ratio_mean``,
-    ``prob_ratio_gt_1`` (share of draws with ratio > 1), ``pv_median``, ``pv_q025``,
-    ``pv_q975``, ``clipped_<column>``.
+    Summary columns: ``n``, ``ratio_median``, ``ratio_lower`` / ``ratio_upper`` (the central
+    ``confidence`` range of the drawn ratios, e.g. 2.5th and 97.5th percentiles), ``ratio_mean``,
+    ``prob_ratio_gt_1`` (share of draws with ratio > 1), ``prob_ratio_gt_1_reported`` and
+    ``prob_ratio_gt_1_bound``: the share capped to [1 - ``probability_cap``, ``probability_cap``]
+    with ">" or "<" where it was capped ("=" otherwise), so a finite simulation never reports a
+    probability of 0% or 100% (e.g. "> 99.9%"); ``pv_median``, ``pv_lower``, ``pv_upper``,
+    ``confidence``, ``seed``, ``clipped_<column>``.
     """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: must be in (0, 1), got {confidence!r}")
+    if not 0.5 < probability_cap < 1:
+        raise ValueError(f"probability_cap: must be in (0.5, 1), got {probability_cap!r}")
     df = validate_impact_map(impact_map)
     _check_price_years(df)
     inv0 = _check_investment(investment)
@@ -642,16 +686,22 @@ def monte_carlo_sroi(
     ratio = pv / inv
     out["present_value"] = pv
     out["ratio"] = ratio
+    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    prob = float(np.mean(ratio > 1))
+    capped = min(max(prob, 1 - probability_cap), probability_cap)
     summary = {
         "n": n,
         "ratio_median": float(np.median(ratio)),
-        "ratio_q025": float(np.quantile(ratio, 0.025)),
-        "ratio_q975": float(np.quantile(ratio, 0.975)),
+        "ratio_lower": float(np.quantile(ratio, lo_q)),
+        "ratio_upper": float(np.quantile(ratio, hi_q)),
         "ratio_mean": float(np.mean(ratio)),
-        "prob_ratio_gt_1": float(np.mean(ratio > 1)),
+        "prob_ratio_gt_1": prob,
+        "prob_ratio_gt_1_reported": capped,
+        "prob_ratio_gt_1_bound": ">" if prob > probability_cap else "<" if prob < 1 - probability_cap else "=",
         "pv_median": float(np.median(pv)),
-        "pv_q025": float(np.quantile(pv, 0.025)),
-        "pv_q975": float(np.quantile(pv, 0.975)),
+        "pv_lower": float(np.quantile(pv, lo_q)),
+        "pv_upper": float(np.quantile(pv, hi_q)),
+        "confidence": confidence,
         "seed": seed,
     }
     summary.update({f"clipped_{k}": v for k, v in clipped.items()})

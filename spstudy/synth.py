@@ -1605,10 +1605,11 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
             "non_referred": ("Bernoulli sample of non-referred registered persons: each included independently with "
                              "probability pool_fraction; weight 1 / pool_fraction"),
             "non_referred_weight": (1.0 / pool_fraction) if pool_fraction > 0 else None,
-            "non_referred_in_sample": n_pool,
+            "non_referred_in_sample": n_pool - n_prior,   # never referred at any time (what the loader checks)
             "referred_before_the_study_period": ("people not referred in the study period who were referred in the "
-                                                 f"{pr.months} months before it; in the sample like other non-referred people, "
-                                                 "with their referral rows (dated before the study period)"),
+                                                 f"{pr.months} months before it: sampled like the never-referred (probability "
+                                                 "pool_fraction, weight 1 / pool_fraction), with their referral rows (dated before "
+                                                 "the study period); not counted in non_referred_in_sample"),
             "referred_before_the_study_period_in_sample": n_prior,
         },
         "activity_settings": ACTIVITY_LABELS,

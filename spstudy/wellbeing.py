@@ -30,11 +30,22 @@ all items (WEMWBS 14-70; SWEMWBS summed then converted) and the SWEMWBS conversi
 entries only for complete raw scores 7-35, so a prorated score has no published conversion;
 we could not verify a published Warwick prorating rule, so none is applied.
 
+Attrition
+---------
+Follow-up scores are missing for most people, and not at random (people who improve return them
+more often). :func:`attrition` compares the baseline scores of those with and without a
+follow-up; :func:`attrition_adjusted_change` sets the complete-case change beside an
+inverse-probability-weighted change (response model on the baseline score and characteristics),
+worst/best-case bounds (Horowitz & Manski 2000) and bounds under monotone selection, with
+Imbens & Manski (2004) intervals and a delta-adjustment tipping point (White et al. 2011).
+
 All functions take and return tidy pandas DataFrames.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +68,12 @@ __all__ = [
     "cohens_d_av",
     "paired_change",
     "attrition",
+    "MEASURE_RANGE",
+    "AttritionAdjustedChange",
+    "imbens_manski_interval",
+    "ipw_mean",
+    "attrition_adjusted_change",
+    "attrition_adjusted_changes",
     "life_satisfaction_to_wellbys",
     "wellbys_to_value",
 ]
@@ -561,3 +578,272 @@ def wellbys_to_value(wellbys, value_per_wellby: float):
         raise ValueError(f"value_per_wellby: must be a non-negative number, got {value_per_wellby}")
     out = np.asarray(wellbys, dtype=float) * float(value_per_wellby)
     return float(out) if out.ndim == 0 else out
+
+
+# --------------------------------------------------------------------------------------------
+# Attrition-adjusted change: inverse probability weighting and bounds
+# --------------------------------------------------------------------------------------------
+#: Possible range of each measure (for worst/best-case bounds): ONS4 items 0-10, WEMWBS 14-70,
+#: SWEMWBS raw 7-35 and metric 7.00-35.00 (Tennant et al. 2007; Stewart-Brown et al. 2009).
+MEASURE_RANGE = {**{m: (0.0, 10.0) for m in ONS4_ITEMS}, "wemwbs_total": (14.0, 70.0),
+                 "swemwbs_raw": (7.0, 35.0), "swemwbs_metric": (7.0, 35.0)}
+
+
+@dataclass(frozen=True)
+class AttritionAdjustedChange:
+    """Mean change in wellbeing beside three answers to missing follow-ups (:func:`attrition_adjusted_change`).
+
+    estimates: one row per measure x method. ``method``: ``complete_case`` (people with both
+        scores), ``ipw`` (inverse probability weighted), ``worst_best_case_bounds`` (Horowitz &
+        Manski 2000), ``monotone_selection_bounds``. Columns: ``measure``, ``method``,
+        ``assumption`` (plain words), ``n_baseline`` (people with a baseline score, count),
+        ``n_followed_up`` (of them, people with a follow-up score, count), ``mean_change`` (points
+        on the measure's scale, follow-up minus baseline; missing for bounds), ``bound_low``,
+        ``bound_high`` (the identified set, bounds only), ``mean_change_lower``,
+        ``mean_change_upper`` (confidence interval: t for complete case, M-estimation sandwich
+        for IPW, Imbens & Manski 2004 for bounds), ``tipping_point_delta`` (complete-case row: how
+        many points less, in the beneficial direction, those lost would have to have changed than
+        those followed up for the mean change in everyone to be zero; delta adjustment, White et
+        al. 2011, BMJ 342:d40), ``status``, ``confidence``.
+    response_model: the logistic model of having a follow-up: ``measure``, ``term``, ``log_odds``,
+        ``se``, ``odds_ratio``, ``odds_ratio_lower``, ``odds_ratio_upper``.
+    weights: per measure: ``n_followed_up``, ``max_weight`` (largest 1/p), ``effective_n``
+        (Kish: (sum w)^2 / sum w^2 over people followed up).
+    """
+
+    estimates: pd.DataFrame
+    response_model: pd.DataFrame
+    weights: pd.DataFrame
+
+    def tidy(self) -> pd.DataFrame:
+        """The estimates table (one row per measure x method)."""
+        return self.estimates
+
+
+def imbens_manski_interval(lower: float, upper: float, se_lower: float, se_upper: float,
+                           confidence: float = 0.95) -> tuple[float, float]:
+    """Confidence interval for a partially identified parameter in [lower, upper].
+
+    Imbens & Manski (2004, Econometrica 72:1845, section 4): [lower - C se_lower, upper + C se_upper]
+    with C solving Phi(C + (upper - lower) / max(se_lower, se_upper)) - Phi(-C) = confidence. C is
+    the two-sided normal quantile (1.96 at 95%) when the bounds coincide and falls to the one-sided
+    quantile (1.645) as the identified set widens: the interval covers the *parameter*, not the
+    whole set, with at least the stated probability.
+    """
+    from scipy.optimize import brentq
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    if not (np.isfinite(lower) and np.isfinite(upper)) or upper < lower:
+        return float("nan"), float("nan")
+    s = max(se_lower, se_upper)
+    if not np.isfinite(s) or s <= 0:
+        return float(lower), float(upper)
+    gap = (upper - lower) / s
+    f = lambda c: stats.norm.cdf(c + gap) - stats.norm.cdf(-c) - confidence
+    c = brentq(f, 0.0, 10.0)
+    return float(lower - c * se_lower), float(upper + c * se_upper)
+
+
+def _design(frame: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
+    """Intercept, the baseline score and covariates (categorical: indicator per level but the first)."""
+    parts = {"(Intercept)": np.ones(len(frame)), "baseline_score": frame["baseline"].to_numpy(dtype=float)}
+    for c in covariates:
+        s = frame[c]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            parts[c] = s.to_numpy(dtype=float)
+        else:
+            levels = sorted(pd.unique(s.astype(str)))
+            for lev in levels[1:]:
+                parts[f"{c}[{lev}]"] = (s.astype(str) == lev).to_numpy(dtype=float)
+    return pd.DataFrame(parts, index=frame.index)
+
+
+def _separation(frame: pd.DataFrame, covariates: list[str], r: np.ndarray) -> list[str]:
+    out = []
+    for c in covariates:
+        s = frame[c]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            continue
+        tab = pd.crosstab(s.astype(str), r)
+        for lev, row in tab.iterrows():
+            if int(row.get(1, 0)) == 0 or int(row.get(0, 0)) == 0:
+                out.append(f"{c}={lev!r}: {'no' if int(row.get(1, 0)) == 0 else 'every'} person followed up")
+    return out
+
+
+def ipw_mean(y: np.ndarray, observed: np.ndarray, X: np.ndarray, confidence: float = 0.95) -> dict:
+    """Inverse-probability-weighted (Hajek) mean of ``y`` over everyone, ``y`` seen where ``observed``.
+
+    Response model: logistic regression of ``observed`` on the design matrix ``X`` (maximum
+    likelihood, statsmodels GLM Binomial). Estimate: sum(R y / p) / sum(R / p). Variance: the
+    M-estimation sandwich of the stacked estimating equations X(R - p) = 0 and R(y - mu)/p = 0,
+    which carries the uncertainty of the estimated weights (Lunceford & Davidian 2004, Stat Med
+    23:2937, s.3; Stefanski & Boos 2002, Am Stat 56:29). With a saturated model on categorical
+    cells this is the weighting-class estimator sum_j (n_j / n) ybar_j (Little & Rubin 2019,
+    Statistical Analysis with Missing Data, 3rd ed., s.3.3), which the tests check.
+
+    Returns dict: mean, se, lower, upper (normal interval at ``confidence``), params, param_se,
+    p (fitted probabilities), converged.
+    """
+    import statsmodels.api as sm
+
+    r = np.asarray(observed, dtype=float)
+    X = np.asarray(X, dtype=float)
+    yv = np.where(r == 1, np.asarray(y, dtype=float), 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.GLM(r, X, family=sm.families.Binomial()).fit()
+    p = np.asarray(fit.fittedvalues, dtype=float)
+    w = r / p
+    mu = float(np.sum(w * yv) / np.sum(w))
+    n, k = X.shape
+    psi_b = X * (r - p)[:, None]
+    psi_m = r * (yv - mu) / p
+    Psi = np.column_stack([psi_b, psi_m])
+    B = Psi.T @ Psi / n
+    A = np.zeros((k + 1, k + 1))
+    A[:k, :k] = (X * (p * (1 - p))[:, None]).T @ X / n
+    A[k, :k] = (r * (yv - mu) * (1 - p) / p) @ X / n
+    A[k, k] = np.sum(r / p) / n
+    Ainv = np.linalg.inv(A)
+    V = Ainv @ B @ Ainv.T / n
+    se = float(np.sqrt(V[k, k]))
+    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    return {"mean": mu, "se": se, "lower": mu - z * se, "upper": mu + z * se, "params": np.asarray(fit.params, dtype=float),
+            "param_se": np.sqrt(np.diag(V)[:k]), "p": p, "converged": bool(getattr(fit, "converged", True))}
+
+
+def attrition_adjusted_change(scores: pd.DataFrame, measure: str, characteristics: pd.DataFrame | None = None,
+                              covariates: list[str] | tuple = (), confidence: float = 0.95) -> AttritionAdjustedChange:
+    """Mean change in ``measure`` among everyone with a baseline score, under three views of attrition.
+
+    Population: referrals with a complete baseline score for ``measure`` (denominator
+    ``n_baseline``). Follow-up is missing for many, and not at random: people who improve return
+    it more often, so the complete-case change overstates the change in everyone.
+
+    * ``complete_case``: mean change in people with both scores (assumes those lost changed like
+      those followed up); t interval.
+    * ``ipw``: weights 1/p from a logistic model of having a follow-up on the baseline score and
+      ``covariates`` (columns of ``characteristics``, keyed by ``referral_id``; non-numeric ones
+      dummy-coded); :func:`ipw_mean`. Assumes follow-up is missing at random given those
+      (it removes selection on the baseline score and characteristics, not on the change itself).
+    * ``worst_best_case_bounds``: every missing follow-up set to the bottom or the top of the
+      measure's range (:data:`MEASURE_RANGE`; Horowitz & Manski 2000, J Am Stat Assoc 95:77). No
+      assumption about why follow-ups are missing; width = share missing x range.
+    * ``monotone_selection_bounds``: the assumption the brief states, that those lost to follow-up
+      changed on average no better than those followed up (Manski's monotone selection idea;
+      Manski & Pepper 2000, Econometrica 68:997): the complete-case change is then the best case
+      and the worst case is as above. (For ``ons4_anxious`` lower is better, so the sides swap.)
+
+    Bounds get the Imbens & Manski (2004) interval (:func:`imbens_manski_interval`).
+    If the response model cannot be fitted (a covariate level with nobody or everybody followed up,
+    fewer than 2 people followed up), the IPW row says so in ``status`` instead of failing.
+    """
+    sub = _check_measure(scores, measure)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    covariates = list(covariates)
+    wide = _wide(sub)
+    wide = wide[wide["baseline"].notna()].copy()
+    n = len(wide)
+    r = wide["follow_up"].notna().to_numpy().astype(int)
+    m = int(r.sum())
+    lo_s, hi_s = MEASURE_RANGE[measure]
+    base = wide["baseline"].to_numpy(dtype=float)
+    change = (wide["follow_up"] - wide["baseline"]).to_numpy(dtype=float)
+    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    rows, coef_rows, wrows = [], [], []
+    common = {"measure": measure, "n_baseline": n, "n_followed_up": m}
+    na = float("nan")
+
+    def row(method, assumption, mean=na, low=na, high=na, ci=(na, na), status="estimated"):
+        return {**common, "method": method, "assumption": assumption, "mean_change": mean, "bound_low": low, "bound_high": high,
+                "mean_change_lower": ci[0], "mean_change_upper": ci[1], "tipping_point_delta": na, "status": status}
+
+    # complete case
+    if m >= 2:
+        d = change[r == 1]
+        se = float(np.std(d, ddof=1) / np.sqrt(m))
+        tq = stats.t.ppf(1 - (1 - confidence) / 2, m - 1)
+        rows.append(row("complete_case", "those lost to follow-up changed like those followed up", float(d.mean()), ci=(d.mean() - tq * se, d.mean() + tq * se)))
+        if m < n:  # delta adjustment (pattern mixture; White et al. 2011, BMJ 342:d40): lost changed delta points less, in the beneficial direction
+            sign = 1.0 if HIGHER_IS_BETTER[measure] else -1.0
+            rows[-1]["tipping_point_delta"] = float(sign * d.mean() / (1 - m / n))
+    else:
+        rows.append(row("complete_case", "those lost to follow-up changed like those followed up", status=f"not estimable: {m} people followed up (need 2)"))
+
+    # IPW
+    ipw_assumption = "follow-up missing at random given the baseline score" + (f" and {', '.join(covariates)}" if covariates else "")
+    frame = wide.reset_index()
+    status = None
+    if covariates:
+        if characteristics is None:
+            raise ValueError("characteristics: needed when covariates are given (one row per referral_id)")
+        miss = [c for c in ["referral_id"] + covariates if c not in characteristics.columns]
+        if miss:
+            raise ValueError(f"characteristics: missing column(s) {miss}")
+        ch = characteristics.drop_duplicates("referral_id").set_index("referral_id")[covariates]
+        frame = frame.join(ch, on="referral_id")
+        bad = frame[covariates].isna().any(axis=1)
+        if bad.any():
+            raise ValueError(f"characteristics: no (or missing) {covariates} for {int(bad.sum())} referrals with a {measure} baseline, "
+                             f"e.g. referral_id {frame.loc[bad, 'referral_id'].head(5).tolist()}")
+        problems = _separation(frame, covariates, r)
+        if problems:
+            status = "not estimable: " + "; ".join(problems)
+    if m < 2 or m == n:
+        status = status or ("not estimable: fewer than 2 people followed up" if m < 2 else "not needed: everyone was followed up")
+    if status is None:
+        X = _design(frame, covariates)
+        res = ipw_mean(change, r, X.to_numpy(), confidence=confidence)
+        if not res["converged"]:
+            rows.append(row("ipw", ipw_assumption, status="not estimable: response model did not converge"))
+        else:
+            rows.append(row("ipw", ipw_assumption, res["mean"], ci=(res["lower"], res["upper"])))
+            for term, b, s in zip(X.columns, res["params"], res["param_se"]):
+                coef_rows.append({"measure": measure, "term": term, "log_odds": b, "se": s, "odds_ratio": np.exp(b),
+                                  "odds_ratio_lower": np.exp(b - z * s), "odds_ratio_upper": np.exp(b + z * s)})
+            w = 1 / res["p"][r == 1]
+            wrows.append({"measure": measure, "n_followed_up": m, "max_weight": float(w.max()), "effective_n": float(w.sum() ** 2 / np.sum(w ** 2))})
+    else:
+        rows.append(row("ipw", ipw_assumption, status=status))
+
+    # bounds: per-person contributions, so each bound is a mean with a simple standard error
+    if n >= 2:
+        low_i = np.where(r == 1, np.nan_to_num(change), lo_s - base)
+        high_i = np.where(r == 1, np.nan_to_num(change), hi_s - base)
+        L, U = float(low_i.mean()), float(high_i.mean())
+        sL, sU = float(np.std(low_i, ddof=1) / np.sqrt(n)), float(np.std(high_i, ddof=1) / np.sqrt(n))
+        rows.append(row("worst_best_case_bounds", f"none: each missing follow-up anywhere in {lo_s:g}-{hi_s:g}", low=L, high=U,
+                        ci=imbens_manski_interval(L, U, sL, sU, confidence)))
+        cc = [x for x in rows if x["method"] == "complete_case"][0]
+        if np.isfinite(cc["mean_change"]):
+            se_cc = (cc["mean_change_upper"] - cc["mean_change"]) / stats.t.ppf(1 - (1 - confidence) / 2, m - 1)
+            if HIGHER_IS_BETTER[measure]:
+                a, b, sa, sb = L, min(cc["mean_change"], U), sL, se_cc
+            else:
+                a, b, sa, sb = max(cc["mean_change"], L), U, se_cc, sU
+            rows.append(row("monotone_selection_bounds", "those lost to follow-up changed on average no better than those followed up",
+                            low=a, high=b, ci=imbens_manski_interval(a, b, sa, sb, confidence)))
+    est = pd.DataFrame(rows)
+    est["confidence"] = confidence
+    cols = ["measure", "method", "assumption", "n_baseline", "n_followed_up", "mean_change", "bound_low", "bound_high",
+            "mean_change_lower", "mean_change_upper", "tipping_point_delta", "status", "confidence"]
+    return AttritionAdjustedChange(
+        estimates=est[cols],
+        response_model=pd.DataFrame(coef_rows, columns=["measure", "term", "log_odds", "se", "odds_ratio", "odds_ratio_lower", "odds_ratio_upper"]),
+        weights=pd.DataFrame(wrows, columns=["measure", "n_followed_up", "max_weight", "effective_n"]))
+
+
+def attrition_adjusted_changes(scores: pd.DataFrame, characteristics: pd.DataFrame | None = None, covariates: list[str] | tuple = (),
+                               measures: list[str] | tuple | None = None, confidence: float = 0.95) -> AttritionAdjustedChange:
+    """:func:`attrition_adjusted_change` for every measure present (ONS4 items, WEMWBS total, SWEMWBS
+    metric; the SWEMWBS raw score is skipped, Warwick asks for the metric), tables stacked."""
+    present = set(scores["measure"].unique()) if "measure" in scores.columns else set()
+    measures = [m for m in (measures or MEASURES) if m in present and m != "swemwbs_raw"]
+    parts = [attrition_adjusted_change(scores, m, characteristics, covariates, confidence) for m in measures]
+    if not parts:
+        return AttritionAdjustedChange(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    return AttritionAdjustedChange(*(pd.concat([getattr(p, f) for p in parts], ignore_index=True)
+                                     for f in ("estimates", "response_model", "weights")))

@@ -39,6 +39,8 @@ from spstudy.engine import (
     window_counts,
 )
 
+pytestmark = pytest.mark.unit  # hand-computed answers and engine equivalence (no published reference)
+
 FULL_EXPOSURE = {"pre_12m": 365, "pre_q1": 92, "pre_q2": 91, "pre_q3": 91, "pre_q4": 91, "last_month": 30, "post_12m": 365}
 
 # ---------------------------------------------------------------------------------------------
@@ -636,3 +638,179 @@ def test_wide_form_equals_long_form_on_every_engine():
         ex = long[long.setting == "gp"].pivot_table(index="index_id", columns="window", values="exposure_days", aggfunc="sum")
         for w in ex.columns:
             assert (wide[f"{w}_days"] == ex[w]).all(), (engine, w)
+
+
+# ---------------------------------------------------------------------------------------------
+# The binned path (event_offsets_sql + elementary intervals) against the row-level SQL it
+# replaced, overlapping windows, boundaries and empty inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def _old_sql_wide(activity, index, windows, settings=("gp", "ae")) -> pd.DataFrame:
+    """window_counts_wide through the pre-binning SQL (window_counts_wide_sql: one conditional
+    aggregate per window x setting), run on DuckDB: the reference for the new path."""
+    idx = E._Index(index, ())
+    bounds = [(lo, hi) for _, lo, hi in windows]
+    res = E._run_sql(lambda d, iv, av: E.window_counts_wide_sql(d, bounds, settings, iv, av), activity, idx,
+                     "duckdb", E._options("duckdb", None, "4GB", None, None)).to_pandas()
+    names = {f"e_{k}_{w}": f"{s}_{windows[w][0]}_events" for w in range(len(windows)) for k, s in enumerate(settings)}
+    names.update({f"x_{w}": f"{windows[w][0]}_days" for w in range(len(windows))})
+    res = res.rename(columns=names)
+    res["index_id"] = res["index_id"].astype(idx.index_id_dtype)
+    cols = ["index_id", *[f"{s}_{w[0]}_events" for w in windows for s in settings], *[f"{w[0]}_days" for w in windows]]
+    return res[cols].astype({c: "int64" for c in cols[1:]}).sort_values("index_id", kind="mergesort", ignore_index=True)
+
+
+def _old_sql_long(activity, index, windows, settings=("gp", "ae")) -> pd.DataFrame:
+    """window_counts through the pre-binning SQL (window_counts_sql: index x window grid)."""
+    idx = E._Index(index, ())
+    bounds = [(lo, hi) for _, lo, hi in windows]
+    res = E._run_sql(lambda d, iv, av: E.window_counts_sql(d, bounds, settings, 0, iv, av), activity, idx,
+                     "duckdb", E._options("duckdb", None, "4GB", None, None)).to_pandas()
+    out = pd.DataFrame({"index_id": res["index_id"].astype(idx.index_id_dtype), "_w": res["w"], "_s": res["s"],
+                        "events": res["events"].astype("int64"), "exposure_days": res["exposure_days"].astype("int64")})
+    out = out.sort_values(["index_id", "_w", "_s"], kind="mergesort", ignore_index=True)
+    out.insert(1, "window", pd.Series(np.array([w[0] for w in windows], dtype=object)[out["_w"]], dtype="str"))
+    out.insert(2, "setting", pd.Series(np.array(settings, dtype=object)[out["_s"]], dtype="str"))
+    return out.drop(columns=["_w", "_s"])
+
+
+# overlapping, nested, identical, one-day, disjoint-with-gaps and out-of-range windows
+OVERLAPPING = [
+    ("pre_12m", -365, -1), ("pre_q1", -365, -274), ("pre_q4", -91, -1), ("last_month", -30, -1),
+    ("match_q1", -365, -275), ("baseline", -183, -92), ("pre_6m", -183, -1), ("same_as_pre_6m", -183, -1),
+    ("day_0", 0, 0), ("around", -3, 3), ("post_6m", 0, 182), ("post_12m", 0, 364),
+    ("far_future", 2000, 2100), ("pre_2y", -730, -366),
+]
+
+
+def test_elementary_intervals_known_answer():
+    breaks, spans = E.elementary_intervals([(-365, -1), (-91, -1), (0, 364)])
+    assert breaks == [-365, -91, 0, 365]
+    assert spans == [(0, 2), (1, 2), (2, 3)]
+    # a gap between windows is a bin used by no window; identical windows share their bins
+    breaks, spans = E.elementary_intervals([(-10, -5), (5, 9), (-10, -5)])
+    assert breaks == [-10, -4, 5, 10] and spans == [(0, 1), (2, 3), (0, 1)]
+    # every day of every window lies in exactly the window's bins
+    breaks, spans = E.elementary_intervals([(lo, hi) for _, lo, hi in OVERLAPPING])
+    for (_, lo, hi), (a, b) in zip(OVERLAPPING, spans):
+        assert breaks[a] == lo and breaks[b] - 1 == hi
+
+
+def test_new_path_equals_the_row_level_sql_on_the_random_extract(extract):
+    activity, index, _ = extract
+    wide = E.window_counts_wide(activity, index, OVERLAPPING)
+    pd.testing.assert_frame_equal(wide, _old_sql_wide(activity, index, OVERLAPPING), check_exact=True)
+    long = window_counts(activity, index, OVERLAPPING)
+    pd.testing.assert_frame_equal(long, _old_sql_long(activity, index, OVERLAPPING), check_exact=True)
+    pd.testing.assert_frame_equal(long, window_counts(activity, index, OVERLAPPING, engine="pandas"), check_exact=True)
+
+
+def test_overlapping_windows_match_the_oracle(extract):
+    """Nested and overlapping windows (quarters in a year, a window twice, one-day windows)
+    against the brute-force definition, including every boundary day of the extract."""
+    activity, index, no_events = extract
+    twice = index["person_id"][index["person_id"].duplicated()]
+    pick = index[index["person_id"].isin(twice) | (index["person_id"] == no_events)]
+    pick = pd.concat([pick, index.iloc[::11]]).drop_duplicates("index_id")
+    got = window_counts(activity, pick, OVERLAPPING)
+    pd.testing.assert_frame_equal(got, brute_force_counts(activity, pick, OVERLAPPING).sort_values(
+        "index_id", kind="mergesort", ignore_index=True), check_exact=True)
+    wide = E.window_counts_wide(activity, pick, OVERLAPPING).set_index("index_id")
+    assert (wide["gp_same_as_pre_6m_events"] == wide["gp_pre_6m_events"]).all()
+    assert (wide["far_future_days"] == 0).all() and (wide["gp_far_future_events"] == 0).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_win=st.integers(1, 5))
+def test_random_overlapping_windows_match_the_oracle(seed, n_win):
+    rng = np.random.default_rng(seed)
+    n_idx, n_act = int(rng.integers(1, 6)), int(rng.integers(0, 60))
+    base = np.datetime64("2021-01-01", "D")
+    d0 = base + rng.integers(0, 30, n_idx)
+    fs = d0 + rng.integers(-40, 10, n_idx)
+    fe = fs + rng.integers(0, 60, n_idx)
+    index = pd.DataFrame({"index_id": pd.array([f"i{k}" for k in rng.permutation(n_idx)], dtype="str"),
+                          "person_id": [f"P{k}" for k in rng.integers(0, 3, n_idx)],
+                          "index_date": pd.to_datetime(d0), "follow_start": pd.to_datetime(fs),
+                          "follow_end": pd.to_datetime(fe)})
+    activity = pd.DataFrame({"person_id": pd.array([f"P{k}" for k in rng.integers(0, 4, n_act)], dtype="str"),
+                             "activity_date": pd.to_datetime(base + rng.integers(-70, 100, n_act)),
+                             "setting": pd.array(rng.choice(["gp", "ae", "op"], n_act), dtype="str")})
+    los = rng.integers(-60, 40, n_win)
+    windows = [(f"w{j}", int(lo), int(lo + rng.integers(0, 50))) for j, lo in enumerate(los)]
+    expected = brute_force_counts(activity, index, windows).sort_values("index_id", kind="mergesort", ignore_index=True)
+    pd.testing.assert_frame_equal(window_counts(activity, index, windows), expected, check_exact=True)
+    pd.testing.assert_frame_equal(E.window_counts_wide(activity, index, windows),
+                                  E.window_counts_wide(activity, index, windows, engine="pandas"), check_exact=True)
+
+
+def test_wide_empty_inputs_and_people_without_events():
+    idx = toy_index()
+    # no activity at all: zero events, exposure as usual
+    wide = E.window_counts_wide(toy_activity().iloc[:0], idx, STANDARD_WINDOWS)
+    ref = E.window_counts_wide(toy_activity(), idx, STANDARD_WINDOWS)
+    assert (wide.filter(like="_events") == 0).all().all()
+    pd.testing.assert_frame_equal(wide.filter(like="_days"), ref.filter(like="_days"))
+    # activity in settings not asked for only
+    only_op = toy_activity().assign(setting="op")
+    assert (E.window_counts_wide(only_op, idx, STANDARD_WINDOWS).filter(like="_events") == 0).all().all()
+    # an index person with no activity rows, and an index row whose follow-up misses every window
+    extra = pd.DataFrame({"index_id": [5, 6], "person_id": ["P7", "P1"],
+                          "index_date": pd.to_datetime(["2021-01-01", "2021-01-01"]),
+                          "follow_start": pd.to_datetime(["2015-01-01", "2023-01-01"]),
+                          "follow_end": pd.to_datetime(["2030-01-01", "2023-06-01"])})
+    idx2 = pd.concat([idx.drop(columns="group"), extra], ignore_index=True)
+    got = E.window_counts_wide(toy_activity(), idx2, STANDARD_WINDOWS).set_index("index_id")
+    assert (got.loc[[5, 6]].filter(like="_events") == 0).all().all()
+    assert (got.loc[5].filter(like="_days") > 0).all() and (got.loc[6].filter(like="_days") == 0).all()
+    pd.testing.assert_frame_equal(got.reset_index(), _old_sql_wide(toy_activity(), idx2, STANDARD_WINDOWS))
+    # empty index
+    empty = E.window_counts_wide(toy_activity(), idx.iloc[:0], STANDARD_WINDOWS)
+    assert empty.empty and list(empty.columns) == list(ref.columns)
+
+
+def test_output_sorted_by_index_id_whatever_the_input_order(extract):
+    activity, index, _ = extract
+    shuffled = index.sample(frac=1, random_state=3)
+    pd.testing.assert_frame_equal(E.window_counts_wide(activity, shuffled, OVERLAPPING),
+                                  E.window_counts_wide(activity, index, OVERLAPPING))
+    ints = index.assign(index_id=np.arange(len(index))[::-1].astype("int64")).sample(frac=1, random_state=4)
+    got = E.window_counts_wide(activity, ints, OVERLAPPING)
+    assert got["index_id"].is_monotonic_increasing and got["index_id"].dtype == "int64"
+    pd.testing.assert_frame_equal(got, _old_sql_wide(activity, ints, OVERLAPPING))
+
+
+def test_monthly_equals_the_row_level_sql(extract, reference):
+    """monthly_series (binned) equals the pre-binning SQL (per-row grid aggregated by group)."""
+    activity, index, _ = extract
+    idx = E._Index(index, ("group",))
+    months = relative_months(12, 12)
+    bounds = [(int(lo), int(hi)) for _, lo, hi in months.itertuples(index=False)]
+    old = E._run_sql(lambda d, iv, av: E._monthly_sql(E.window_counts_sql(d, bounds, ("gp", "ae"), 1, iv, av), 1),
+                     activity, idx, "duckdb", E._options("duckdb", None, "4GB", None, None)).to_pandas()
+    old = old.rename(columns={"g0": "group"}).assign(month=lambda x: months["month"].to_numpy()[x["w"]])
+    got = reference["monthly"].merge(old, on=["group", "month"], how="left", suffixes=("", "_old"))
+    got = got[got["setting"] == np.where(got["s"] == 0, "gp", "ae")]
+    assert len(got) == len(reference["monthly"])
+    for c in ("events", "person_days", "n_at_risk"):
+        assert (got[c] == got[f"{c}_old"]).all(), c
+
+
+def test_event_offsets_sql_is_one_text_for_both_dialects():
+    duck = E.event_offsets_sql("duckdb", -365, 364, ("gp", "ae"))
+    spark = E.event_offsets_sql("spark", -365, 364, ("gp", "ae"))
+    assert duck.replace(day_number_sql("activity_date", "duckdb"), "<DAY>") == spark.replace(
+        day_number_sql("activity_date", "spark"), "<DAY>")
+    with pytest.raises(ValueError, match="first_day"):
+        E.event_offsets_sql("duckdb", 5, 1, ("gp",))
+
+
+@pytest.mark.spark
+def test_spark_wide_and_overlapping_windows_equal_duckdb(spark, extract, extract_parquet):
+    activity, index, _ = extract
+    got = E.window_counts_wide(activity, index, OVERLAPPING, engine="spark", spark=spark)
+    pd.testing.assert_frame_equal(got, E.window_counts_wide(activity, index, OVERLAPPING), check_exact=True)
+    act_glob = str(extract_parquet / "activity" / "*.parquet")
+    got = window_counts(act_glob, index, OVERLAPPING, engine="spark", spark=spark)
+    pd.testing.assert_frame_equal(got, window_counts(activity, index, OVERLAPPING), check_exact=True)

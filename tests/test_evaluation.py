@@ -130,6 +130,8 @@ def _tiny_extract(tmp_path):
     extra = t["referrals"].iloc[[0]].assign(referral_id="R0", person_id="P4", referral_date="2022-06-01",
                                             first_contact_date="2022-06-10", closure_date="2022-08-01")
     t["referrals"] = pd.concat([t["referrals"], extra], ignore_index=True)
+    # P5 was never referred (an extract must hold never-referred people: the loader refuses a caseload)
+    t["persons"] = pd.concat([t["persons"], t["persons"].iloc[[3]].assign(person_id="P5")], ignore_index=True)
     d = write_tables(t, tmp_path / "x")
     p = load_parameters("camden", overrides={"data": {"extracts_dir": str(d)}})
     return p, load_extracts(p)
@@ -146,10 +148,10 @@ def test_comparators_were_never_referred_at_any_time(tmp_path):
     assert "P4" not in set(idx.loc[idx["treated"] == 0, "person_id"])
     f = flow.set_index("step")["n"]
     assert f["Registered people in the area's practices referred only outside the study period (not comparators)"] == 1
-    assert f["Registered people in the area's practices never referred at any time in the data (comparator pool)"] == 0
+    assert f["Registered people in the area's practices never referred at any time in the data (comparator pool)"] == 1
     # without referred_ever (an older Extracts) P4 would be in the comparator pool
     _, flow2 = E.cohort(ex.persons, ex.referrals, "camden", d)
-    assert flow2.set_index("step")["n"].iloc[4] == 1
+    assert flow2.set_index("step")["n"].iloc[4] == 2
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from vincentarelbundock/Rdatasets). Licence: distributed with MatchIt (GPL >= 2)
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -164,6 +165,7 @@ MM_EXACT_CALIPER = _ints("""
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_lalonde_fixture_is_matchits_614_rows():
     df = pd.read_csv(DATA)
     assert df.shape == (614, 10)
@@ -172,6 +174,7 @@ def test_lalonde_fixture_is_matchits_614_rows():
     assert df["id"].iloc[0] == "NSW1" and df["id"].iloc[-1] == "PSID429"
 
 
+@pytest.mark.known_answer
 def test_baseline_1to1_matches_matchit_exactly(lalonde):
     res = mt.nearest_neighbour_match(lalonde, "treat", "ps", distance="ps", caliper=None,
                                      id_col="id")
@@ -183,6 +186,7 @@ def test_baseline_1to1_matches_matchit_exactly(lalonde):
     assert (res.units["weight"] == (res.units["n_matches"] > 0)).all()
 
 
+@pytest.mark.known_answer
 def test_ratio3_without_replacement_matches_matchit(lalonde):
     with pytest.warns(UserWarning, match="fewer than k=3"):
         res = mt.nearest_neighbour_match(lalonde, "treat", "ps", k=3, distance="ps",
@@ -198,6 +202,7 @@ def test_ratio3_without_replacement_matches_matchit(lalonde):
     assert res.n_treated_fewer_than_k == 126
 
 
+@pytest.mark.known_answer
 def test_ratio3_with_replacement_matches_matchit(lalonde):
     res = mt.nearest_neighbour_match(lalonde, "treat", "ps", k=3, replace=True, distance="ps",
                                      caliper=None, id_col="id")
@@ -215,6 +220,7 @@ def test_ratio3_with_replacement_matches_matchit(lalonde):
     assert tbl.loc["Matched", "Control"] == 153 and tbl.loc["Unmatched", "Control"] == 276
 
 
+@pytest.mark.known_answer
 def test_ratio2_raw_caliper_matches_matchit(lalonde):
     with pytest.warns(UserWarning) as record:
         res = mt.nearest_neighbour_match(lalonde, "treat", "ps", k=2, caliper=0.1,
@@ -228,6 +234,7 @@ def test_ratio2_raw_caliper_matches_matchit(lalonde):
     assert (res.pairs["abs_distance"] <= 0.1).all()
 
 
+@pytest.mark.known_answer
 def test_largest_and_smallest_order_with_caliper_match_matchit(lalonde):
     largest = _quiet_match(lalonde, "treat", "ps", caliper=0.1, caliper_scale="raw",
                            distance="ps", id_col="id")
@@ -237,6 +244,7 @@ def test_largest_and_smallest_order_with_caliper_match_matchit(lalonde):
     np.testing.assert_array_equal(_match_grid(smallest, 1)[:, 0], MM_SMALLEST_CALIPER)
 
 
+@pytest.mark.known_answer
 def test_exact_and_caliper_match_matchit(lalonde):
     with pytest.warns(mt.EstimandChangeWarning, match="69 of 185"):
         res = mt.nearest_neighbour_match(lalonde, "treat", "ps", caliper=0.2,
@@ -253,6 +261,7 @@ def test_exact_and_caliper_match_matchit(lalonde):
     assert (p["race_t"] == p["race_c"]).all()
 
 
+@pytest.mark.known_answer
 def test_standardised_caliper_matches_matchit_readme(lalonde):
     # README: matchit(..., ratio = 2, caliper = .025) -> caliper 0.007, 234 matched units
     res = _quiet_match(lalonde, "treat", "ps", k=2, caliper=0.025, distance="ps", id_col="id")
@@ -297,6 +306,7 @@ VARS = ["ps", "age", "educ", "race_black", "race_hispan", "race_white", "married
         "re74", "re75"]
 
 
+@pytest.mark.known_answer
 def test_balance_table_reproduces_matchit_summary(lalonde):
     res = mt.nearest_neighbour_match(lalonde, "treat", "ps", distance="ps", caliper=None,
                                      id_col="id")
@@ -315,6 +325,7 @@ def test_balance_table_reproduces_matchit_summary(lalonde):
     ).tolist() == [[429, 185], [185, 185], [185, 185], [244, 0], [0, 0]]
 
 
+@pytest.mark.known_answer
 def test_propensity_score_matches_r_glm_means(lalonde):
     ps = mt.propensity_score(lalonde, "treat", COVS)
     assert list(ps.columns) == ["ps", "logit_ps"]
@@ -327,6 +338,7 @@ def test_propensity_score_matches_r_glm_means(lalonde):
     assert {"race[hispan]", "race[white]"} <= set(ps.attrs["coefficients"])
 
 
+@pytest.mark.known_answer
 def test_irls_agrees_with_statsmodels_glm(lalonde):
     import statsmodels.api as sm
 
@@ -400,6 +412,7 @@ def _compare_with_reference(df, k, caliper, replace, exact, order="largest", dis
     return res
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("replace", [False, True])
 @pytest.mark.parametrize("caliper", [None, 0.2, 0.05])
@@ -410,6 +423,7 @@ def test_fast_matching_equals_reference(k, replace, caliper, exact):
     _compare_with_reference(df, k, caliper, replace, exact)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("order", ["largest", "smallest", "data"])
 def test_fast_matching_equals_reference_for_each_order(order):
     df = _random_data(seed=5, n_t=150, n_c=180, n_strata=2)  # scarce controls: order matters
@@ -420,9 +434,179 @@ def test_fast_matching_equals_reference_for_each_order(order):
 @given(seed=st.integers(0, 10_000), n_t=st.integers(1, 60), n_c=st.integers(1, 120),
        k=st.integers(1, 3), replace=st.booleans(), exact=st.booleans(),
        caliper=st.sampled_from([None, 0.01, 0.1, 0.5]))
+@pytest.mark.unit
 def test_fast_matching_equals_reference_property(seed, n_t, n_c, k, replace, exact, caliper):
     df = _random_data(seed, n_t, n_c, n_strata=3)
     _compare_with_reference(df, k, caliper, replace, exact)
+
+
+# --------------------------------------------------------------------------------------------
+# Same results as the implementation before the speed work (benchmarks/legacy_matching.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _legacy():
+    """The frozen pre-speed-work copy of this module (benchmarks/legacy_matching.py)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "legacy_matching.py"
+    spec = importlib.util.spec_from_file_location("spstudy_legacy_matching", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+LEGACY = _legacy()
+
+
+def _tied_data(seed: int, n_t: int, n_c: int, n_strata: int, decimals: int | None) -> pd.DataFrame:
+    """Random scores (rounded to ``decimals`` to force ties between and within groups), two
+    exact-matching columns and a string id, rows shuffled."""
+    rng = np.random.default_rng(seed)
+    logit = np.r_[rng.normal(-0.5, 1.0, n_t), rng.normal(-1.5, 1.0, n_c)]
+    ps = 1 / (1 + np.exp(-logit))
+    if decimals is not None:
+        ps = np.clip(np.round(ps, decimals), 10.0 ** -decimals, 1 - 10.0 ** -decimals)
+    df = pd.DataFrame({
+        "treat": np.r_[np.ones(n_t, dtype=int), np.zeros(n_c, dtype=int)],
+        "ps": ps,
+        "stratum": rng.integers(0, n_strata, n_t + n_c),
+        "sex": rng.choice(["F", "M"], n_t + n_c),
+        "uid": [f"u{i:05d}" for i in range(n_t + n_c)],
+    })
+    return df.sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+def _assert_same_result(new: mt.MatchResult, old) -> None:
+    pd.testing.assert_frame_equal(new.pairs, old.pairs, check_exact=True)
+    pd.testing.assert_frame_equal(new.units, old.units, check_exact=True)
+    pd.testing.assert_frame_equal(new.sample_sizes, old.sample_sizes, check_exact=True)
+    for f in ("caliper_width", "n_treated_lost_to_caliper", "n_treated_no_controls_in_stratum",
+              "n_treated_pool_exhausted", "n_treated_fewer_than_k", "settings"):
+        assert getattr(new, f) == getattr(old, f), f
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("k, replace", [(1, False), (3, False), (1, True), (3, True)])
+@pytest.mark.parametrize("caliper, scale", [(None, "sd"), (0.2, "sd"), (0.02, "raw")])
+@pytest.mark.parametrize("exact", [None, ["stratum"], ["stratum", "sex"]])
+def test_matches_identical_to_the_pre_speed_implementation(seed, k, replace, caliper, scale, exact):
+    """Pairs, weights, subclasses, sample sizes and the unmatched counts are exactly those of
+    the implementation before the speed work, with ties (scores rounded to 2 decimals) and
+    scarce controls (pool exhaustion without replacement)."""
+    df = _tied_data(seed, n_t=150, n_c=400, n_strata=4, decimals=2 if seed == 2 else None)
+    kw = dict(k=k, replace=replace, caliper=caliper, caliper_scale=scale, exact=exact, id_col="uid")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new = mt.nearest_neighbour_match(df, "treat", "ps", **kw)
+        old = LEGACY.nearest_neighbour_match(df, "treat", "ps", **kw)
+    _assert_same_result(new, old)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("order", ["largest", "smallest", "data", "random"])
+@pytest.mark.parametrize("discard", ["none", "both"])
+@pytest.mark.parametrize("distance", ["logit", "ps"])
+def test_orders_discard_and_distances_identical_to_the_pre_speed_implementation(order, discard, distance):
+    df = _tied_data(11, n_t=200, n_c=260, n_strata=3, decimals=3)  # controls scarce: order matters
+    kw = dict(k=2, caliper=0.3, exact=["stratum"], order=order, discard=discard, distance=distance,
+              rng=5 if order == "random" else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new = mt.nearest_neighbour_match(df, "treat", "ps", **kw)
+        old = LEGACY.nearest_neighbour_match(df, "treat", "ps", **kw)
+    _assert_same_result(new, old)
+
+
+@pytest.mark.unit
+def test_index_ids_and_edge_cases_identical_to_the_pre_speed_implementation():
+    """Ids from a string index; one control only; a stratum without controls; every control
+    taken before the last treated unit's turn (MatchIt stops)."""
+    df = _tied_data(4, n_t=40, n_c=25, n_strata=2, decimals=None).set_index("uid")
+    df.loc[df.index[df["treat"] == 1][:3], "stratum"] = 9  # a stratum with treated only
+    one = pd.DataFrame({"treat": [1, 1, 0], "ps": [0.4, 0.6, 0.5]}, index=["a", "b", "c"])
+    for data, kw in [(df, dict(k=2, exact=["stratum"], caliper=None)), (df, dict(k=1, caliper=None)),
+                     (one, dict(caliper=None)), (one, dict(caliper=None, replace=True, k=2))]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _assert_same_result(mt.nearest_neighbour_match(data, "treat", "ps", **kw),
+                                LEGACY.nearest_neighbour_match(data, "treat", "ps", **kw))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_propensity_score_bit_identical_to_the_pre_speed_implementation(seed):
+    """Same coefficients and scores to the last bit (so ties and matches cannot move), with
+    numeric, binary, boolean, string and Categorical covariates and an exact-matching column."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    df = pd.DataFrame({
+        "age": rng.integers(18, 95, n),
+        "rate": rng.gamma(1.0, 1.0, n),
+        "flag": rng.integers(0, 2, n),
+        "smoker": rng.random(n) < 0.3,
+        "imd_q": rng.choice(list("12345"), n),
+        "eth": pd.Categorical(rng.choice(["White", "Asian", "Black", "Mixed", "Other"], n),
+                              categories=["White", "Asian", "Black", "Mixed", "Other"]),
+        "pcn": rng.integers(0, 6, n),
+    })
+    lin = -2 + 0.02 * df["age"] + 0.4 * df["rate"] + 0.3 * df["flag"] - 0.2 * df["smoker"]
+    df["treat"] = (rng.random(n) < 1 / (1 + np.exp(-lin))).astype(int)
+    covs = ["age", "rate", "flag", "smoker", "imd_q", "eth"]
+    new = mt.propensity_score(df, "treat", covs, exact=["pcn"])
+    old = LEGACY.propensity_score(df, "treat", covs, exact=["pcn"])
+    assert new.attrs["coefficients"] == old.attrs["coefficients"]
+    assert np.array_equal(new["ps"].to_numpy(), old["ps"].to_numpy())
+    assert np.array_equal(new["logit_ps"].to_numpy(), old["logit_ps"].to_numpy())
+
+
+@pytest.mark.unit
+def test_weighted_crossprod_bit_identical_over_chunks_and_reused_buffers():
+    """Several full chunks and a partial one, buffers reused across calls (as the IRLS loop
+    does): the same bits as the plain expression of the pre-speed implementation."""
+    rng = np.random.default_rng(3)
+    X0 = rng.normal(size=(2500, 7))
+    for X in (np.asfortranarray(X0), np.ascontiguousarray(X0)):  # the fit's (column-major) layout, and the other
+        buffers: dict = {}
+        for _ in range(3):
+            w, z = rng.random(2500), rng.normal(size=2500)
+            G, g = mt._weighted_crossprod(X, w, z, chunk=700, buffers=buffers)
+            G0, g0 = LEGACY._weighted_crossprod(X, w, z, chunk=700)
+            assert np.array_equal(G, G0) and np.array_equal(g, g0)
+        assert sorted(buffers) == [400, 700]
+
+
+@pytest.mark.unit
+def test_propensity_errors_identical_to_the_pre_speed_implementation(lalonde):
+    bad = [
+        (lalonde.assign(sep=np.where(lalonde["treat"] == 1, "a", np.where(lalonde.index % 2 == 0, "a", "b"))),
+         COVS + ["sep"]),
+        (lalonde.assign(bin=np.where(lalonde["treat"] == 1, 1, lalonde.index % 2)), ["age", "bin"]),
+        (lalonde.assign(x=np.where(lalonde["treat"] == 1, 10.0, 0.0) + np.linspace(0, 1, len(lalonde))), ["age", "x"]),
+        (lalonde.assign(one=1, two="b"), ["age", "one", "two"]),
+    ]
+    for df, covs in bad:
+        with pytest.raises(ValueError) as new:
+            mt.propensity_score(df, "treat", covs)
+        with pytest.raises(ValueError) as old:
+            LEGACY.propensity_score(df, "treat", covs)
+        assert str(new.value) == str(old.value)
+
+
+@pytest.mark.unit
+def test_strata_codes_identical_to_the_pre_speed_implementation():
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame({"a": rng.choice(["x", "y", "z"], 500), "b": rng.integers(0, 7, 500),
+                       "c": pd.Categorical(rng.choice(["p", "q"], 500))})
+    for cols in (["a"], ["a", "b"], ["b", "a", "c"]):
+        assert np.array_equal(mt._strata_codes(df, cols), LEGACY._strata_codes(df, cols))
+    # 6,000 levels in each of 5 columns: more combinations than one int64 holds (MultiIndex path)
+    wide = pd.DataFrame({f"k{j}": rng.permutation(6000) for j in range(5)})
+    wide.iloc[:10] = wide.iloc[10:20].to_numpy()  # some repeated combinations
+    codes = mt._strata_codes(wide, list(wide.columns))
+    assert np.array_equal(codes, LEGACY._strata_codes(wide, list(wide.columns))) and codes.max() == 5989
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,6 +614,7 @@ def test_fast_matching_equals_reference_property(seed, n_t, n_c, k, replace, exa
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_default_is_austin_caliper_on_the_logit():
     df = _random_data(1, 300, 3000, 1)
     res = _quiet_match(df, "treat", "ps")
@@ -440,6 +625,7 @@ def test_default_is_austin_caliper_on_the_logit():
     assert res.settings["distance"] == "logit" and res.settings["order"] == "largest"
 
 
+@pytest.mark.unit
 def test_without_replacement_each_control_used_once_and_weights_att():
     df = _random_data(2, 400, 1500, 4)
     res = _quiet_match(df, "treat", "ps", k=2, exact=["stratum"])
@@ -456,6 +642,7 @@ def test_without_replacement_each_control_used_once_and_weights_att():
     assert res.pairs.groupby("subclass")["treated_id"].nunique().eq(1).all()
 
 
+@pytest.mark.unit
 def test_row_order_does_not_change_matches():
     df = _random_data(3, 200, 600, 2)
     a = _quiet_match(df, "treat", "ps", k=2, exact=["stratum"]).pairs
@@ -466,6 +653,7 @@ def test_row_order_does_not_change_matches():
                                   b[key].sort_values(key).reset_index(drop=True))
 
 
+@pytest.mark.unit
 def test_stratum_without_controls_is_reported():
     df = _random_data(4, 50, 200, 2)
     df.loc[df["treat"] == 1, "stratum"] = np.r_[np.full(45, 0), np.full(5, 7)]
@@ -477,6 +665,7 @@ def test_stratum_without_controls_is_reported():
     assert tbl.loc["All"].sum() == len(df)
 
 
+@pytest.mark.unit
 def test_discard_both_removes_units_outside_common_support():
     df = _random_data(6, 100, 400, 1)
     res = _quiet_match(df, "treat", "ps", caliper=None, discard="both")
@@ -490,6 +679,7 @@ def test_discard_both_removes_units_outside_common_support():
     assert tbl.loc[["Matched", "Unmatched", "Discarded"]].to_numpy().sum() == len(df)
 
 
+@pytest.mark.unit
 def test_equidistant_controls_go_to_the_lower_score():
     # nn_matchC_vec.cpp: abs(d_left - d_i) <= abs(d_right - d_i) -> the left (lower) one wins
     for rows in ([0.75, 0.5, 0.25], [0.25, 0.5, 0.75]):
@@ -501,6 +691,7 @@ def test_equidistant_controls_go_to_the_lower_score():
             assert res.pairs["control_id"].tolist() == [lower]
 
 
+@pytest.mark.unit
 def test_random_order_is_reproducible_with_seed():
     df = _random_data(7, 80, 100, 1)
     a = _quiet_match(df, "treat", "ps", order="random", rng=42).pairs
@@ -508,6 +699,7 @@ def test_random_order_is_reproducible_with_seed():
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.unit
 def test_larger_problem_is_consistent():
     # 5,000 treated against 200,000 controls (the 25k vs 2M timing is in time_large_match)
     res = mt.time_large_match(n_treated=5_000, n_control=200_000, seed=3, k=2, n_strata=50)
@@ -519,6 +711,7 @@ def test_larger_problem_is_consistent():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_propensity_errors_name_the_columns(lalonde):
     df = lalonde.copy()
     df.loc[3, "educ"] = np.nan
@@ -542,11 +735,13 @@ def test_propensity_errors_name_the_columns(lalonde):
         mt.propensity_score(lalonde.assign(age2=lalonde["age"] * 2), "treat", ["age", "age2"])
 
 
+@pytest.mark.unit
 def test_exact_strata_enter_the_propensity_model(lalonde):
     ps = mt.propensity_score(lalonde, "treat", ["age", "educ"], exact=["married"])
     assert "married[1]" in ps.attrs["coefficients"]
 
 
+@pytest.mark.unit
 def test_matching_errors(lalonde):
     with pytest.raises(ValueError, match="`k`"):
         mt.nearest_neighbour_match(lalonde, "treat", "ps", k=0)
@@ -573,6 +768,7 @@ def test_matching_errors(lalonde):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_love_and_overlap_plots(lalonde):
     import matplotlib.pyplot as plt
 

@@ -49,12 +49,14 @@ TWO_ROWS = _map(
 # ---------------------------------------------------------------------------------------------
 # Stage 4 and 5.1
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.known_answer
 def test_impact_value_hand_check():
     # Guide Stage 4: impact = quantity x proxy less deadweight, displacement, attribution.
     # 10 x 1000 x (1 - 0.2) x (1 - 0.1) x (1 - 0.25) = 5400.
     assert sroi.impact_value(_row()) == pytest.approx(5400.0)
 
 
+@pytest.mark.known_answer
 def test_drop_off_guide_example():
     # Guide Stage 5.1: an outcome worth 100 lasting three years with 10% drop-off is worth
     # 100 in year 1, 90 in year 2 (100 less 10%) and 81 in year 3 (90 less 10%).
@@ -63,6 +65,7 @@ def test_drop_off_guide_example():
     np.testing.assert_allclose(sroi.project_impact(row), [100, 90, 81])
 
 
+@pytest.mark.unit
 def test_impact_schedule_long_form():
     s = sroi.impact_schedule(TWO_ROWS)
     assert list(s.columns) == ["stakeholder", "outcome", "year", "value"]
@@ -75,6 +78,7 @@ def test_impact_schedule_long_form():
 # ---------------------------------------------------------------------------------------------
 # Stage 5.2 discounting
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.known_answer
 def test_green_book_discount_known_answers():
     # Green Book Annex A6: discount factor 1/1.035^t; GBP 100 in year 10 -> 70.89.
     assert sroi.present_value([100], 0.035, start_year=10) == pytest.approx(70.89, abs=0.005)
@@ -83,6 +87,7 @@ def test_green_book_discount_known_answers():
     np.testing.assert_allclose(np.round(df, 4), [0.9662, 0.8420, 0.7089, 0.3563])
 
 
+@pytest.mark.known_answer
 def test_present_value_guide_convention_year1_discounted():
     # Guide Stage 5.2: PV = value_1/(1+r) + value_2/(1+r)^2 + ...
     # 100/1.035 + 90/1.035^2 + 81/1.035^3 = 253.6917 (hand calculation).
@@ -91,6 +96,7 @@ def test_present_value_guide_convention_year1_discounted():
     assert sroi.present_value([100, 90], start_year=0) == pytest.approx(100 + 90 / 1.035)
 
 
+@pytest.mark.known_answer
 def test_green_book_declining_schedule():
     f = sroi.green_book_discount_factors([0, 30, 31, 32])
     assert f[0] == 1.0
@@ -102,6 +108,7 @@ def test_green_book_declining_schedule():
                                1.035 ** -np.arange(31.0))
 
 
+@pytest.mark.unit
 def test_discount_rate_errors():
     with pytest.raises(ValueError, match="rate"):
         sroi.discount_factors([1], "treasury")
@@ -114,6 +121,7 @@ def test_discount_rate_errors():
 # ---------------------------------------------------------------------------------------------
 # Stage 5.3 / 5.5 headline figures
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.known_answer
 def test_sroi_summary_hand_check():
     inv = 10_000.0
     s = sroi.sroi_summary(_map(), inv).iloc[0]
@@ -122,11 +130,33 @@ def test_sroi_summary_hand_check():
     assert s["npv"] == pytest.approx(pv - inv)             # guide 5.2: NPV = PV - inputs
     assert s["sroi_ratio"] == pytest.approx(pv / inv)       # guide 5.3: ratio = PV / inputs
     assert s["net_sroi_ratio"] == pytest.approx((pv - inv) / inv)
-    # guide 5.5: payback (months) = investment / (annual impact / 12) = 10000 / (5400/12)
-    assert s["payback_months"] == pytest.approx(10_000 / (5400 / 12))
-    assert s["payback_months"] == pytest.approx(22.222, abs=1e-3)
+    # payback with drop-off: year 1 brings 5400, so 4600 are still owed, repaid in year 2 at 4860 / 12 a month:
+    # 12 + 4600 / (4860 / 12) = 23.358 months (the guide's 5.5 formula, 22.2, assumes no drop-off)
+    assert s["payback_months"] == pytest.approx(12 + 4600 / (4860 / 12))
+    assert s["payback_reached"] and s["benefit_period_months"] == 36
 
 
+@pytest.mark.known_answer
+def test_payback_is_the_guide_formula_without_drop_off():
+    # guide 5.5: payback (months) = investment / (annual impact / 12) = 10000 / (5400/12) = 22.222
+    s = sroi.sroi_summary(_map(_row(drop_off=0.0)), 10_000).iloc[0]
+    assert s["payback_months"] == pytest.approx(10_000 / (5400 / 12)) == pytest.approx(22.222, abs=1e-3)
+    assert sroi.payback_months(10_000, 5400) == pytest.approx(22.222, abs=1e-3)
+
+
+@pytest.mark.unit
+def test_payback_beyond_the_benefit_period_is_not_reached():
+    # Enfield's pack printed a payback of 103.5 months for benefits lasting 12 months: impossible.
+    one_year = _map(_row(duration_years=1, drop_off=0.5))  # 5400 in year 1 only
+    s = sroi.sroi_summary(one_year, 50_000).iloc[0]
+    assert not s["payback_reached"] and np.isnan(s["payback_months"]) and s["benefit_period_months"] == 12
+    assert sroi.payback_months(50_000, 5400, benefit_months=12) == float("inf")
+    assert sroi.payback_months(50_000, 5400) == pytest.approx(50_000 / 450)  # unbounded guide formula
+    ok = sroi.sroi_summary(one_year, 5_000).iloc[0]
+    assert ok["payback_reached"] and ok["payback_months"] == pytest.approx(5000 / 450) and ok["payback_months"] <= 12
+
+
+@pytest.mark.unit
 def test_present_value_by_outcome_sums_to_total():
     by = sroi.present_value_by_outcome(TWO_ROWS)
     total = sroi.sroi_summary(TWO_ROWS, 5000)["present_value"].item()
@@ -134,6 +164,7 @@ def test_present_value_by_outcome_sums_to_total():
     assert by.loc[1, "present_value"] == pytest.approx(4480 / 1.035 + 2240 / 1.035 ** 2)
 
 
+@pytest.mark.unit
 def test_payback_no_impact_is_infinite():
     assert sroi.payback_months(1000, 0) == float("inf")
 
@@ -141,6 +172,7 @@ def test_payback_no_impact_is_infinite():
 # ---------------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "change, match",
     [
@@ -159,6 +191,7 @@ def test_validate_names_row_and_column(change, match):
         sroi.validate_impact_map(_map(_row(**change)))
 
 
+@pytest.mark.unit
 def test_validate_missing_column_and_duplicates():
     with pytest.raises(ValueError, match="missing column"):
         sroi.validate_impact_map(_map().drop(columns="attribution"))
@@ -168,12 +201,14 @@ def test_validate_missing_column_and_duplicates():
         sroi.validate_impact_map(_map().iloc[0:0])
 
 
+@pytest.mark.unit
 def test_validate_lists_all_problems():
     with pytest.raises(ValueError) as e:
         sroi.validate_impact_map(_map(_row(deadweight=2, attribution=-1)))
     assert "deadweight" in str(e.value) and "attribution" in str(e.value)
 
 
+@pytest.mark.unit
 def test_mixed_price_years_warn():
     m = _map(_row(), _row(outcome="Other", price_year=2019))
     with pytest.warns(UserWarning, match="price years"):
@@ -183,6 +218,7 @@ def test_mixed_price_years_warn():
 # ---------------------------------------------------------------------------------------------
 # Uprating
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.known_answer
 def test_uprate_hand_check():
     # value x index[to] / index[from] (Green Book: convert to a common base year with the GDP
     # deflator). Illustrative index, not real deflator values.
@@ -196,6 +232,7 @@ def test_uprate_hand_check():
         sroi.uprate(1, 2019, 2020, {2019: 0.0, 2020: 1.0})
 
 
+@pytest.mark.unit
 def test_uprate_impact_map():
     m = _map(_row(), _row(outcome="Other", price_year=2019, financial_proxy=100.0))
     out = sroi.uprate_impact_map(m, 2023, {2019: 80.0, 2023: 100.0})
@@ -209,12 +246,14 @@ def test_uprate_impact_map():
 # ---------------------------------------------------------------------------------------------
 # Distributions
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_normal_from_ci():
     d = sroi.normal_from_ci(1.0, 3.0)
     assert d["mean"] == 2.0
     assert d["sd"] == pytest.approx(2.0 / (2 * 1.959964), abs=1e-6)
 
 
+@pytest.mark.unit
 def test_lognormal_from_ci():
     # symmetric on the log scale: rate ratio CI 0.5 to 2.0 -> meanlog 0, sdlog ln4 / (2 x 1.96)
     d = sroi.lognormal_from_ci(0.5, 2.0)
@@ -225,6 +264,7 @@ def test_lognormal_from_ci():
         sroi.lognormal_from_ci(0, 2)
 
 
+@pytest.mark.unit
 def test_sample_distribution_moments_and_errors():
     rng = np.random.default_rng(1)
     n = 200_000
@@ -252,6 +292,7 @@ DRAWS = {
 }
 
 
+@pytest.mark.unit
 def test_monte_carlo_deterministic_for_seed():
     a = sroi.monte_carlo_sroi(TWO_ROWS, 10_000, DRAWS, n=2000, seed=42)
     b = sroi.monte_carlo_sroi(TWO_ROWS, 10_000, dict(reversed(DRAWS.items())), n=2000, seed=42)
@@ -259,11 +300,27 @@ def test_monte_carlo_deterministic_for_seed():
     pd.testing.assert_frame_equal(a.draws[sorted(a.draws.columns)], b.draws[sorted(b.draws.columns)])
     assert not np.allclose(a.draws["ratio"], c.draws["ratio"])
     s = a.summary.iloc[0]
-    assert s["ratio_q025"] < s["ratio_median"] < s["ratio_q975"]
+    assert s["ratio_lower"] < s["ratio_median"] < s["ratio_upper"]
+    assert s["ratio_lower"] == pytest.approx(np.quantile(a.draws["ratio"], 0.025))
+    assert s["ratio_upper"] == pytest.approx(np.quantile(a.draws["ratio"], 0.975))
     assert 0 <= s["prob_ratio_gt_1"] <= 1
-    assert s["n"] == 2000
+    assert s["n"] == 2000 and s["seed"] == 42 and s["confidence"] == 0.95
+    n90 = sroi.monte_carlo_sroi(TWO_ROWS, 10_000, DRAWS, n=2000, seed=42, confidence=0.9).summary.iloc[0]
+    assert n90["ratio_upper"] == pytest.approx(np.quantile(a.draws["ratio"], 0.95))
 
 
+@pytest.mark.unit
+def test_monte_carlo_never_reports_a_probability_of_100_percent():
+    sure = sroi.monte_carlo_sroi(TWO_ROWS, 10, DRAWS | {"investment": sroi.fixed(10)}, n=500, seed=1).summary.iloc[0]
+    assert sure["prob_ratio_gt_1"] == 1.0  # every draw above 1 ...
+    assert sure["prob_ratio_gt_1_reported"] == 0.999 and sure["prob_ratio_gt_1_bound"] == ">"  # ... reported as "> 99.9%"
+    never = sroi.monte_carlo_sroi(TWO_ROWS, 1e9, DRAWS | {"investment": sroi.fixed(1e9)}, n=500, seed=1).summary.iloc[0]
+    assert never["prob_ratio_gt_1_reported"] == pytest.approx(0.001) and never["prob_ratio_gt_1_bound"] == "<"
+    mid = sroi.monte_carlo_sroi(TWO_ROWS, 10_000, DRAWS, n=500, seed=1).summary.iloc[0]
+    assert mid["prob_ratio_gt_1_bound"] == "=" and mid["prob_ratio_gt_1_reported"] == mid["prob_ratio_gt_1"]
+
+
+@pytest.mark.unit
 def test_monte_carlo_fixed_draws_equal_deterministic():
     det = sroi.sroi_summary(TWO_ROWS, 10_000)["sroi_ratio"].item()
     mc = sroi.monte_carlo_sroi(TWO_ROWS, 10_000, {"deadweight": sroi.fixed(0.2),
@@ -277,6 +334,7 @@ def test_monte_carlo_fixed_draws_equal_deterministic():
     assert t["ratio_low"].item() != pytest.approx(det)  # whole column 0.2 changes row 2
 
 
+@pytest.mark.unit
 def test_monte_carlo_draws_match_scalar_path():
     # Each vectorised draw equals sroi_summary() on an impact map with those inputs plugged in.
     mc = sroi.monte_carlo_sroi(TWO_ROWS, 10_000, DRAWS, n=50, seed=7)
@@ -289,6 +347,7 @@ def test_monte_carlo_draws_match_scalar_path():
         assert d["ratio"] == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.unit
 def test_monte_carlo_clipping_duration_and_rate():
     mc = sroi.monte_carlo_sroi(
         _map(), 10_000,
@@ -300,6 +359,7 @@ def test_monte_carlo_clipping_duration_and_rate():
     assert np.isfinite(mc.draws["ratio"]).all() and (mc.draws["ratio"] >= 0).all()
 
 
+@pytest.mark.unit
 def test_monte_carlo_errors():
     with pytest.raises(ValueError, match="no outcome"):
         sroi.monte_carlo_sroi(_map(), 1000, {"Nope:deadweight": sroi.fixed(0.1)}, n=2, seed=0)
@@ -322,6 +382,7 @@ RANGES = {
 }
 
 
+@pytest.mark.unit
 def test_tornado_values_and_order():
     t = sroi.tornado(TWO_ROWS, 10_000, RANGES)
     assert list(t["swing"]) == sorted(t["swing"], reverse=True)
@@ -334,6 +395,7 @@ def test_tornado_values_and_order():
     assert inv["ratio_low"] == pytest.approx(base * 10_000 / 8000)
 
 
+@pytest.mark.unit
 def test_tornado_plot_draws_bars():
     t = sroi.tornado(TWO_ROWS, 10_000, RANGES)
     ax = sroi.tornado_plot(t)
@@ -344,6 +406,7 @@ def test_tornado_plot_draws_bars():
         sroi.tornado_plot(pd.DataFrame({"x": [1]}))
 
 
+@pytest.mark.unit
 def test_break_even_deadweight_root():
     inv = 12_000
     x = sroi.break_even(_map(), inv, "deadweight")
@@ -352,6 +415,7 @@ def test_break_even_deadweight_root():
     assert ratio == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.unit
 def test_break_even_closed_forms():
     pv = sroi.sroi_summary(TWO_ROWS, 1000)["present_value"].item()
     assert sroi.break_even(TWO_ROWS, 1000, "investment") == pytest.approx(pv)
@@ -362,6 +426,7 @@ def test_break_even_closed_forms():
     assert sroi.sroi_summary(m, inv)["sroi_ratio"].item() == pytest.approx(1.0)
 
 
+@pytest.mark.unit
 def test_break_even_no_root_is_nan():
     # ratio stays above 1 whatever the attribution of the small outcome: no root in [0, 1]
     assert np.isnan(sroi.break_even(TWO_ROWS, 100, "Fewer GP appointments:attribution"))
@@ -375,6 +440,7 @@ def test_break_even_no_root_is_nan():
 fractions = st.floats(0, 1, allow_nan=False)
 
 
+@pytest.mark.unit
 @settings(max_examples=60, deadline=None)
 @given(q=st.floats(0, 1e4), p=st.floats(0, 1e4), dw=fractions, at=fractions, ds=fractions,
        dur=st.integers(1, 10))
@@ -385,6 +451,7 @@ def test_no_drop_off_no_discount_is_impact_times_duration(q, p, dw, at, ds, dur)
     assert pv == pytest.approx(sroi.impact_value(row) * dur, rel=1e-9, abs=1e-9)
 
 
+@pytest.mark.unit
 @settings(max_examples=40, deadline=None)
 @given(dw1=fractions, dw2=fractions, drop=fractions, rate=st.floats(0, 0.2))
 def test_ratio_monotone_in_deadweight(dw1, dw2, drop, rate):

@@ -1,0 +1,358 @@
+"""The attacker: how much can a reader of the whole release learn about each protected cell?
+
+A release is every pack published together (NCL and the five boroughs). A reader has all of them.
+For every suppressed cell and every rounded count the audit solves, by linear programming over all
+published tables and the relations between their cells, the smallest and largest value the cell can
+take given everything published:
+
+* each published count is known to lie within its rounding interval (a published 10 is 8..12 when
+  counts 1..7 are suppressed and others rounded to the nearest 5; a published 0 is exactly 0);
+* a suppressed cell is at least 1 (zeros are shown);
+* every relation between cells that :mod:`spstudy.cells` derives from their keys holds: totals and
+  margins (a parent is the sum of its children: practice < PCN < borough < NCL, ward < borough,
+  detailed ethnic category < Census group < recorded < all, the outcomes of a referral ...), the
+  same cell in another table or another area's pack (one variable), and
+* every published rate or percentage that is *not* what the published count and denominator give
+  (i.e. computed from an unrounded count) adds the count it implies, at its printed precision, as
+  a constraint: rate x denominator is the attack that undoes rounding.
+
+The release fails when a suppressed cell can be narrowed to fewer than ``threshold`` possible values
+(e.g. to 1..5 instead of "somewhere from 1 upwards"), or a rounded count to a single value. The
+report names the cell, its interval and the tables that pin it.
+
+What the audit does not consider (and the README says so): relations it is not told about (two
+measures that are secretly the same population), non-linear inversions (the Dobson interval of a
+standardised rate, a model coefficient), knowledge from outside the release (knowing a person), and
+integer reasoning beyond counting the integers inside each LP interval (the LP relaxation can be
+wider than what an integer programme finds; the threshold margin absorbs the usual gap).
+
+HiGHS (through its Python interface ``highspy``) solves the LPs; one model per connected group of
+related cells, re-solved with a new objective for each cell (warm-started).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import cells as C
+
+INF = math.inf
+
+
+@dataclass
+class Interval:
+    lo: float
+    hi: float
+
+    def n_integers(self) -> float:
+        if self.hi == INF:
+            return INF
+        return math.floor(self.hi + 1e-7) - math.ceil(self.lo - 1e-7) + 1
+
+    @property
+    def width(self) -> float:
+        return self.hi - self.lo
+
+
+@dataclass
+class Problem:
+    """Variables (cell keys) with bounds, and linear relations between them."""
+
+    bounds: dict = field(default_factory=dict)        # key -> (lo, hi)
+    equalities: list = field(default_factory=list)    # (parent, children, exact)
+    sources: dict = field(default_factory=dict)       # key -> set of "area/table" where the cell is published
+    extra: list = field(default_factory=list)         # (coeffs {key: a}, lo, hi): linear constraints from leaky rates
+
+    def variable(self, key, lo=0.0, hi=INF):
+        if key in self.bounds:
+            a, b = self.bounds[key]
+            self.bounds[key] = (max(a, lo), min(b, hi))
+        else:
+            self.bounds[key] = (lo, hi)
+
+
+def _components(problem: Problem) -> list[tuple[list, list, list]]:
+    """Split into connected groups of variables (union-find over relations)."""
+    parent: dict = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+
+    for k in problem.bounds:
+        find(k)
+    for p, ch, _ in problem.equalities:
+        for c in ch:
+            union(p, c)
+    for coeffs, _, _ in problem.extra:
+        ks = list(coeffs)
+        for k in ks[1:]:
+            union(ks[0], k)
+    groups: dict = {}
+    for k in problem.bounds:
+        groups.setdefault(find(k), []).append(k)
+    rel_by: dict = {}
+    for r in problem.equalities:
+        rel_by.setdefault(find(r[0]), []).append(r)
+    ext_by: dict = {}
+    for e in problem.extra:
+        ext_by.setdefault(find(next(iter(e[0]))), []).append(e)
+    return [(g, rel_by.get(root, []), ext_by.get(root, [])) for root, g in groups.items()]
+
+
+def _highs():
+    import contextlib
+    import io
+    import os
+
+    import highspy
+
+    # HiGHS prints a banner to the C-level stdout when created; keep logs clean
+    fd = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()):
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(fd, 1)
+        os.close(fd)
+    h.setOptionValue("output_flag", False)
+    return h, highspy
+
+
+def intervals(problem: Problem, targets) -> dict:
+    """Feasible [min, max] of every target variable given all bounds and relations (LP, HiGHS)."""
+    targets = set(targets)
+    out: dict = {}
+    for keys, rels, extra in _components(problem):
+        want = [k for k in keys if k in targets]
+        if not want:
+            continue
+        if not rels and not extra:
+            for k in want:
+                out[k] = Interval(*problem.bounds[k])
+            continue
+        idx = {k: i for i, k in enumerate(keys)}
+        h, highspy = _highs()
+        inf = highspy.kHighsInf
+        lo = np.array([problem.bounds[k][0] for k in keys], dtype=float)
+        hi = np.array([problem.bounds[k][1] if problem.bounds[k][1] != INF else inf for k in keys], dtype=float)
+        h.addVars(len(keys), lo, hi)
+        for p, ch, exact in rels:
+            cols = [idx[p]] + [idx[c] for c in ch]
+            vals = [1.0] + [-1.0] * len(ch)
+            # merge duplicates (a child listed twice cannot happen, but be safe)
+            acc: dict = {}
+            for c, v in zip(cols, vals):
+                acc[c] = acc.get(c, 0.0) + v
+            h.addRow(0.0, 0.0 if exact else inf, len(acc), np.array(list(acc), dtype=np.int32), np.array(list(acc.values())))
+        for coeffs, a, b in extra:
+            h.addRow(a if a != -INF else -inf, b if b != INF else inf, len(coeffs),
+                     np.array([idx[k] for k in coeffs], dtype=np.int32), np.array(list(coeffs.values()), dtype=float))
+        h.run()
+        if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+            raise AuditError("the published values are mutually inconsistent (the LP is infeasible) in the group of cells "
+                             f"containing {C.key_str(want[0])}: a table publishes a count that its relations contradict")
+        for k in want:
+            j = idx[k]
+            res = []
+            for sense in (1.0, -1.0):
+                h.changeColCost(j, sense)
+                h.run()
+                st = h.getModelStatus()
+                if st == highspy.HighsModelStatus.kOptimal:
+                    res.append(sense * h.getInfo().objective_function_value)
+                elif st in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+                    res.append(-INF if sense > 0 else INF)
+                else:
+                    raise AuditError(f"LP for {C.key_str(k)} ended with status {h.modelStatusToString(st)}")
+            h.changeColCost(j, 0.0)
+            out[k] = Interval(max(res[0], problem.bounds[k][0]), min(res[1], problem.bounds[k][1]))
+    return out
+
+
+class AuditError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------- exposure of a release
+
+@dataclass
+class Exposure:
+    key: tuple
+    kind: str            # "suppressed" | "rounded"
+    interval: Interval
+    published: str       # what is shown ("[c]" or the rounded value)
+    where: list          # "area/table" where the cell is published
+
+    def describe(self, threshold: int) -> str:
+        iv = self.interval
+        rng = f"{iv.lo:g} to {iv.hi:g}" if iv.hi != INF else f"{iv.lo:g} or more"
+        if self.kind == "suppressed":
+            why = f"a suppressed cell narrowed to {rng} ({iv.n_integers():g} possible values; at least {threshold} required)"
+        else:
+            why = f"a rounded count ({self.published}) recovered exactly: {rng}"
+        return f"{C.key_str(self.key)}: {why}; published in {', '.join(sorted(self.where)[:6])}"
+
+
+def exposures(problem: Problem, suppressed: set, rounded: dict, threshold: int, continuous: set = frozenset()) -> list[Exposure]:
+    """Cells whose protection fails: suppressed cells with fewer than ``threshold`` possible values,
+    rounded counts with a single possible value. ``rounded``: key -> published value."""
+    related = set()
+    for p, ch, _ in problem.equalities:
+        related.add(p)
+        related.update(ch)
+    for coeffs, _, _ in problem.extra:
+        related.update(coeffs)
+    targets = (set(suppressed) | set(rounded)) & related
+    iv = intervals(problem, targets)
+    out = []
+    for k in sorted(targets, key=C.key_str):
+        i = iv[k]
+        where = sorted(problem.sources.get(k, ()))
+        if k in suppressed:
+            small = (i.width < threshold) if k in continuous else (i.n_integers() < threshold)
+            if small:
+                out.append(Exposure(k, "suppressed", i, "[c]", where))
+        else:
+            pinned = (i.width < 1) if k in continuous else (i.n_integers() <= 1)
+            if pinned and rounded[k] != 0:
+                out.append(Exposure(k, "rounded", i, f"{rounded[k]:g}", where))
+    return out
+
+
+# ------------------------------------------------------------------------ audit of published packs
+
+AUDIT_FILE = "disclosure.json"
+
+
+def audit(out_dir: Path | str, areas: list[str] | None = None) -> "AuditReport":
+    """Audit every pack in ``out_dir`` (or the named areas) as one release, from the published files
+    only: each pack's ``disclosure.json`` (what each published count cell is, no values) and its
+    tables. Returns an :class:`AuditReport`; ``report.ok`` is False when any cell is exposed."""
+    from . import disclosure as D
+
+    out_dir = Path(out_dir)
+    packs = sorted(p.parent for p in out_dir.glob(f"*/{AUDIT_FILE}") if not p.parent.name.startswith("."))
+    if areas:
+        packs = [p for p in packs if p.name in areas]
+    if not packs:
+        raise AuditError(f"{out_dir}: no packs with {AUDIT_FILE} found")
+    metas = [json.loads((p / AUDIT_FILE).read_text()) for p in packs]
+    rules = {(m["rules"]["threshold"], m["rules"]["rounding_base"]) for m in metas}
+    if len(rules) > 1:
+        raise AuditError(f"packs in {out_dir} were built with different disclosure rules {sorted(rules)}: they are not one release")
+    threshold, base = rules.pop()
+    R = D.Rules(threshold, base)
+    problem = Problem()
+    suppressed, rounded, continuous = set(), {}, set()
+    leaks = []
+    for pack, meta in zip(packs, metas):
+        for t in meta["tables"]:
+            csv = pack / t["file"]
+            rows = D.read_published_csv(csv)
+            keyof = {}
+            for cell in t["cells"]:
+                key = C.parse_key(cell["key"])
+                keyof[(cell["row"], cell["column"])] = key
+                v = rows[cell["row"]][cell["column"]]
+                problem.sources.setdefault(key, set()).add(f"{pack.name}/{t['name']}")
+                cont = cell.get("continuous", False)
+                if cont:
+                    continuous.add(key)
+                if v == D.SUPPRESSED:
+                    problem.variable(key, 0.0 if cont else 1.0, INF)
+                    suppressed.add(key)
+                else:
+                    x = float(v)
+                    lo, hi = R.published_bounds(x, cont)
+                    problem.variable(key, lo, hi)
+                    rounded[key] = x
+            for d in t.get("derived", []):
+                leaks += D.leaky_derived(rows, d, R, f"{pack.name}/{t['name']}", keyof)
+    # a cell both suppressed somewhere and shown elsewhere is the worst leak of all
+    shown_and_hidden = suppressed & set(rounded)
+    for k in list(shown_and_hidden):
+        suppressed.discard(k)
+    for p, ch, exact in C.relations(list(problem.bounds)):
+        for k in (p, *ch):
+            problem.variable(k)
+        problem.equalities.append((p, ch, exact))
+    for coeffs, lo, hi, why in leaks:
+        for k in coeffs:
+            problem.variable(k)
+        problem.extra.append((coeffs, lo, hi))
+    ex = exposures(problem, suppressed, rounded, threshold, continuous)
+    return AuditReport([p.name for p in packs], threshold, base, len(suppressed), len(rounded), ex,
+                       sorted(C.key_str(k) for k in shown_and_hidden), [w for *_, w in leaks])
+
+
+@dataclass
+class AuditReport:
+    packs: list[str]
+    threshold: int
+    rounding_base: int
+    n_suppressed: int
+    n_rounded: int
+    exposed: list[Exposure]
+    inconsistent: list[str]
+    leaky: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.exposed and not self.inconsistent
+
+    def text(self) -> str:
+        lines = [f"Disclosure audit of {len(self.packs)} pack(s) as one release ({', '.join(self.packs)}): "
+                 f"{self.n_suppressed} suppressed cells and {self.n_rounded} rounded counts checked against every "
+                 f"published table and the relations between them (threshold {self.threshold}, rounding to {self.rounding_base})."]
+        if self.ok:
+            lines.append(f"PASS: no suppressed cell can be narrowed to fewer than {self.threshold} values and no rounded count "
+                         "can be recovered exactly.")
+        else:
+            lines.append(f"FAIL: {len(self.exposed) + len(self.inconsistent)} cell(s) exposed.")
+            for k in self.inconsistent:
+                lines.append(f"  {k}: suppressed in one table but shown in another")
+            for e in self.exposed[:200]:
+                lines.append("  " + e.describe(self.threshold))
+        if self.leaky:
+            lines.append(f"{len(self.leaky)} published rate(s) or percentage(s) were not computed from the published counts; "
+                         "the counts they imply were used in the attack:")
+            lines += ["  " + w for w in self.leaky[:50]]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"packs": self.packs, "threshold": self.threshold, "rounding_base": self.rounding_base, "ok": self.ok,
+                "n_suppressed": self.n_suppressed, "n_rounded": self.n_rounded,
+                "exposed": [{"cell": C.key_str(e.key), "kind": e.kind, "lo": e.interval.lo,
+                             "hi": None if e.interval.hi == INF else e.interval.hi, "tables": e.where} for e in self.exposed],
+                "inconsistent": self.inconsistent, "leaky_derived": self.leaky}
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="spstudy audit", description="Audit every pack in a folder as one release: can any "
+                                 "suppressed cell or rounded count be recovered from the published tables?")
+    ap.add_argument("out", nargs="?", default="outputs", help="folder holding the packs (default outputs/)")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    a = ap.parse_args(argv)
+    try:
+        rep = audit(a.out)
+    except AuditError as e:
+        print(f"error: {e}")
+        return 2
+    print(json.dumps(rep.to_dict(), indent=2) if a.json else rep.text())
+    return 0 if rep.ok else 1
