@@ -99,6 +99,8 @@ REFERRAL_OUTCOMES: dict[str, str] = {
 ACTIVITY_SETTINGS: dict[str, str] = {
     "gp": "GP practice appointment (any clinician, attended)",
     "ae": "A&E attendance (ECDS, types 1-4)",
+    # evaluation negative control (optional: without it the negative control is reported as not available)
+    "elective": "Elective (planned) hospital admission, ordinary or day case (SUS/HES APC admission method 11-13); optional, the evaluation's negative-control outcome",
 }
 
 REGISTRATION_END_REASONS = {"moved_away": "Moved away / deregistered", "died": "Died"}

@@ -189,6 +189,9 @@ class Extracts:
     files: dict[str, Path]
     pool_fraction: float = 1.0   # sampling fraction of never-referred persons (extract_info.json; 1 = all)
     extract_info: dict = field(default_factory=dict)
+    # person ids with a referral at ANY date, including rows excluded as outside the study period
+    # (the evaluation's comparators must never have been referred)
+    referred_ever: frozenset = frozenset()
 
     def table(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
@@ -788,6 +791,7 @@ def load_extracts(params, directory: Path | str | None = None, today: dt.date | 
     rs = np.where(pos >= 0, p["registration_start"].to_numpy()[np.maximum(pos, 0)], np.datetime64("NaT"))
     br.add("referral_date", "referral before the person's registration started", mask=r["referral_date"].to_numpy() < rs)
     _check_sample_design(info, p, raw_referrals, directory, st, params.evaluation.matching.k, ledger, brs["persons"], br_info)
+    referred_ever = frozenset(r["person_id"])  # before the study-period exclusion below (the evaluation's comparator rule)
     outside = (r["referral_date"] < pd.Timestamp(st.referral_start)) | (r["referral_date"] > pd.Timestamp(st.referral_end))
     r = _apply_rule(r, outside, "referral_outside_study_period", "referrals", path, ledger, allowed,
                     f"referral date outside the study period {st.referral_start} to {st.referral_end}", "referral_date", br)
@@ -864,7 +868,7 @@ def load_extracts(params, directory: Path | str | None = None, today: dt.date | 
     _raise([b for n in ("persons", "referrals", "activity", "wellbeing", "workforce") for b in brs[n].items] + br_info.items)
     ledger.check_balanced()
     f = info.get("pool_fraction", 1.0)
-    return Extracts(ledger=ledger, files=files, pool_fraction=float(f), extract_info=info, **data)
+    return Extracts(ledger=ledger, files=files, pool_fraction=float(f), extract_info=info, referred_ever=referred_ever, **data)
 
 
 # ------------------------------------------------------------------------------------ sampling

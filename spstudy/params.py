@@ -12,7 +12,7 @@ import copy
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -139,6 +139,20 @@ class WellbeingThresholds(_Model):
     ons4: float = Field(gt=0)
 
 
+class VerdictRules(_Model):
+    """Thresholds of the written rules that turn the diagnostics into a verdict (spstudy.diagnostics.verdicts)."""
+
+    alpha: float = Field(gt=0, lt=0.5, description="Significance level of every diagnostic test (pre-trend, placebo, post-referral transient, negative control).")
+    margin: float = Field(gt=0, lt=0.5, description="Smallest bias that matters, as a proportion of the rate ratio (0.05 = 5%); a check fails when its test is significant AND its implied bias exceeds this.")
+    smd_fail: float = Field(gt=0, le=2, description="Largest |SMD| after matching beyond which the comparison is not credible (smd_threshold is the 'sensitive' level).")
+
+
+class Seeds(_Model):
+    comparator_pool: int = Field(ge=0, description="Seed for the comparators' pseudo-index dates and the pool sample.")
+    bootstrap: int = Field(ge=0, description="Seed for the cluster bootstrap of the absolute difference in differences.")
+    placebo: int = Field(ge=0, description="Seed for the placebo design's cluster bootstrap.")
+
+
 class Evaluation(_Model):
     engine: Literal["duckdb", "spark", "pandas"] = Field(description="Engine for event-level counting.")
     windows_months: list[int]
@@ -146,8 +160,18 @@ class Evaluation(_Model):
     baseline_window_months: tuple[int, int]
     post_window_from: Literal["referral", "closure"]
     matching: Matching
-    placebo_shift_months: int = Field(ge=1, le=36)
+    placebo_shift_months: int = Field(ge=1, le=12, description="Placebo index date this many months before the real referral.")
+    placebo_window_months: int = Field(default=3, ge=1, le=12, description="Length of the placebo's 'post' window, which starts at the placebo index date.")
     smd_threshold: float = Field(gt=0, le=1)
+    event_study_months_before: int = Field(default=24, ge=12, le=36, description="Months before referral in the event study (the earliest are the clean pre-period before the matching window).")
+    clean_buffer_months: int = Field(default=3, ge=0, le=6, description="Months just before the matching window left out of the clean pre-period (matching on the window's noisy counts raises the comparators' use around it).")
+    post_washout_months: int = Field(default=3, ge=0, le=6, description="Trend-adjusted estimator: months after referral left out (the tail of the pre-referral rise).")
+    age_spline_knots: int = Field(default=4, ge=3, le=7, description="Knots of the restricted cubic spline of age in the propensity model (Harrell 2015).")
+    negative_control_setting: Optional[str] = Field(default="elective", description="Activity setting used as the negative-control outcome (null: none).")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Confidence level of every interval.")
+    bootstrap_draws: int = Field(default=500, ge=50, le=100_000)
+    seeds: Seeds = Field(default_factory=lambda: Seeds(comparator_pool=20231, bootstrap=1, placebo=2))
+    verdict: VerdictRules = Field(default_factory=lambda: VerdictRules(alpha=0.05, margin=0.05, smd_fail=0.25))
     upc_expectations: UPC
     wellbeing_thresholds: WellbeingThresholds
 
@@ -160,6 +184,16 @@ class Evaluation(_Model):
                              "(-24..-1), the matching window wholly before the baseline window, e.g. [-12, -7] and [-6, -4]")
         if (m1 - m0 + 1) % 3:
             raise ValueError("matching_window_months must cover whole quarters (3, 6, 9 or 12 months)")
+        if self.placebo_window_months > self.placebo_shift_months:
+            raise ValueError("placebo_window_months must not exceed placebo_shift_months (the placebo window ends before the real referral)")
+        if m0 - self.placebo_shift_months < -self.event_study_months_before:
+            raise ValueError("the placebo's matching window (matching_window_months shifted back by placebo_shift_months) must lie "
+                             "within event_study_months_before")
+        if -self.event_study_months_before > m0 - self.clean_buffer_months - 6:
+            raise ValueError("event_study_months_before must leave at least 6 months before the matching window and its buffer "
+                             "(clean_buffer_months): the clean pre-period for the pre-trend test and the trend-adjusted estimator")
+        if self.post_washout_months >= min(self.windows_months):
+            raise ValueError("post_washout_months must be shorter than the shortest window")
         return self
 
     @field_validator("windows_months")
@@ -244,13 +278,15 @@ class Parameters(_Model):
     @model_validator(mode="after")
     def _data_period_covers_windows(self):
         need = required_data_period(self.study.referral_start, self.study.referral_end, self.evaluation.windows_months,
-                                    self.evaluation.matching_window_months, self.evaluation.placebo_shift_months)
+                                    self.evaluation.matching_window_months, self.evaluation.placebo_shift_months,
+                                    event_study_months_before=self.evaluation.event_study_months_before)
         st = self.study
         if st.data_start > need["data_start"] or st.data_end < need["data_end"]:
             raise ValueError(
                 f"study: the data period {st.data_start} to {st.data_end} does not cover the windows the evaluation needs: "
                 f"GP/A&E activity from {need['data_start']} ({need['days_before']} days before referral_start: the matching "
-                f"window, the pre-windows and the placebo index {self.evaluation.placebo_shift_months} months earlier) to "
+                f"window, the pre-windows, the placebo index {self.evaluation.placebo_shift_months} months earlier and the event "
+                f"study's {self.evaluation.event_study_months_before} months) to "
                 f"{need['data_end']} ({need['days_after']} days after referral_end: the longest post window of "
                 f"{max(self.evaluation.windows_months)} months); set study.data_start <= {need['data_start']} and "
                 f"study.data_end >= {need['data_end']}, or shorten the windows")
@@ -265,12 +301,14 @@ class Parameters(_Model):
 
 
 def required_data_period(referral_start: dt.date, referral_end: dt.date, windows_months: list[int],
-                         matching_window_months: tuple[int, int], placebo_shift_months: int) -> dict:
+                         matching_window_months: tuple[int, int], placebo_shift_months: int,
+                         event_study_months_before: int = 0) -> dict:
     """First and last day of GP/A&E activity the evaluation's windows need (days, as spstudy.evaluation).
 
     Before the first referral: the year of quarters before the index date, the matching window
     (``matching_window_months[0]`` months), each pre-window (``windows_months``) and the placebo index
-    ``placebo_shift_months`` earlier with its own matching window. After the last referral: the longest
+    ``placebo_shift_months`` earlier with its own matching window, and the event study's
+    ``event_study_months_before`` months (its clean pre-period). After the last referral: the longest
     post window (days 0..d-1, d = round(30.4375 m)). Returns a dict with data_start, data_end,
     days_before and days_after. Windows measured from case closure (post_window_from: closure) need
     more after the last closure; that depends on the data and is reported by the evaluation.
@@ -279,7 +317,8 @@ def required_data_period(referral_start: dt.date, referral_end: dt.date, windows
         return int(round(DAYS_PER_MONTH * m))
 
     matching = -days(matching_window_months[0])
-    before = max(365, matching, max(days(m) for m in windows_months), days(placebo_shift_months) + matching)
+    before = max(365, matching, max(days(m) for m in windows_months), days(placebo_shift_months) + matching,
+                 days(event_study_months_before))  # the event study's clean pre-period (evaluation.event_study_months_before)
     after = max(days(m) for m in windows_months) - 1
     return {"data_start": referral_start - dt.timedelta(days=before), "data_end": referral_end + dt.timedelta(days=after),
             "days_before": before, "days_after": after}

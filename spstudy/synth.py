@@ -33,6 +33,7 @@ import resource
 import shutil
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -75,7 +76,8 @@ BOROUGH_CODES = list(reference.BOROUGHS["borough_code"])
 SWEMWBS_FROM_WEMWBS = [0, 1, 2, 5, 6, 8, 10]    # WEMWBS items 1,2,3,6,7,9,11 (Stewart-Brown et al. 2009)
 
 # random-number streams (each is SeedSequence([seed, stream, block]))
-_S_PRACTICE, _S_PERSON, _S_REFERRAL, _S_SAMPLE, _S_ACTIVITY, _S_WELLBEING = range(6)
+_S_PRACTICE, _S_PERSON, _S_REFERRAL, _S_SAMPLE, _S_ACTIVITY, _S_WELLBEING, _S_PRIOR = range(7)
+ACTIVITY_LABELS = ["gp", "ae", "elective"]   # setting codes written to activity (contract.ACTIVITY_SETTINGS)
 _ID_MOD = 10**10
 _NO_DATE = np.iinfo(np.int32).max               # "no end" sentinel in day numbers
 
@@ -224,6 +226,14 @@ class Crisis(_M):
     burn_in_months: int = Field(ge=0, le=60)
 
 
+class NegativeControl(_M):
+    """Elective (planned) admissions: the evaluation's negative-control outcome (no planted effect)."""
+
+    per_person_year: float = Field(gt=0, le=5)
+    need_power: float = Field(ge=0, le=3)
+    crisis_ratio: float = Field(ge=0)
+
+
 class HealthUse(_M):
     gp_per_person_year: float = Field(gt=0, le=50)
     ae_per_person_year: float = Field(gt=0, le=10)
@@ -239,6 +249,7 @@ class HealthUse(_M):
     frequent_attenders: FrequentAttenders
     seasonality: Seasonality
     crisis: Crisis
+    elective: NegativeControl
 
     @field_validator("gp_age", "gp_female", "ae_age")
     @classmethod
@@ -268,6 +279,14 @@ class ReasonModifiers(_M):
     crisis: dict[ReasonCode, float] = Field(default_factory=dict)
 
 
+class PriorReferrals(_M):
+    """Referrals in the months before the study period (the loader excludes them; the evaluation
+    must still keep these people out of the never-referred comparator pool)."""
+
+    months: int = Field(ge=0, le=24)
+    volume_ratio: float = Field(ge=0, le=3)
+
+
 class Referrals(_M):
     services: list[Service] = Field(min_length=1)
     age_weight: dict[int, float]
@@ -290,6 +309,7 @@ class Referrals(_M):
     onward_per_seen: dict[Literal["link_worker", "care_navigation"], float]
     dna_closure_days: tuple[int, int]
     declined_closure_days: tuple[int, int]
+    prior: PriorReferrals
 
     @model_validator(mode="after")
     def _v(self):
@@ -872,7 +892,8 @@ def _pass1(F: Frame, P: SynthParams, seed: int, practice_eff: np.ndarray) -> dic
     wsum = np.zeros((G, nb))
     s_gp = _season(F, P.health_use.seasonality.gp_amplitude, P.health_use.seasonality.peak_month)
     s_ae = _season(F, P.health_use.seasonality.ae_amplitude, P.health_use.seasonality.peak_month)
-    gp_num = ae_num = reg_total = 0.0
+    gp_num = ae_num = el_num = reg_total = 0.0
+    el = P.health_use.elective
     bs = P.output.block_persons
     ae_ratio = P.health_use.crisis.ae_ratio
     for b, start in enumerate(range(0, F.n_persons, bs)):
@@ -880,6 +901,7 @@ def _pass1(F: Frame, P: SynthParams, seed: int, practice_eff: np.ndarray) -> dic
         rd = blk.reg_days.astype(np.float64)
         gp_num += float(((rd * (1 + blk.excess)) @ s_gp * blk.gpm).sum())
         ae_num += float(((rd * (1 + ae_ratio * blk.excess)) @ s_ae * blk.aem).sum())
+        el_num += float((rd * (1 + el.crisis_ratio * blk.excess)).sum(axis=1) @ blk.gpm ** el.need_power)
         reg_total += float(rd.sum())
         W = _referral_exposure(F, P, blk).sum(axis=1)
         ok = (blk.group >= 0) & (W > 0)
@@ -888,7 +910,7 @@ def _pass1(F: Frame, P: SynthParams, seed: int, practice_eff: np.ndarray) -> dic
         idx = blk.group[ok] * nb + bins
         cnt += np.bincount(idx, minlength=G * nb).reshape(G, nb)
         wsum += np.bincount(idx, weights=W[ok], minlength=G * nb).reshape(G, nb)
-    return dict(cnt=cnt, wsum=wsum, gp_num=gp_num, ae_num=ae_num, reg_total=reg_total)
+    return dict(cnt=cnt, wsum=wsum, gp_num=gp_num, ae_num=ae_num, el_num=el_num, reg_total=reg_total)
 
 
 def _solve_group_constants(F: Frame, acc: dict) -> np.ndarray:
@@ -1006,21 +1028,32 @@ def _draw_referrals(F: Frame, P: SynthParams, blk, K: np.ndarray, rng: np.random
     ), referred
 
 
-def _rates(F: Frame, P: SynthParams, blk, rows: np.ndarray, lam0_gp: float, lam0_ae: float):
-    """Expected events per full calendar month (rows x months) for GP and A&E, before the planted effect."""
+def _subset_referrals(ref, keep: np.ndarray):
+    """The referrals of :func:`_draw_referrals` restricted to the rows where ``keep`` is true."""
+    keep = np.asarray(keep, dtype=bool)
+    out = {k: (v[keep] if isinstance(v, np.ndarray) and v.shape[:1] == (ref.n,) else v) for k, v in vars(ref).items()}
+    out["n"] = int(keep.sum())
+    return SimpleNamespace(**out)
+
+
+def _rates(F: Frame, P: SynthParams, blk, rows: np.ndarray, lam0_gp: float, lam0_ae: float, lam0_el: float = 0.0):
+    """Expected events per full calendar month (rows x months) for GP, A&E and elective admissions,
+    before the planted effect (elective: no seasonality, no effect)."""
     H = P.health_use
     s_gp = _season(F, H.seasonality.gp_amplitude, H.seasonality.peak_month)
     s_ae = _season(F, H.seasonality.ae_amplitude, H.seasonality.peak_month)
     ex = blk.excess[rows].astype(np.float64)
     gp = lam0_gp / 365.25 * blk.gpm[rows, None] * (1 + ex) * (s_gp * F.month_dim)[None, :]
     ae = lam0_ae / 365.25 * blk.aem[rows, None] * (1 + H.crisis.ae_ratio * ex) * (s_ae * F.month_dim)[None, :]
-    return gp, ae
+    el = lam0_el / 365.25 * (blk.gpm[rows, None] ** H.elective.need_power) * (1 + H.elective.crisis_ratio * ex) * F.month_dim[None, :]
+    return gp, ae, el
 
 
 def _activity(F: Frame, P: SynthParams, blk, out_rows: np.ndarray, fc_out: np.ndarray, rates, rng):
     """Events for output persons: (local row, day, setting) after registration filter and planted thinning."""
     res = []
-    for setting, (lam, rr) in enumerate(((rates[0], P.effect.gp_rate_ratio), (rates[1], P.effect.ae_rate_ratio))):
+    # GP and A&E first, then elective (no effect): adding elective did not change the GP and A&E draws
+    for setting, (lam, rr) in enumerate(((rates[0], P.effect.gp_rate_ratio), (rates[1], P.effect.ae_rate_ratio), (rates[2], 1.0))):
         cnt = rng.poisson(lam)
         M = lam.shape[1]
         cell = np.repeat(np.arange(cnt.size, dtype=np.int64), cnt.ravel())
@@ -1308,7 +1341,7 @@ def _activity_table(h_sorted: np.ndarray, a: dict) -> pa.Table:
     return pa.table({
         "person_id": pa.DictionaryArray.from_arrays(pa.array(idx.astype(np.int32)), ids).cast(pa.string()),
         "activity_date": _date_col(day),
-        "setting": _str_col(st, ["gp", "ae"]),
+        "setting": _str_col(st, ACTIVITY_LABELS),
     })
 
 
@@ -1443,6 +1476,7 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
     H = P.health_use
     lam0_gp = H.gp_per_person_year * acc["reg_total"] / acc["gp_num"]
     lam0_ae = H.ae_per_person_year * acc["reg_total"] / acc["ae_num"]
+    lam0_el = H.elective.per_person_year * acc["reg_total"] / acc["el_num"]
     K = _solve_group_constants(F, acc)
     t1 = time.perf_counter()
 
@@ -1458,7 +1492,10 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
     part = 0
     n_pool = 0
     nblocks = int(math.ceil(F.n_persons / bs))
-    act_expected_out = np.zeros(2)
+    n_prior = 0
+    pr = P.referrals.prior
+    prior_months = np.arange(max(1, F.ref_months[0] - pr.months), F.ref_months[0]) if pr.months and pr.volume_ratio > 0 else np.array([], dtype=np.int64)
+    F_prior = dataclasses.replace(F, ref_months=prior_months) if len(prior_months) else None
 
     def flush(final: bool):
         nonlocal part
@@ -1487,6 +1524,12 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
         ref, referred = _draw_referrals(F, P, blk, K, _rng(seed, _S_REFERRAL, b))
         pool = (_rng(seed, _S_SAMPLE, b).random(blk.n) < pool_fraction) & ~referred
         n_pool += int(pool.sum())
+        # referrals before the study period, among people not referred in it who are in the extract
+        prior = None
+        if F_prior is not None:
+            prior, _ = _draw_referrals(F_prior, P, blk, K * pr.volume_ratio, _rng(seed, _S_PRIOR, b))
+            prior = _subset_referrals(prior, pool[prior.rows])
+            n_prior += prior.n
         out_rows = np.flatnonzero(referred | pool)
         # person-level fields, with the SP record overriding for referred people
         eth_state = blk.eth_state.copy()
@@ -1511,10 +1554,19 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
             })
             svc_count += np.bincount(ref.svc, minlength=len(F.services))
             np.add.at(outcome_by_src, (ref.src, ref.outcome), 1)
+        if prior is not None and prior.n:
+            pending["referrals"].append({
+                "rid": _referral_hash(blk.gi[prior.rows]), "pid": _person_hash(blk.gi[prior.rows]),
+                "ref_day": prior.ref_day, "src": prior.src, "reason_code": prior.reason_code, "practice": blk.practice[prior.rows],
+                "svc": prior.svc, "outcome": prior.outcome, "fc": prior.fc, "closure": prior.closure,
+                "contacts": prior.contacts, "onward": prior.onward,
+            })
         # activity for output persons
         fc_person = np.full(blk.n, _NO_DATE, dtype=np.int64)
         fc_person[ref.rows] = np.where(ref.treated, ref.fc, _NO_DATE)
-        rates = _rates(F, P, blk, out_rows, lam0_gp, lam0_ae)
+        if prior is not None and prior.n:
+            fc_person[prior.rows] = np.where(prior.treated, prior.fc, _NO_DATE)   # the planted effect acts on them too
+        rates = _rates(F, P, blk, out_rows, lam0_gp, lam0_ae, lam0_el)
         loc, day, st = _activity(F, P, blk, out_rows, fc_person[out_rows], rates, _rng(seed, _S_ACTIVITY, b))
         pending["activity"].append({"pid": h_out[loc], "day": day, "setting": st})
         # truth for referred people (expected counts from the latent rates)
@@ -1553,8 +1605,14 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
             "non_referred": ("Bernoulli sample of non-referred registered persons: each included independently with "
                              "probability pool_fraction; weight 1 / pool_fraction"),
             "non_referred_weight": (1.0 / pool_fraction) if pool_fraction > 0 else None,
-            "non_referred_in_sample": n_pool,
+            "non_referred_in_sample": n_pool - n_prior,   # never referred at any time (what the loader checks)
+            "referred_before_the_study_period": ("people not referred in the study period who were referred in the "
+                                                 f"{pr.months} months before it: sampled like the never-referred (probability "
+                                                 "pool_fraction, weight 1 / pool_fraction), with their referral rows (dated before "
+                                                 "the study period); not counted in non_referred_in_sample"),
+            "referred_before_the_study_period_in_sample": n_prior,
         },
+        "activity_settings": ACTIVITY_LABELS,
         "layout": "one Parquet file per table" if chunk_blocks is None else "one folder of Parquet parts per table",
         "row_counts": {k: int(v) for k, v in counts.items()},
         "truth": "the planted effects are recorded in a separate truth file that analyses must not read",
@@ -1607,6 +1665,10 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
                         "registered_person_years": acc["reg_total"] / 365.25,
                         "proficiency_share_capped": F.diagnostics["proficiency_share_capped"]},
         "n_seen": seen_total,
+        "referred_before_the_study_period_in_sample": n_prior,
+        "negative_control": {"setting": "elective", "planted_rate_ratio": 1.0,
+                             "meaning": "elective admissions follow need and crises but social prescribing has no effect on them",
+                             "elective_lambda0": lam0_el, "per_person_year_target": H.elective.per_person_year},
     }
     if truth_dir is not None:
         td = Path(truth_dir)

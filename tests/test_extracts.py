@@ -407,8 +407,9 @@ def test_timestamps_with_offsets_in_csv_and_unreadable_ones(copy, params):
     d = pd.to_datetime(r["referral_date"])
     r["referral_date"] = d.dt.strftime("%Y-%m-%d")
     r = r.astype({c: "object" for c in r.columns})
-    summer = int(np.flatnonzero(d.dt.month.eq(7).to_numpy())[0])
-    winter = int(np.flatnonzero(d.dt.month.eq(12).to_numpy())[0])
+    inside = (d >= pd.Timestamp(params.study.referral_start)).to_numpy()  # the sample also holds referrals before the study period
+    summer = int(np.flatnonzero(d.dt.month.eq(7).to_numpy() & inside)[0])
+    winter = int(np.flatnonzero(d.dt.month.eq(12).to_numpy() & inside)[0])
     # 23:15 UTC the day before is 00:15 in London in summer (BST); 23:15 Z in winter stays that day
     r.loc[summer, "referral_date"] = (d[summer] - pd.Timedelta(days=1)).strftime("%Y-%m-%dT23:15:00+00:00")
     r.loc[winter, "referral_date"] = d[winter].strftime("%Y-%m-%dT23:15:00Z")

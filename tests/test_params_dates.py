@@ -39,7 +39,7 @@ def test_referral_end_before_referral_start(tmp_path):
 
 
 def test_data_period_not_covering_the_windows(tmp_path):
-    # one year of activity before the first referral: too short for the placebo index 12 months earlier
+    # one year of activity before the first referral: too short for the event study's 24 months
     d = _write(tmp_path, "study:\n  data_start: 2022-04-01\n")
     with pytest.raises(ParameterError) as e:
         load_parameters("camden", d)
@@ -54,8 +54,9 @@ def test_required_period_matches_the_shipped_study_design():
     p = load_parameters("ncl")
     e = p.evaluation
     need = required_data_period(p.study.referral_start, p.study.referral_end, e.windows_months, e.matching_window_months,
-                                e.placebo_shift_months)
-    # 12-month matching window + placebo 12 months earlier = 730 days; 12-month post window = days 0..364
+                                e.placebo_shift_months, event_study_months_before=e.event_study_months_before)
+    # the event study's 24 months before referral = 730 days (the placebo, 3 months earlier with its
+    # 12-month matching window, needs 456); 12-month post window = days 0..364
     assert need["days_before"] == 730 and need["days_after"] == 364
     assert need["data_start"] == dt.date(2021, 4, 1) == p.study.data_start
     assert need["data_end"] == dt.date(2025, 3, 30) <= p.study.data_end

@@ -71,6 +71,7 @@ def _weighted_persons(ex, pool_fraction):
 
 # ----------------------------------------------------------------------------------- determinism
 
+@pytest.mark.integration
 def test_same_seed_identical_files_and_different_seed_differs(small, tmp_path):
     out, _, _ = small
     first = _sums(out / "extracts")
@@ -83,6 +84,7 @@ def test_same_seed_identical_files_and_different_seed_differs(small, tmp_path):
     assert other["workforce.csv"] == first["workforce.csv"]  # workforce is not random
 
 
+@pytest.mark.integration
 def test_chunking_changes_layout_not_content(tmp_path):
     params = yaml.safe_load((ROOT / "parameters" / "synth.yaml").read_text())
     params["output"]["block_persons"] = 5000
@@ -105,14 +107,48 @@ def test_chunking_changes_layout_not_content(tmp_path):
 
 # ----------------------------------------------------------------------------------- contract
 
+@pytest.mark.integration
 def test_small_extract_passes_loader_and_accounts_for_rows(small):
     _, s, ex = small
     led = ex.ledger.to_frame()
-    assert (led["step"] != "rows excluded").all(), "the generator must write clean extracts"
+    excl = led[(led["step"] == "rows excluded") & (led["rows"] > 0)]
+    # the loader excludes the referrals dated before the study period (on purpose) and repeated
+    # same-day activity rows (the loader's one-event-per-person-day rule; Poisson days can repeat)
+    assert set(excl["rule"]) <= {"referral_outside_study_period", "activity_exact_duplicate"}
+    n_prior = s["truth"]["referred_before_the_study_period_in_sample"]
+    assert int(excl.loc[excl["rule"] == "referral_outside_study_period", "rows"].sum()) == n_prior > 0
+    dup = int(excl.loc[excl["rule"] == "activity_exact_duplicate", "rows"].sum())
+    assert dup < 0.03 * s["row_counts"]["activity"]
     for t, n in s["row_counts"].items():
-        assert len(ex.table(t)) == n
+        assert len(ex.table(t)) == n - {"referrals": n_prior, "activity": dup}.get(t, 0)
 
 
+@pytest.mark.integration
+def test_elective_negative_control_and_referrals_before_the_study_period(small):
+    """Elective admissions (the evaluation's negative control) are written at about the stated
+    level with no planted effect; referrals dated before the study period belong to people in the
+    comparator sample, are excluded by the loader and are kept on Extracts.referred_ever."""
+    out, s, ex = small
+    assert set(ex.activity["setting"]) == {"gp", "ae", "elective"}
+    t = json.loads((out / "truth" / "truth.json").read_text())
+    assert t["negative_control"]["planted_rate_ratio"] == 1.0
+    p = _weighted_persons(ex, 1.0)
+    s0 = p["registration_start"].clip(lower=DATA_START)
+    e0 = p["registration_end"].fillna(DATA_END).clip(upper=DATA_END)
+    py = float((((e0 - s0).dt.days + 1).clip(lower=0) / 365.25).sum())
+    rate = (ex.activity["setting"] == "elective").sum() / py
+    assert 0.10 < rate < 0.18, rate
+    raw = pd.read_parquet(out / "extracts" / "referrals.parquet")
+    before = raw[pd.to_datetime(raw["referral_date"]) < REF_START]
+    assert len(before) == s["truth"]["referred_before_the_study_period_in_sample"]
+    assert set(before["person_id"]) <= ex.referred_ever
+    assert not set(before["person_id"]) & set(ex.referrals["person_id"])
+    # about 0.9 of a year's volume (pool fraction 1 here), less people also referred in the period
+    assert 0.5 < len(before) / len(ex.referrals) < 1.0
+    assert (pd.to_datetime(before["referral_date"]) >= REF_START - pd.DateOffset(months=12)).all()
+
+
+@pytest.mark.integration
 def test_extract_info_and_truth_written(small):
     out, s, _ = small
     info = json.loads((out / "extracts" / "extract_info.json").read_text())
@@ -124,6 +160,7 @@ def test_extract_info_and_truth_written(small):
     assert not (out / "extracts" / "truth.json").exists()
 
 
+@pytest.mark.unit
 def test_bad_arguments_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="seed"):
         synth.generate(tmp_path, seed=-1)
@@ -203,6 +240,7 @@ def _z(obs_share, exp_share, n):
     return abs(obs_share - exp_share) / se
 
 
+@pytest.mark.integration
 def test_sex_age_ethnicity_proficiency_match_census_by_borough(small):
     _, _, ex = small
     p = ex.persons
@@ -242,6 +280,7 @@ def test_sex_age_ethnicity_proficiency_match_census_by_borough(small):
     assert not failures, failures
 
 
+@pytest.mark.integration
 def test_language_and_interpreter_consistent_with_proficiency(small):
     _, _, ex = small
     p = ex.persons.dropna(subset=["english_proficiency"])
@@ -259,6 +298,7 @@ def test_language_and_interpreter_consistent_with_proficiency(small):
     assert (q["ethnicity"] == "Z").any()
 
 
+@pytest.mark.integration
 def test_practices_within_borough_and_registration_varies(small):
     _, _, ex = small
     p = ex.persons
@@ -278,6 +318,7 @@ def test_practices_within_borough_and_registration_varies(small):
 
 # ----------------------------------------------------------------------------------- service use
 
+@pytest.mark.integration
 def test_gp_and_ae_rates_calibrated(shipped):
     info = json.loads((SHIPPED / "extract_info.json").read_text())
     p = _weighted_persons(shipped, info["pool_fraction"])
@@ -301,6 +342,7 @@ def test_gp_and_ae_rates_calibrated(shipped):
     assert k[age.to_numpy() >= 75].mean() > 1.5 * k[(age.to_numpy() >= 25) & (age.to_numpy() < 45)].mean()
 
 
+@pytest.mark.integration
 def test_regression_to_the_mean_in_referred(shipped):
     a = shipped.activity[shipped.activity.setting == "gp"].merge(
         shipped.referrals[["person_id", "referral_date"]], on="person_id")
@@ -313,6 +355,7 @@ def test_regression_to_the_mean_in_referred(shipped):
 
 # ----------------------------------------------------------------------------------- referrals
 
+@pytest.mark.integration
 def test_referral_volumes_match_targets(shipped, small):
     P = synth.load_synth_params()
     got = shipped.referrals["provider"].value_counts()
@@ -336,6 +379,7 @@ def test_referral_volumes_match_targets(shipped, small):
     assert (r["closure_date"].dropna() >= r.loc[r["closure_date"].notna(), "referral_date"]).all()
 
 
+@pytest.mark.integration
 def test_dna_rates_by_source(shipped):
     r = shipped.referrals
     dna = r.groupby("source")["outcome"].apply(lambda x: (x == "dna").mean())
@@ -350,6 +394,7 @@ def test_dna_rates_by_source(shipped):
     assert 5 <= wait.median() <= 28
 
 
+@pytest.mark.integration
 def test_closure_rules(shipped):
     r = shipped.referrals
     seen = r[r["outcome"] == "seen"]
@@ -361,6 +406,7 @@ def test_closure_rules(shipped):
     assert ((other["closure_date"] - other["first_contact_date"]).dt.days > 84).mean() > 0.2
 
 
+@pytest.mark.integration
 def test_reason_mix(shipped):
     r = shipped.referrals
     parts = r["reasons"].str.split(";")
@@ -376,6 +422,7 @@ def test_reason_mix(shipped):
     assert set(ex["reason"]) == {"housing", "money", "mental_health", "isolation", "carers", "lifestyle"}
 
 
+@pytest.mark.integration
 def test_inequity_planted_and_detectable(shipped):
     """Referral odds given observed need are lower for Black and Asian residents and poor English speakers."""
     import statsmodels.api as sm
@@ -413,6 +460,7 @@ def test_inequity_planted_and_detectable(shipped):
     assert fit.params["log_prior_gp"] > 0
 
 
+@pytest.mark.integration
 def test_recording_gaps_by_borough(shipped):
     r = shipped.referrals.drop_duplicates("person_id")[["person_id", "borough_code"]].merge(shipped.persons, on="person_id")
     eth_missing = r.groupby("borough_code")["ethnicity"].apply(lambda x: x.isna().mean())
@@ -425,6 +473,7 @@ def test_recording_gaps_by_borough(shipped):
 
 # ----------------------------------------------------------------------------------- wellbeing and truth
 
+@pytest.mark.integration
 def test_wellbeing_instruments_attrition_and_items(shipped):
     w = shipped.wellbeing
     r = shipped.referrals.set_index("referral_id")
@@ -445,6 +494,7 @@ def test_wellbeing_instruments_attrition_and_items(shipped):
     assert set(fu["referral_id"]) <= set(base["referral_id"])
 
 
+@pytest.mark.integration
 def test_truth_file_holds_planted_values_and_estimands(truth):
     P = synth.load_synth_params()
     pe = truth["planted_effect"]
@@ -471,11 +521,15 @@ def test_truth_file_holds_planted_values_and_estimands(truth):
     ls = truth["wellbeing"]["ons4"]["ons4_life_satisfaction"]
     assert ls["att_all_seen_with_baseline"] == pytest.approx(0.8, abs=0.15)
     vol = truth["referral_volumes"]
-    assert sum(v["realised"] for v in vol.values()) == len(pd.read_parquet(SHIPPED / "referrals.parquet"))
+    raw = pd.read_parquet(SHIPPED / "referrals.parquet")
+    in_period = pd.to_datetime(raw["referral_date"]) >= REF_START
+    assert sum(v["realised"] for v in vol.values()) == int(in_period.sum())
+    assert int((~in_period).sum()) == truth["referred_before_the_study_period_in_sample"] > 0
 
 
 # ----------------------------------------------------------------------------------- workforce
 
+@pytest.mark.integration
 def test_workforce_from_review(shipped):
     wf = shipped.workforce
     gp = reference.gp_practices()
@@ -493,6 +547,7 @@ def test_workforce_from_review(shipped):
 
 # ----------------------------------------------------------------------------------- shipped sample
 
+@pytest.mark.integration
 def test_shipped_sample_checksums_size_and_info(shipped):
     lines = (SHIPPED / "SHA256SUMS").read_text().splitlines()
     listed = {}
@@ -508,10 +563,11 @@ def test_shipped_sample_checksums_size_and_info(shipped):
     assert (info["seed"], info["scale"], info["pool_fraction"]) == (7, 1.0, 0.25)
     assert info["parameters_sha256"] == hashlib.sha256((ROOT / "parameters" / "synth.yaml").read_bytes()).hexdigest(), \
         "parameters/synth.yaml changed since the shipped sample was generated: regenerate it"
-    assert info["row_counts"]["referrals"] == len(shipped.referrals)
+    assert info["row_counts"]["referrals"] == len(shipped.referrals) + info["sample_design"]["referred_before_the_study_period_in_sample"]
     assert 20_000 < len(shipped.referrals) < 30_000
 
 
+@pytest.mark.integration
 def test_shipped_sample_regenerates_byte_identical(tmp_path):
     synth.generate(tmp_path, seed=7, scale=1.0, pool_fraction=0.25)
     assert _sums(tmp_path) == _sums(SHIPPED)
@@ -522,6 +578,7 @@ def test_shipped_sample_regenerates_byte_identical(tmp_path):
 @settings(max_examples=200, deadline=None)
 @given(st.dates(min_value=pd.Timestamp("2000-01-01").date(), max_value=pd.Timestamp("2030-12-31").date()),
        st.integers(min_value=-24, max_value=24))
+@pytest.mark.unit
 def test_add_months_matches_pandas(d, k):
     day = np.array([np.datetime64(d, "D").astype(np.int64)])
     got = synth._add_months(day, k)[0]
@@ -529,6 +586,7 @@ def test_add_months_matches_pandas(d, k):
     assert got == want
 
 
+@pytest.mark.unit
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(min_value=0, max_value=10), min_size=2, max_size=6).filter(lambda x: sum(x) > 0.1))
 def test_categorical_draws_follow_probabilities(w):
