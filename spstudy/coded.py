@@ -717,7 +717,8 @@ def export_coded_events(contract_dir: Path | str, out_dir: Path | str, fmt: str 
     parts = [
         pd.DataFrame({"patient_id": p["person_id"], "concept_id": pref("ethnicity", p["ethnicity"]), "event_date": start}),
         pd.DataFrame({"patient_id": p["person_id"], "concept_id": pref("interpreter", interp), "event_date": start}),
-        pd.DataFrame({"patient_id": a["person_id"], "concept_id": pref("activity-setting", a["setting"]), "event_date": ds(a["activity_date"])}),
+        pd.DataFrame({"patient_id": a["person_id"], "concept_id": pref("activity-setting", a["setting"]), "event_date": ds(a["activity_date"]),
+                      **({"event_id": a["event_id"].astype(object)} if "event_id" in a.columns else {})}),
         pd.DataFrame({"patient_id": r["person_id"], "concept_id": lists["sp-case-events"].preferred("referral"),
                       "event_date": ds(r["referral_date"])}),
     ]

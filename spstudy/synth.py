@@ -1338,10 +1338,20 @@ def _activity_table(h_sorted: np.ndarray, a: dict) -> pa.Table:
     pid, day, st = a["pid"][order], a["day"][order], a["setting"][order]
     idx = np.searchsorted(h_sorted, pid)
     ids = pa.array(_ids("P", h_sorted), type=pa.string())
+    # the generator can draw two appointments for one person on one day in one setting; a real extract
+    # tells them apart by an appointment identifier, so the rows carry one (1, 2 ... within the day)
+    n = len(pid)
+    new = np.ones(n, dtype=bool)
+    if n:
+        new[1:] = (pid[1:] != pid[:-1]) | (day[1:] != day[:-1]) | (st[1:] != st[:-1])
+    start = np.flatnonzero(new)
+    seq = np.arange(n) - np.repeat(start, np.diff(np.append(start, n))) + 1
+    labels = pa.array([str(i) for i in range(1, int(seq.max(initial=1)) + 1)], type=pa.string())
     return pa.table({
         "person_id": pa.DictionaryArray.from_arrays(pa.array(idx.astype(np.int32)), ids).cast(pa.string()),
         "activity_date": _date_col(day),
         "setting": _str_col(st, ACTIVITY_LABELS),
+        "event_id": pa.DictionaryArray.from_arrays(pa.array((seq - 1).astype(np.int32)), labels).cast(pa.string()),
     })
 
 
