@@ -16,147 +16,303 @@
 # %% [markdown]
 # # Matched pre/post service-use evaluation
 #
-# **Question.** Did social prescribing change GP and A&E use, and wellbeing, compared with people
-# like those referred who were not referred?
+# **Question.** Did social prescribing change GP and A&E use, and wellbeing, compared with people like
+# those referred who were not referred? And can this area's data answer that at all?
 #
-# People are referred when their GP use peaks, so their use falls afterwards whatever happens:
-# a raw before/after count ("70% fewer GP visits") mixes any effect with this regression to the
-# mean. This notebook shows the raw figure and the matched difference in differences side by side.
-# Logic: `spstudy.evaluation` (cohort, matching, effects), `spstudy.engine` (event counts on DuckDB).
+# People are referred when their GP use peaks, so their use falls afterwards whatever happens: a raw
+# before/after count ("70% fewer GP visits") mixes any effect with this regression to the mean. The
+# pack shows the raw figure beside a matched difference in differences and a trend-adjusted estimate,
+# and states for each outcome a verdict from written rules (credible, sensitive, or not credible) that
+# decides what may be headlined and valued. The plan below was fixed before any outcome was computed.
 
 # %% tags=["parameters"]
-area = "ncl"
-pack_dir = None
+area = "ncl"          # 'ncl' or a borough: barnet, camden, enfield, haringey, islington
+pack_dir = None       # set by `spstudy packs`; without it the notebook previews its outputs
 notebook = "03_service_use_evaluation"
 
 # %%
-import pickle
-
-from IPython.display import display
-
-from spstudy import evaluation, matching
-from spstudy.disclosure import safe_label
 from spstudy.publish import start
 
-ctx = start(area, notebook, pack_dir)
+ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
+
+from spstudy import cells, charts, claims, evaluation, findings, plan, power, reference, subgroups, wellbeing
+from spstudy.disclosure import Count, Estimate, Label, Proportion, Public
+
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
-engine = p.evaluation.engine  # parameters: evaluation.engine (duckdb, spark or pandas)
-res = evaluation.run(ex, p, area, engine=engine)
-w = max(p.evaluation.windows_months)
-n_ = lambda x: safe_label(x, p.disclosure.threshold, p.disclosure.rounding_base)  # counts of people in text are rounded too
+design = evaluation.design_from_parameters(p)
+W = max(p.evaluation.windows_months)
+factors = ["ethnic_group", "imd_quintile", "age_band", "main_reason"] + (["borough"] if area == "ncl" else [])
+
+# %% [markdown]
+# ## Pre-specified analysis plan
+# Written from the parameters before any outcome is computed; its SHA-256 is in the manifest, and any
+# difference from a plan registered in `parameters/evaluation_plan.json` is listed as a deviation.
+
+# %%
+pl = plan.plan_from_parameters(
+    p.to_dict(), covariates=evaluation.ps_covariates(p), seeds=dict(p.evaluation.seeds.model_dump()),
+    subgroups={"factors": factors, "defined_by": "referred member of each matched set", "main_reason_rule": "first",
+               "min_matched_sets": 20, "interaction_test": "Wald test of subgroup x treated x post terms, cluster-robust by matched set",
+               "multiplicity": "Holm over all interaction tests; Holm over all subgroup estimates"},
+    verdict_rules=dict(p.evaluation.verdict.model_dump()),
+    estimators={"main": "matched difference in differences (Poisson, cluster-robust by matched set)",
+                "robust": "trend-adjusted comparative interrupted time series", "sensitivity": "E-values; elective admissions as negative control",
+                "power": "minimum detectable effect (Bloom 1995)", "wellbeing_attrition": "complete case, IPW, bounds"})
+plan_json = plan.canonical_json(pl).decode()
+plan_hash = plan.plan_sha256(pl)
+registered = ctx.parameters_dir / "evaluation_plan.json"
+pub.document("analysis_plan", f"Analysis plan {plan_hash[:12]}", plan.plan_markdown(pl),
+             files={"analysis_plan.json": plan_json, "analysis_plan.md": plan.plan_markdown(pl)})
+if registered.exists():
+    dev = plan.deviations(registered, pl)
+    pub.table("plan_deviations", dev.table, "Deviations from the registered analysis plan",
+              columns={c: Label(c.replace("_", " ").capitalize()) for c in dev.table.columns})
+else:
+    pub.text("No analysis plan was registered before this run (`parameters/evaluation_plan.json`), so there is nothing to compare it "
+             "with; the plan above is what this run did.")
+
+# %%
+res = evaluation.run(ex, design, area, engine=p.evaluation.engine)
+res.to_parquet(ctx.shared("evaluation")) if ctx.build_dir else None
+d = subgroups.add_subgroup_columns(res["data"], ex.referrals, reference.gp_practices(), reference.BOROUGHS)
+pairs = res["match"].pairs
+by_cohort = {"setting": "All", "window_months": "All"}
+rows_e = {"setting": "setting", "window_months": "window_months", "cohort": "cohort"}
+ecols = {"setting": Label("Outcome"), "window_months": Label("Months after referral"), "cohort": Label("Cohort")}
+rr = lambda label, src=(): Estimate(label, src)  # noqa: E731
+
+# %% [markdown]
+# ## What this area's data can detect
+# The smallest fall (as a ratio of rate ratios) that the matched design would detect with 80% power at
+# the 5% level, from the cohort's size and its use before referral only (Bloom 1995). Shown before any result.
+
+# %%
+mde = power.minimum_detectable_effects(d, pairs, settings=("gp", "ae"), windows_months=p.evaluation.windows_months,
+                                       cohorts=("itt", "per_protocol"), by="borough",
+                                       target_reductions={"gp": p.evaluation.upc_expectations.gp_reduction,
+                                                          "ae": p.evaluation.upc_expectations.ae_reduction})
+pub.table("power_mde", mde.table, "Minimum detectable effect (80% power, two-sided 5%)", rows={**rows_e, "group": "subgroup_borough"},
+          columns={"group": Label("Borough"), **ecols,
+                   "n_matched_sets": Count("Matched referred people", measure=None),
+                   "events_baseline_treated": Count("Referred people's events in the baseline window"),
+                   "events_baseline_comparator": Count("Comparators' events in the baseline window"),
+                   "mde_rate_ratio": rr("Smallest detectable ratio of rate ratios", ("n_matched_sets",)),
+                   "mde_pct_change": Estimate("Smallest detectable change (%)", ("n_matched_sets",), "percent"),
+                   "target_pct_change": Public("NHS England expectation (%)", "percent"),
+                   "powered_for_target": Label("Can detect the expectation")},
+          notes="Post-referral events are not used. 'All' is the whole area.")
+pub.finding(findings.power_statement, priority=4)
 
 # %% [markdown]
 # ## Cohort and matching
-# Referred people (first referral in the study period) and registered people never referred, each
-# given a pseudo-index date in the same months. Matching: propensity score on age, sex,
-# deprivation, ethnic group and prior GP/A&E use; nearest neighbour on the logit with a caliper of
-# 0.2 SD, exact on sex and PCN.
+# Referred people (first referral in the study period) and registered people never referred at any time,
+# each given a pseudo-index date in the same months. Propensity score on age (spline and bands), sex,
+# deprivation, ethnic group and prior GP/A&E use; nearest neighbour on the logit within 0.2 SD, exact on
+# sex and PCN.
 
 # %%
-flow, sizes = evaluation.sample_sizes(res["match"], res["flow"])
-display(pub.table("cohort_flow", flow, "Cohort: who is in the evaluation", counts=["n"]))
-display(pub.table("matching_sample_sizes", sizes.fillna(0), "Matching: sample sizes (MatchIt conventions)", counts=[c for c in ("Control", "Treated") if c in sizes.columns]))
-lost = res["match"].n_treated_lost_to_caliper + res["match"].n_treated_no_controls_in_stratum + res["match"].n_treated_pool_exhausted
-n_t = int(res["data"]["treated"].sum())
-if lost:
-    pub.text(f"{n_(lost)} of {n_(n_t)} referred people found no comparator within the caliper or their stratum. The estimate is for the matched "
-             "referred people, who may differ from all referred people (the estimand is no longer the effect in all referred).")
-
-# %%
-bal = res["balance"]
-show = bal.pivot_table(index="variable", columns="sample", values="smd", sort=False).reset_index()
-display(pub.table("balance", bal.round(3), "Covariate balance before and after matching", notes=f"Standardised mean differences; target |SMD| < {p.evaluation.smd_threshold}."))
-adj = bal[bal["sample"] == "Adjusted"]
-psv = set(evaluation.ps_covariates(p)) | {"ps"}
-in_ps = adj[adj["variable"].str.startswith(tuple(psv))]
-other = adj[~adj.index.isin(in_ps.index)]
-pub.finding(f"After matching, {int((in_ps['smd'].abs() < p.evaluation.smd_threshold).sum())} of {len(in_ps)} matching variables have |SMD| < "
-            f"{p.evaluation.smd_threshold} (largest {in_ps['smd'].abs().max():.3f}; before matching the largest was "
-            f"{bal[bal['sample'] == 'Unadjusted']['smd'].abs().max():.2f}). Use in the last six months before referral is not matched on, by design: "
-            f"it differs by up to {other['smd'].abs().max():.2f} SD because referral follows a peak in use, and the DiD baseline and washout handle it.")
-fig = matching.love_plot(bal, threshold=p.evaluation.smd_threshold).figure
-pub.figure("love_plot", fig, "Balance before and after matching (Love plot)",
-           alt=f"Love plot: absolute standardised mean differences for {adj.shape[0]} covariates before and after matching; after matching all but "
-               f"{int((adj['smd'].abs() >= p.evaluation.smd_threshold).sum())} lie below the 0.1 line.")
-fig = matching.overlap_plot(res["data"], "treated", "ps", matched="weight").figure
-pub.figure("ps_overlap", fig, "Propensity score overlap", alt="Histograms of the propensity score for referred and comparator people, before and after matching, showing the overlap.")
+pub.table("cohort_flow", res.cohort_flow, "Cohort: who is in the evaluation", columns={"step": Label("Step"), "n": Count("People")})
+pub.table("matching_sample_sizes", res.sample_sizes, "Matching: sample sizes (MatchIt conventions)", rows={"step": "step", "group": "group"},
+          columns={"step": Label("Step"), "group": Label("Group"), "n": Count("People")})
+pub.table("balance_summary", res.balance_summary, "Balance after matching: the largest standardised mean difference",
+          rows={"sample": "sample", "matched_on": "matched_on", "cohort": "cohort"},
+          columns={"cohort": Label("Cohort"), "sample": Label("Sample"), "matched_on": Label("Matching variable"),
+                   "n_variables": Public("Variables", "integer"), "n_at_or_above_threshold": Public("At or above the threshold", "integer"),
+                   "max_abs_smd": Estimate("Largest |SMD|", (), "smd"), "variable_with_max": Label("Variable")},
+          notes="Use in the baseline, washout and last month is not matched on, by design (referral follows a peak in use).")
+sm = lambda label: Estimate(label, (), "smd")  # noqa: E731
+pub.table("balance", res.balance, "Covariate balance before and after matching", rows={"variable": "variable", "sample": "sample"},
+          columns={"variable": Label("Variable"), "sample": Label("Sample"), "mean_treated": sm("Mean, referred"),
+                   "mean_control": sm("Mean, comparators"), "smd": sm("Standardised mean difference"), "var_ratio": sm("Variance ratio"),
+                   "matched_on": Label("Matching variable")}, show=False)
+pub.finding(findings.balance, priority=4, threshold=p.evaluation.smd_threshold)
+pub.figure("love_plot", "Balance before and after matching (Love plot)", charts.love, "balance", charts.alt_love,
+           threshold=p.evaluation.smd_threshold)
+hist = evaluation.score_histogram(res["data"])
+pub.table("propensity_score_distribution", hist, "Propensity score distribution, referred and comparators",
+          rows={"panel": "panel", "group": "group", "lower": "band"},
+          columns={"panel": Label("Sample"), "group": Label("Group"), "lower": Public("Score from", "share"), "upper": Public("Score to", "share"),
+                   "n": Count("People"), "total": Count("People in the group", at={"band": "All"}),
+                   "share": Proportion("% of the group", count="n", total="total")}, show=False)
+pub.figure("ps_overlap", "Propensity score overlap", charts.histogram, "propensity_score_distribution", charts.alt_histogram,
+           group="group", lower="lower", upper="upper", share="share", panel="panel", title="Propensity score overlap",
+           xlabel="Propensity score")
 
 # %% [markdown]
-# ## Effects on GP and A&E use
-# Naive: referred people's rate after referral over their rate before. Matched: the change in
-# referred people minus the change in their matched comparators (difference in differences),
-# as a ratio of rate ratios (Poisson GLM, cluster-robust errors by matched set) and as an
-# absolute difference per 1,000 person-years (cluster bootstrap).
+# ## Effects on GP and A&E use, and the verdicts
+# Naive: referred people's rate after referral over their rate before. Matched: the change in referred
+# people minus the change in their matched comparators (ratio of rate ratios; Poisson, cluster-robust by
+# matched set). Trend-adjusted: the effect against a straight-line extrapolation of the pre-referral
+# difference. The verdict decides which estimate is the headline and whether it may be valued.
 
 # %%
-sbs = res["side_by_side"]
-display(pub.table("naive_vs_matched", sbs.round(2), "Naive before/after against matched difference in differences (% change)",
-                  counts=["n_referred", "n_matched_referred"], notes="Per protocol = people seen by a link worker; ITT = all referred."))
-display(pub.table("rates_matched", res["matched"].round(3), "Rates per 1,000 person-years before and after, referred and matched comparators",
-                  counts=["n_treated"]))
-display(pub.table("rates_naive", res["naive"].round(3), "Referred people only: rates before and after referral", counts=["n_referred", "events_pre", "events_post"],
-                  derived={"events_pre": ["rate_pre"], "events_post": ["rate_post"]}))
-for s, name in (("gp", "GP appointments"), ("ae", "A&E attendances")):
-    r = sbs[(sbs["setting"] == s) & (sbs["window_months"] == w) & (sbs["cohort"] == "itt")].iloc[0]
-    pub.finding(f"{name}, {w} months, all referred: the raw before/after change is {r['naive_pct_change']:+.0f}%; against matched comparators it is "
-                f"{r['matched_pct_change']:+.0f}% (95% CI {r['matched_lower']:+.0f}% to {r['matched_upper']:+.0f}%). "
-                + (f"The raw figure overstates the effect: about {100 * (r['naive_pct_change'] - r['matched_pct_change']) / r['naive_pct_change']:.0f}% "
-                   "of the raw fall would have happened anyway." if r["naive_pct_change"] < r["matched_pct_change"] < 0 else
-                   "The raw figure overstates the effect." if r["naive_pct_change"] < r["matched_pct_change"] else ""))
-fig = evaluation.naive_vs_matched_plot(sbs)
-pub.figure("naive_vs_matched_plot", fig, "Naive and matched estimates", alt="Forest plot comparing the naive before/after % change with the matched difference-in-differences % change and 95% intervals, for GP and A&E use.")
+vcols = {**ecols, "verdict": Label("Verdict"), "headline_estimator": Label("Headline estimate"),
+         "n_referred": Count("Matched referred people", measure="matched_referred", at=by_cohort),
+         "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_referred",)),
+         "rate_ratio_upper": rr("Upper 95% limit", ("n_referred",)), "e_value": rr("E-value", ("n_referred",)),
+         "valued": Label("Valued in the SROI"), "reason": Label("Why")}
+pub.table("verdicts", res.verdicts, "Verdict for each outcome: what the pack may claim", rows=rows_e, columns=vcols,
+          notes="Rules in the README ('How the evaluation works') and docs/assumptions.md E1-E9. A not-credible estimate is never the "
+                "headline and never valued.")
+for s in ("gp", "ae"):
+    pub.finding(findings.effect, priority=1, setting=s, window_months=W, cohort="itt")
+    pub.finding(findings.naive_against_headline, priority=2, setting=s, window_months=W)
+est = res.estimates
+pub.table("estimates", est, "Every estimate: naive, matched, trend-adjusted and conventional designs", rows={**rows_e, "estimator": "estimator"},
+          columns={**ecols, "estimator": Label("Estimator"), "n_referred": Count("Referred people", measure=None),
+                   "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_referred",)),
+                   "rate_ratio_upper": rr("Upper 95% limit", ("n_referred",)),
+                   "difference_per_1000py": Estimate("Difference per 1,000 person-years", ("n_referred",), "rate"),
+                   "verdict": Label("Verdict"), "headline": Label("Headline")})
+pub.figure("estimates_forest", "Naive, matched and trend-adjusted estimates", charts.forest, "estimates", charts.alt_forest,
+           label=["setting", "window_months", "estimator"], est="rate_ratio", lower="rate_ratio_lower", upper="rate_ratio_upper",
+           group="estimator", where={"cohort": "itt", "setting": ["gp", "ae"], "estimator": ["naive", "matched_did", "trend_adjusted"]},
+           title=f"Change in use after referral, all referred, {ctx.area_name}", xlabel="Rate ratio (log scale; 1 = no change)")
+nv = res.naive
+pub.table("rates_naive", nv, "Referred people only: rates before and after referral", rows=rows_e,
+          columns={**ecols, "n_referred": Count("Referred people", measure="evaluated_referred", at=by_cohort),
+                   "events_pre": Count("Events before"), "events_post": Count("Events after"),
+                   "rate_pre": Estimate("Rate before per 1,000 person-years", ("events_pre",), "rate"),
+                   "rate_post": Estimate("Rate after per 1,000 person-years", ("events_post",), "rate"),
+                   "rate_ratio": rr("Rate ratio after / before", ("events_pre", "events_post")),
+                   "rr_lower": rr("Lower 95% limit", ("events_pre", "events_post")), "rr_upper": rr("Upper 95% limit", ("events_pre", "events_post"))},
+          show=False)
+pub.table("rates_matched", res.matched, "Rates per 1,000 person-years before and after, referred and matched comparators", rows=rows_e,
+          columns={**ecols, "n_treated": Count("Matched referred people", measure="matched_referred", at=by_cohort),
+                   "rate_treated_pre": rr("Referred, before", ("n_treated",)), "rate_treated_post": rr("Referred, after", ("n_treated",)),
+                   "rate_comparator_pre": rr("Comparators, before", ("n_treated",)), "rate_comparator_post": rr("Comparators, after", ("n_treated",)),
+                   "ratio_of_rate_ratios": rr("Ratio of rate ratios", ("n_treated",)), "rrr_lower": rr("Lower 95% limit", ("n_treated",)),
+                   "rrr_upper": rr("Upper 95% limit", ("n_treated",)),
+                   "did_per_1000py": Estimate("Difference in differences per 1,000 person-years", ("n_treated",), "rate")}, show=False)
 
 # %% [markdown]
-# ## Event study and placebo test
-# Monthly rates around the index date for matched referred people and comparators; a placebo
-# index 12 months earlier should show no effect.
+# ## Checks: event study, pre-trends, placebo, negative control, E-values
+# Per-month effects relative to the baseline window with 95% intervals (fixed-effects Poisson with
+# matched-set x month effects, clustered by set); a joint test of the clean pre-period; the placebo
+# nearest referral; elective admissions as a negative control; and how strong an unmeasured confounder
+# would have to be to explain each headline away.
 
 # %%
-es = evaluation.event_study(ex.activity, res["data"], res["match"].pairs, engine=engine)
-fig = evaluation.event_study_plot(es)
-pub.figure("event_study", fig, "Monthly GP and A&E rates around referral", data=es.round(2), counts=["events_unweighted"],
-           derived={"events_unweighted": ["rate_per_1000py"]},
-           alt="Line charts of monthly GP and A&E rates per 1,000 person-years from 12 months before to 12 months after referral: referred people rise to a peak just before referral and fall back; matched comparators stay flat.")
-pl = evaluation.placebo(ex, p, area, engine=engine)
-display(pub.table("placebo", pl.round(3), f"Placebo test: index date {p.evaluation.placebo_shift_months} months earlier", counts=["n_treated"]))
-gp_pl = pl[pl["setting"] == "gp"].iloc[0]
-pub.finding(f"Placebo test (index {p.evaluation.placebo_shift_months} months early): GP ratio of rate ratios {gp_pl['ratio_of_rate_ratios']:.2f} "
-            f"(95% CI {gp_pl['rrr_lower']:.2f} to {gp_pl['rrr_upper']:.2f})" + (", consistent with no effect where none can exist." if gp_pl["rrr_lower"] <= 1 <= gp_pl["rrr_upper"] else
-                                                                                ": the design shows an 'effect' where none can exist, so some bias remains."))
+es = res.event_study
+pub.table("event_study", es, "Event study: use of referred people relative to comparators, month by month",
+          rows={"setting": "setting", "cohort": "cohort", "month": "month"},
+          columns={"setting": Label("Outcome"), "cohort": Label("Cohort"), "month": Label("Month from referral"),
+                   "n_sets": Count("Matched sets"), "events_referred": Count("Events, referred"), "events_comparators": Count("Events, comparators"),
+                   "rate_ratio": rr("Rate ratio against the baseline", ("events_referred", "events_comparators")),
+                   "rate_ratio_lower": rr("Lower 95% limit", ("events_referred", "events_comparators")),
+                   "rate_ratio_upper": rr("Upper 95% limit", ("events_referred", "events_comparators"))}, show=False)
+pub.figure("event_study_plot", "Event study: per-month effects relative to the baseline window", charts.event_study, "event_study",
+           charts.alt_event_study, month="month", est="rate_ratio", lower="rate_ratio_lower", upper="rate_ratio_upper", panel="setting",
+           where={"cohort": "itt", "setting": ["gp", "ae"]}, reference_month=-5,
+           title=f"Use of referred people relative to matched comparators, all referred, {ctx.area_name}")
+pt = res.pretrend
+pub.table("pretrend", pt, "Pre-trend test, where the rise starts, and the first months after referral", rows={"setting": "setting", "cohort": "cohort"},
+          columns={"setting": Label("Outcome"), "cohort": Label("Cohort"), "pretrend_p": Estimate("Pre-trend test p", (), "p"),
+                   "baseline_deviation_ratio": rr("Baseline against the clean months"),
+                   "baseline_deviation_ratio_lower": rr("Lower 95% limit"), "baseline_deviation_ratio_upper": rr("Upper 95% limit"),
+                   "rise_onset_month": Public("Month the rise starts", "integer"), "washout_first_month": Public("Washout starts", "integer"),
+                   "rise_starts_before_washout": Label("Rise starts before the washout")})
+pub.table("placebo", res.placebo, "Placebo nearest referral: the design run with referral moved earlier", rows={"setting": "setting", "cohort": "cohort"},
+          columns={"setting": Label("Outcome"), "cohort": Label("Cohort"), "shift_months": Public("Months earlier", "integer"),
+                   "window_months": Public("Window (months)", "integer"), "n_treated": Count("Matched referred people"),
+                   "rate_ratio": rr("Rate ratio", ("n_treated",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_treated",)),
+                   "rate_ratio_upper": rr("Upper 95% limit", ("n_treated",))})
+pub.finding(findings.rise_and_placebo, priority=3)
+pub.table("negative_control", res.negative_control, "Negative control: elective admissions through the same design", rows=rows_e,
+          columns={**ecols, "status": Label("Status"), "n_referred": Count("Matched referred people", measure=None),
+                   "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_referred",)),
+                   "rate_ratio_upper": rr("Upper 95% limit", ("n_referred",))})
+pub.finding(findings.negative_control, priority=3, window_months=W)
+pub.table("e_values", res.e_values, "E-values of the estimates", rows={**rows_e, "estimator": "estimator"},
+          columns={**ecols, "estimator": Label("Estimator"), "rate_ratio": rr("Rate ratio"), "e_value": rr("E-value"),
+                   "e_value_ci": rr("E-value of the confidence limit"), "headline": Label("Headline")})
+pub.finding(findings.e_values, priority=4)
+
+# %% [markdown]
+# ## Who benefits
+# The matched estimate within subgroups defined by the referred member of each matched set, with an
+# interaction test per factor and Holm's adjustment for the number of tests.
+
+# %%
+sg = subgroups.subgroup_effects(d, pairs, factors, settings=("gp", "ae"), windows_months=[W], cohorts=("itt",), min_matched_sets=20)
+sub_dims = {"by": "factor", "dims": {"ethnic_group": "ethnicity", "imd_quintile": "imd_quintile", "age_band": "age_band_eval",
+                                     "main_reason": "main_reason", "borough": "subgroup_borough"}}
+pub.table("subgroup_effects", sg.estimates, "Effects by subgroup (matched difference in differences)", rows={**rows_e, "subgroup": sub_dims},
+          columns={"factor": Label("Factor"), "subgroup": Label("Subgroup"), **ecols,
+                   "n_matched_sets": Count("Matched referred people", measure="matched_referred", at=by_cohort),
+                   "ratio_of_rate_ratios": rr("Ratio of rate ratios", ("n_matched_sets",)),
+                   "ratio_of_rate_ratios_lower": rr("Lower 95% limit", ("n_matched_sets",)),
+                   "ratio_of_rate_ratios_upper": rr("Upper 95% limit", ("n_matched_sets",)),
+                   "p_holm": Estimate("Holm-adjusted p", ("n_matched_sets",), "p"), "status": Label("Status")})
+pub.table("subgroup_interactions", sg.interactions, "Does the effect differ between subgroups? (interaction tests)",
+          rows={**rows_e, "factor": "factor"},
+          columns={"factor": Label("Factor"), **ecols, "chi2": Estimate("Chi-squared", (), "number"), "df": Public("Degrees of freedom", "integer"),
+                   "p_interaction": Estimate("p", (), "p"), "p_interaction_holm": Estimate("Holm-adjusted p", (), "p"),
+                   "n_tests": Public("Tests in the family", "integer"), "subgroups_not_tested": Label("Too small to test")})
+pub.finding(findings.who_benefits, priority=3)
+
+# %% [markdown]
+# ## The boroughs' own claims, on one method
+# Each borough's published figure from the NCL review beside the naive and matched estimates from the
+# same data for the same borough and outcome.
+
+# %%
+if area == "ncl":
+    specs = claims.claim_specs(claims.review_facts())
+    ce = claims.claim_estimates(d, pairs, specs, hiu_min_ae_12m=p.evaluation.high_intensity_ae_per_year)
+    ct = claims.claims_table(specs, ce.naive, ce.matched, ce.shares)
+    cl = lambda label: Estimate(label, ("n_referred",), "percent")  # noqa: E731
+    pub.table("claims_vs_estimates", ct, "The boroughs' published figures beside the naive and matched estimates", rows={"claim_id": "claim"},
+              columns={"claim_id": Label("Claim"), "borough": Label("Borough"), "population": Label("Who"),
+                       "claimed_value": Public("Published figure", "number"), "claimed_unit": Label("Unit"),
+                       "claim_sample_size": Public("Sample the review gives", "integer"), "source": Label("Source"),
+                       "n_referred": Count("Referred people in the same group", measure=None),
+                       "naive_estimate": cl("Naive before/after (%)"), "matched_estimate": cl("Matched (%)"),
+                       "matched_estimate_lower": cl("Matched: lower 95% limit"), "matched_estimate_upper": cl("Matched: upper 95% limit"),
+                       "statement": Label("What the matched design supports")})
+    pub.finding(findings.claims, priority=2)
 
 # %% [markdown]
 # ## Against NHS England's Universal Personalised Care expectations
 
 # %%
 upc = evaluation.upc_comparison(res["data"], res["matched"], p.evaluation.upc_expectations)
-display(pub.table("upc_comparison", upc.round(1), "Observed against the Universal Personalised Care expectations"))
+pub.table("upc_comparison", upc, "Observed against the Universal Personalised Care expectations",
+          columns={"measure": Label("Measure"), "expected": Public("Expected", "percent"), "observed": Estimate("Observed", (), "percent"),
+                   "lower": Estimate("Lower 95% limit", (), "percent"), "upper": Estimate("Upper 95% limit", (), "percent")},
+          notes="Observed GP and A&E changes are the matched estimates whatever their verdict: read them with the verdicts above.")
 
 # %% [markdown]
 # ## Wellbeing
-# Paired change among people seen with baseline and follow-up scores. There is no comparison group
-# for wellbeing, so this is change, not effect; the attrition table shows whether those who
-# returned a follow-up differed at baseline.
+# Paired change among people seen with baseline and follow-up scores, with no comparison group (change,
+# not effect), beside estimates that allow for follow-up being missing more often for people who did
+# not improve: inverse-probability weighting and bounds.
 
 # %%
-seen = res["data"].loc[(res["data"]["treated"] == 1) & (res["data"]["seen"] == 1), "referral_id"]
-wb_change, wb_att = evaluation.wellbeing_change(ex.wellbeing, seen, p.evaluation.wellbeing_thresholds)
+seen_ids = d.loc[(d["treated"] == 1) & (d["seen"] == 1), "referral_id"]
+wb_change, wb_att = evaluation.wellbeing_change(ex.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds)
+if ctx.build_dir:
+    wb_change.to_parquet(ctx.shared("evaluation") / "wellbeing_change.parquet")
 if len(wb_change):
-    stat_cols = [c for c in wb_change.columns if c not in ("measure", "higher_is_better", "n_pairs", "n_improved", "n_worsened", "confidence", "threshold", "wilcoxon_method")]
-    display(pub.table("wellbeing_change", wb_change.round(3), "Paired change in wellbeing among people seen",
-                      counts=["n_pairs", "n_improved", "n_worsened"],
-                      derived={"n_pairs": stat_cols, "n_improved": ["pct_improved", "pct_improved_lower", "pct_improved_upper", "pct_no_meaningful_change"],
-                               "n_worsened": ["pct_worsened", "pct_worsened_lower", "pct_worsened_upper", "pct_no_meaningful_change"]}))
-    if len(wb_att):
-        display(pub.table("wellbeing_attrition", wb_att.round(3), "Attrition: baseline scores of people with and without follow-up", counts=["n"],
-                          derived={"n": ["pct_of_baseline", "mean_baseline", "sd_baseline", "ci_lower", "ci_upper", "p_value"]}))
-    for _, r in wb_change.iterrows():
-        if r["measure"] in ("wemwbs_total", "swemwbs_metric", "ons4_life_satisfaction"):
-            pub.finding(f"{evaluation.MEASURE_LABELS.get(r['measure'], r['measure'])}: mean change {r['mean_change']:+.2f} (95% CI {r['ci_lower']:+.2f} to {r['ci_upper']:+.2f}) in {n_(int(r['n_pairs']))} people seen with a follow-up score (no comparison group: change, not effect).")
+    w = lambda label: Estimate(label, ("n_pairs",), "score")  # noqa: E731
+    pub.table("wellbeing_change", wb_change, "Paired change in wellbeing among people seen", rows={"measure": "measure"},
+              columns={"measure": Label("Measure"), "n_pairs": Count("People with both scores"), "mean_baseline": w("Mean at first contact"),
+                       "mean_follow_up": w("Mean at follow-up"), "mean_change": w("Mean change"), "ci_lower": w("Lower 95% limit"),
+                       "ci_upper": w("Upper 95% limit"), "n_improved": Count("Improved meaningfully"),
+                       "pct_improved": Proportion("% improved meaningfully", count="n_improved", total="n_pairs")})
+    seen = d[(d["treated"] == 1) & (d["seen"] == 1)]
+    sc = wellbeing.score_instruments(ex.wellbeing.loc[ex.wellbeing["referral_id"].isin(set(seen["referral_id"])),
+                                                      ["referral_id", "timepoint", "instrument", "item", "score"]])
+    cov = ["age_band", "sex", "imd_q", "ethnic_group"] + (["borough"] if area == "ncl" else [])
+    wa = wellbeing.attrition_adjusted_changes(sc, seen[["referral_id"] + cov], cov)
+    a = lambda label: Estimate(label, ("n_baseline", "n_followed_up"), "score")  # noqa: E731
+    pub.table("wellbeing_attrition_adjusted", wa.estimates, "Wellbeing change allowing for missing follow-up",
+              rows={"measure": "measure", "method": "method"},
+              columns={"measure": Label("Measure"), "method": Label("Method"), "assumption": Label("Assumption"),
+                       "n_baseline": Count("People with a baseline score"), "n_followed_up": Count("With a follow-up score"),
+                       "mean_change": a("Mean change"), "mean_change_lower": a("Lower 95% limit"), "mean_change_upper": a("Upper 95% limit"),
+                       "bound_low": a("Bound: low"), "bound_high": a("Bound: high"), "tipping_point_delta": a("Tipping point (points)"),
+                       "status": Label("Status")})
+    pub.finding(findings.wellbeing, priority=3)
 else:
     pub.text("No wellbeing measurements for this area's referred cohort.")
-
-# %%
-# Hand the effect estimates to the SROI notebook (not published: intermediate results of this pack)
-with open(ctx.work_dir / "evaluation.pkl", "wb") as fh:
-    pickle.dump({"matched": res["matched"], "n_referred": n_t, "n_seen": int(res["data"].loc[res["data"]["treated"] == 1, "seen"].sum()),
-                 "wellbeing_change": wb_change}, fh)

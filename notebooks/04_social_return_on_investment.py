@@ -19,73 +19,90 @@
 # **Question.** What is the social return on the money spent on link workers, and how sure can we be?
 #
 # Method: the Cabinet Office / Social Value UK SROI guide (2012). Outcomes come from the matched
-# evaluation (notebook 03), not from raw before/after counts; every financial proxy and assumption is
-# a parameter with its source; uncertainty from the effect estimates and the assumption ranges is
-# carried into the ratio by Monte Carlo. Logic: `spstudy.valuation` and `spstudy.sroi`.
-#
-# **What SROI can and cannot claim.** The ratio says how the valued outcomes compare with the cost,
-# under the stated proxies and assumptions. It is not cash saved: GP appointments "avoided" free
-# capacity that is used by other patients, and wellbeing values are not money anyone receives.
+# evaluation (notebook 03) and only where its verdict allows them to be valued, never from raw
+# before/after counts; every financial proxy and assumption is a parameter with its source; the
+# uncertainty of the effect estimates and of the assumptions is carried into the ratio by Monte Carlo.
+# **SROI is not cash saved**: GP appointments "avoided" free capacity that other patients use, and
+# wellbeing values are not money anyone receives.
 
 # %% tags=["parameters"]
-area = "ncl"
-pack_dir = None
+area = "ncl"          # 'ncl' or a borough: barnet, camden, enfield, haringey, islington
+pack_dir = None       # set by `spstudy packs`; without it the notebook previews its outputs
 notebook = "04_social_return_on_investment"
 
 # %%
-import pickle
-
-import pandas as pd
-from IPython.display import display
-
-from spstudy import evaluation, needs, sroi, valuation
 from spstudy.publish import start
 
-ctx = start(area, notebook, pack_dir)
+ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
+
+import pandas as pd
+
+from spstudy import charts, evaluation, findings, needs, valuation
+from spstudy.disclosure import Count, Estimate, Label, Public
+
 p, pub = ctx.params, ctx.publisher
-cached = ctx.work_dir / "evaluation.pkl"
-if cached.exists():  # written by notebook 03 in the same pack
-    ev = pickle.loads(cached.read_bytes())
-else:  # interactive run on its own: run the evaluation now
-    r = evaluation.run(ctx.extracts, p, area)
-    seen = r["data"].loc[(r["data"]["treated"] == 1) & (r["data"]["seen"] == 1), "referral_id"]
-    wbc, _ = evaluation.wellbeing_change(ctx.extracts.wellbeing, seen, p.evaluation.wellbeing_thresholds)
-    ev = {"matched": r["matched"], "n_referred": int(r["data"]["treated"].sum()), "n_seen": int(r["data"]["seen"].sum()), "wellbeing_change": wbc}
-wbc = ev["wellbeing_change"]
-ls = None
-if len(wbc) and (wbc["measure"] == "ons4_life_satisfaction").any():
-    row = wbc[wbc["measure"] == "ons4_life_satisfaction"].iloc[0]
-    ls = {"mean_change": row["mean_change"], "lower": row["ci_lower"], "upper": row["ci_upper"], "n_pairs": row["n_pairs"]}
+shared = ctx.shared("evaluation") if ctx.build_dir else None
+if shared is not None and (shared / "manifest.json").exists():  # written by notebook 03 in the same build
+    res = evaluation.EvaluationResult.read_parquet(shared)
+    wbc = pd.read_parquet(shared / "wellbeing_change.parquet") if (shared / "wellbeing_change.parquet").exists() else pd.DataFrame()
+else:  # run on its own (interactive): run the evaluation now
+    ex = ctx.extracts
+    res = evaluation.run(ex, evaluation.design_from_parameters(p), area, engine=p.evaluation.engine)
+    seen = res["data"].loc[(res["data"]["treated"] == 1) & (res["data"]["seen"] == 1), "referral_id"]
+    wbc, _ = evaluation.wellbeing_change(ex.wellbeing, seen, p.evaluation.wellbeing_thresholds)
 cov = needs.workforce_coverage(p.workforce.target_link_workers_per_10000)
-fte = cov["link_workers"].sum() if area == "ncl" else float(cov.loc[cov["borough_name"] == ctx.area_name, "link_workers"].iloc[0])
-out = valuation.analyse(p, ev["matched"], ev["n_referred"], ev["n_seen"], ls, fte)
+fte = float(cov["link_workers"].sum() if area == "ncl" else cov.loc[cov["borough_name"] == ctx.area_name, "link_workers"].iloc[0])
+out = valuation.analyse_from_parameters(p, res.sroi_inputs(), n_referred=res.n_referred, wellbeing_change=wbc, link_worker_fte=fte,
+                                        credibility=res.verdict_mapping())
 
 # %% [markdown]
 # ## Impact map
 # One row per outcome: stakeholder, indicator, quantity, financial proxy (source and price year),
-# deadweight, attribution, displacement, drop-off and duration.
+# deadweight, attribution, displacement, drop-off and duration. An outcome whose effect estimate is not
+# credible, or whose wellbeing measure has no published valuation, is listed with the reason and not valued.
 
 # %%
-display(pub.table("impact_map", out["impact_map"].round(3), f"SROI impact map ({p.sroi.price_year} prices)",
-                  notes="Quantities are modelled from effect estimates, not counts of people, so they are not rounded.", round_counts=False))
-inv = out["investment"]
-display(pub.table("investment", pd.DataFrame([inv]).round(0), "Investment: link-worker service cost per year (GBP)",
-                  notes=f"{inv['fte']:g} FTE link workers (NCL review 2024) x PSSRU 2024 band 4 cost GBP {p.sroi.link_worker_annual_cost:,}, "
-                        f"plus {p.sroi.management_overhead[0]:.0%}-{p.sroi.management_overhead[1]:.0%} management costs; high = band 5.", round_counts=False))
+est = lambda label, fmt="number": Estimate(label, ("people",), fmt)  # noqa: E731
+pub.table("impact_map", out.impact_map, f"SROI impact map ({p.sroi.price_year} prices)", rows={"outcome": "sroi_outcome"},
+          columns={"stakeholder": Label("Stakeholder"), "outcome": Label("Outcome"), "indicator": Label("Indicator"),
+                   "people": Count("People (referred, or with a measured wellbeing change)"),
+                   "effect_per_person": est("Effect per person (modelled)", "score"), "quantity": est("Quantity (modelled)"),
+                   "financial_proxy": Public("Financial proxy (GBP)", "money"), "proxy_source": Label("Proxy source"),
+                   "deadweight": Public("Deadweight", "share"), "attribution": Public("Attribution", "share"),
+                   "displacement": Public("Displacement", "share"), "drop_off": Public("Drop-off", "share"),
+                   "duration_years": Public("Duration (years)", "number"), "credibility": Label("Evaluation verdict"),
+                   "valued": Label("Valued"), "valuation_note": Label("Why not valued"), "notes": Label("Notes")},
+          notes="Quantities are modelled from effect estimates, not counts of people.")
+pub.table("investment", out.investment, "Investment: link-worker service cost per year (GBP)",
+          columns={"fte": Public("Link workers (review figure)", "fte"), "point": Public("Central cost (GBP)", "money"),
+                   "low": Public("Low (GBP)", "money"), "high": Public("High (GBP)", "money")},
+          notes=f"Link workers (NCL review 2024, in its units) x PSSRU 2024 band 4 cost GBP {p.sroi.link_worker_annual_cost:,.0f}, plus "
+                f"{p.sroi.management_overhead[0]:.0%}-{p.sroi.management_overhead[1]:.0%} management costs; high = band 5.")
 
 # %% [markdown]
 # ## The ratio and its uncertainty
+# The point estimate at the central assumptions, and the Monte Carlo median with the middle 95% of
+# draws: the median is the typical ratio once every uncertain input varies together.
 
 # %%
-s = out["summary"]
-display(pub.table("sroi_summary", s.round(3), "SROI point estimate", round_counts=False))
-mc = out["monte_carlo"]
-display(pub.table("sroi_monte_carlo", mc.summary.round(3), f"Monte Carlo ({p.sroi.monte_carlo_draws:,} draws): SROI ratio", round_counts=False))
-m = mc.summary.iloc[0]
-pub.finding(f"Social return: GBP {m['ratio_median']:.2f} of valued outcomes per GBP 1 invested (95% interval {m['ratio_q025']:.2f} to {m['ratio_q975']:.2f}); "
-            f"probability the ratio exceeds 1: {m['prob_ratio_gt_1']:.0%}.")
-fig = sroi.tornado_plot(out["tornado"]).figure
-pub.figure("tornado", fig, "One-way sensitivity of the SROI ratio (tornado)", data=out["tornado"].round(4),
-           alt="Tornado chart of the SROI ratio at the low and high value of each input, widest swing at the top.")
-display(pub.table("break_even", out["break_even"].round(4), "Break-even value of each input (the value at which the ratio equals 1)",
-                  notes="Empty where no value in a plausible range brings the ratio to 1."))
+money = lambda label: Estimate(label, (), "money")  # noqa: E731
+ratio = lambda label: Estimate(label, (), "ratio")  # noqa: E731
+pub.table("sroi_summary", out.summary, "SROI point estimate",
+          columns={"investment": Public("Investment (GBP)", "money"), "present_value": money("Present value of outcomes (GBP)"),
+                   "npv": money("Net present value (GBP)"), "sroi_ratio": ratio("SROI ratio"),
+                   "ratio_service_use_only": ratio("Ratio from GP and A&E use alone"), "payback_months": Estimate("Payback (months)", (), "months"),
+                   "payback_reached": Label("Payback within the benefit period"), "benefit_period_months": Public("Benefit period (months)", "integer"),
+                   "unvalued_outcomes": Label("Not valued"), "note": Label("Note")})
+pub.table("sroi_monte_carlo", out.monte_carlo, f"Monte Carlo ({p.sroi.monte_carlo_draws:,} draws, seed {p.sroi.seed}): SROI ratio",
+          columns={"n": Public("Draws", "integer"), "ratio_median": ratio("Median ratio"), "ratio_lower": ratio("2.5th percentile"),
+                   "ratio_upper": ratio("97.5th percentile"), "prob_ratio_gt_1_text": Label("Probability the ratio exceeds 1")})
+pub.finding(findings.sroi_ratio, priority=2)
+pub.finding(findings.payback, priority=4)
+pub.table("tornado", out.tornado, "One-way sensitivity of the SROI ratio (each input at its low and high value)",
+          columns={"input": Label("Input"), "low": Estimate("Low value", (), "number"), "high": Estimate("High value", (), "number"),
+                   "ratio_low": ratio("Ratio at low"), "ratio_high": ratio("Ratio at high"), "base_ratio": ratio("Base ratio")})
+pub.figure("tornado_plot", "One-way sensitivity of the SROI ratio (tornado)", charts.tornado, "tornado", charts.alt_tornado)
+pub.table("break_even", out.break_even, "Break-even value of each input (the value at which the ratio equals 1)",
+          columns={"input": Label("Input"), "break_even_value": Estimate("Break-even value", (), "number"),
+                   "low": Estimate("Low value", (), "number"), "high": Estimate("High value", (), "number")},
+          notes="Blank where no value in a plausible range brings the ratio to 1.")

@@ -119,9 +119,14 @@ REASON = Tree("reason", {k: ALL for k in REFERRAL_REASONS}, {v: k for k, v in RE
 IMD_QUINTILE = _tree("imd_quintile", [str(q) for q in range(1, 6)], labels={str(float(q)): str(q) for q in range(1, 6)})
 IMD_DECILE = _tree("imd_decile", [str(q) for q in range(1, 11)], labels={str(float(q)): str(q) for q in range(1, 11)})
 SEX = _tree("sex", ["F", "M"], labels={"Female": "F", "Male": "M"})
+#: The evaluation's cohorts overlap (everyone referred; those seen): each is at most "All".
+COHORT = Tree("cohort", {"itt": ALL, "per_protocol": ALL}, {"ITT": "itt", "seen": "per_protocol", ALL: ALL}, exhaustive=False,
+              overlapping=True)
+#: A referral's main reason (the first listed): one per referral, so a partition.
+MAIN_REASON = _tree("main_reason", list(REFERRAL_REASONS))
 
 CATEGORY_DIMS: dict[str, Tree] = {t.name: t for t in (ETHNICITY, PROFICIENCY, LANGUAGE, INTERPRETER, OUTCOME, SOURCE,
-                                                         REASON, IMD_QUINTILE, IMD_DECILE, SEX)}
+                                                         REASON, IMD_QUINTILE, IMD_DECILE, SEX, COHORT, MAIN_REASON)}
 
 
 def open_dim(name: str) -> Tree:
@@ -243,6 +248,9 @@ measure("registered_py", "Registered person-years in the study period (weighted 
         geo="svc", unit="person-years")
 measure("referred_people_svc", "People referred in the study period by the area's practices (first referral)", geo="svc", unit="people")
 measure("onward_referrals_svc", "Onward referrals made for referrals in the study period, by the area's practices", geo="svc")
+measure("evaluated_referred", "Referred people in the evaluation cohort (registered long enough before referral), by cohort",
+        geo="none", unit="people")
+measure("matched_referred", "Referred people matched to a comparator, by cohort (and subgroup)", geo="none", unit="people")
 measure("referrals_svc_adults", "Referrals by the area's practices of people aged 16+ with a known IMD quintile (the DNA model's sample)",
         geo="svc", subset_of="referrals_svc")
 
@@ -280,6 +288,8 @@ def _parent(key: Key, dim: str, node: str, open_dims) -> tuple[str, tuple[str, .
     a known exhaustive list (None for an open list), or None if the node has no parent."""
     meas = get_measure(key[0])
     if dim == "geo":
+        if meas.geo == "none":
+            return None
         p = geo_parent(node)
         if p is None or (meas.geo == "area" and geo_level(node) != "borough"):
             return None

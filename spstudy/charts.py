@@ -107,6 +107,9 @@ def _forest_long(values, label, est, lower, upper, measures, where):
     v = values
     for k, val in (where or {}).items():
         v = v[v[k].astype(str).isin([str(x) for x in (val if isinstance(val, list) else [val])])]
+    if isinstance(label, list):  # a row label joined from several columns
+        v = v.assign(_label=[" ".join(str(x) for x in r) for r in v[label].itertuples(index=False)])
+        label = "_label"
     if not measures:
         return v, label, est, lower, upper, None
     rows = []
@@ -375,8 +378,10 @@ def render(entry: dict, tables, check: bool = True):
 
     values = tables[entry["table"]]
     opts = dict(entry.get("options", {}))
+    if "where" in opts:  # the rows of the table the figure draws
+        values = _where(values, opts.pop("where"))
     draw = resolve(entry["draw"])
     alt_fn = resolve(entry["alt"])
     fig = draw(values, **opts)
     alt = alt_fn(values, **opts, area_name=tables.area_name) if "area_name" in alt_fn.__code__.co_varnames else alt_fn(values, **opts)
-    return fig, alt
+    return fig, alt, values

@@ -1196,3 +1196,30 @@ def event_study_effects_plot(event_study: pd.DataFrame, cohort: str = "itt", des
     fig.suptitle("Event study: referred people's use relative to matched comparators, by month", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def score_histogram(data: pd.DataFrame, bins: int = 20, score: str = "ps") -> pd.DataFrame:
+    """Propensity-score distribution as counts of people per score band, referred and comparators,
+    before and after matching (the data behind an overlap plot, so the figure can be drawn from a
+    published, disclosure-controlled table). Columns: panel, group, lower, upper (score band), n
+    (people in the band; after matching, matched people weighted by their matching weight, rounded to
+    whole people), total (people in the group and panel)."""
+    need = [score, "treated"] + (["weight"] if "weight" in data.columns else [])
+    missing = [c for c in need if c not in data.columns]
+    if missing:
+        raise ValueError(f"score_histogram: data lacks columns {missing}")
+    s = data[score].to_numpy(dtype=float)
+    edges = np.linspace(np.nanmin(s), np.nanmax(s), bins + 1)
+    rows = []
+    panels = [("All units", np.ones(len(data)))]
+    if "weight" in data.columns:
+        panels.append(("Matched units", data["weight"].to_numpy(dtype=float)))
+    for panel, w in panels:
+        for t, group in ((1, "Referred"), (0, "Comparators")):
+            m = (data["treated"].to_numpy() == t) & (w > 0)
+            h, _ = np.histogram(s[m], bins=edges, weights=w[m])
+            h = np.round(h)
+            tot = float(h.sum())
+            for i in range(bins):
+                rows.append({"panel": panel, "group": group, "lower": edges[i], "upper": edges[i + 1], "n": float(h[i]), "total": tot})
+    return pd.DataFrame(rows)

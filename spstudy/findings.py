@@ -304,3 +304,196 @@ def unmet(t, table: str = "unmet_need", area_code: str = "") -> str | None:
     lo, hi = a.sort_values("pct_no_onward").iloc[0], a.sort_values("pct_no_onward").iloc[-1]
     return (f"Of people seen whose case closed, between {pct(lo['pct_no_onward'])} ({lo['reason']}) and {pct(hi['pct_no_onward'])} "
             f"({hi['reason']}) left with no onward connection to community support: the unmet need the review asks services to document.")
+
+
+# ----------------------------------------------------------------------------- 03 evaluation
+
+SETTING_NAMES = {"gp": "GP appointments", "ae": "A&E attendances", "elective": "Elective admissions"}
+SETTING_LOWER = {"gp": "GP appointments", "ae": "A&E attendances", "elective": "elective admissions"}
+ESTIMATOR_NAMES = {"matched_did": "the matched comparison", "trend_adjusted": "the trend-adjusted comparison", "none": "none"}
+
+
+def _row(t, table, **kw):
+    d = t[table]
+    for k, v in kw.items():
+        d = d[d[k].astype(str) == str(v)]
+    return d.iloc[0] if len(d) else None
+
+
+def effect(t, setting: str, window_months: int, cohort: str = "itt", table: str = "verdicts") -> str | None:
+    """The headline for one outcome, as the verdict allows it (never a number for a not-credible one)."""
+    r = _row(t, table, setting=setting, window_months=window_months, cohort=cohort)
+    if r is None:
+        return None
+    name = SETTING_NAMES.get(setting, setting)
+    who = "all referred people" if cohort == "itt" else "people seen by a link worker"
+    v = str(r["verdict"])
+    if v.startswith("not credible") or r["headline_estimator"] == "none" or pd.isna(r["rate_ratio"]):
+        return (f"We do not report an effect of social prescribing on {SETTING_LOWER.get(setting, setting)} over {window_months} months for {who} in "
+                f"{t.area_name}: the comparison group does not show what would have happened ({r['reason']})")
+    change = 100 * (r["rate_ratio"] - 1)
+    lo, hi = 100 * (r["rate_ratio_lower"] - 1), 100 * (r["rate_ratio_upper"] - 1)
+    s = (f"{name} changed by {change:+.0f}% (95% CI {lo:+.0f}% to {hi:+.0f}%) over {window_months} months for {who} in {t.area_name}, "
+         f"against {ESTIMATOR_NAMES.get(r['headline_estimator'], r['headline_estimator'])}.")
+    if v == "credible":
+        s += " The design's checks pass."
+    else:
+        s += f" This estimate is sensitive: {r['reason']}"
+    return s
+
+
+def naive_against_headline(t, setting: str, window_months: int, table: str = "estimates") -> str | None:
+    e = t[table]
+    e = e[(e["setting"] == setting) & (e["window_months"] == window_months) & (e["cohort"] == "itt")]
+    naive = e[e["estimator"] == "naive"]
+    head = e[e["headline"].astype(str).isin(["True", "yes", "1"])]
+    if not len(naive) or not len(head) or pd.isna(head["rate_ratio"].iloc[0]):
+        return None
+    n, h = 100 * (naive["rate_ratio"].iloc[0] - 1), 100 * (head["rate_ratio"].iloc[0] - 1)
+    s = (f"The raw before/after change in {SETTING_LOWER.get(setting, setting)} ({n:+.0f}%), the kind of figure services quote, "
+         f"overstates the change against comparators ({h:+.0f}%)")
+    if n < h < 0:
+        s += f": about {100 * (n - h) / n:.0f}% of the raw fall would have happened anyway (regression to the mean)."
+    else:
+        s += "."
+    return s
+
+
+def balance(t, table: str = "balance_summary", threshold: float = 0.1) -> str:
+    b = t[table]
+    a = b[(b["sample"] == "Adjusted") & (b["matched_on"].astype(str).isin(["True", "yes"])) & (b["cohort"] == "itt")]
+    u = b[(b["sample"] == "Unadjusted") & (b["matched_on"].astype(str).isin(["True", "yes"])) & (b["cohort"] == "itt")]
+    if not len(a):
+        return "Balance could not be summarised."
+    r = a.iloc[0]
+    k = int(r["n_at_or_above_threshold"])
+    s = (f"After matching, the largest standardised difference among the {int(r['n_variables'])} matching variables is "
+         f"{r['max_abs_smd']:.3f} ({r['variable_with_max']})" + (f"; before matching it was {u['max_abs_smd'].iloc[0]:.2f}" if len(u) else ""))
+    s += f"; all are below {threshold:g}." if k == 0 else f"; {k} remain at or above {threshold:g}."
+    return s
+
+
+def rise_and_placebo(t, pretrend: str = "pretrend", placebo: str = "placebo") -> str | None:
+    p = _row(t, pretrend, setting="gp", cohort="itt")
+    q = _row(t, placebo, setting="gp", cohort="itt")
+    if p is None:
+        return None
+    s = (f"GP use of referred people starts to rise against their comparators {abs(int(p['rise_onset_month']))} month(s) before referral; "
+         f"the washout covers months {int(p['washout_first_month'])} to -1" +
+         (", so the baseline already holds part of the rise" if str(p["rise_starts_before_washout"]) in ("True", "yes") else "") + ".")
+    if q is not None and not pd.isna(q["rate_ratio"]):
+        s += (f" Pretending referral happened {int(q['shift_months'])} months earlier, use in the {int(q['window_months'])} months before the real "
+              f"referral was {q['rate_ratio']:.2f} times what the design expects (95% CI {q['rate_ratio_lower']:.2f} to {q['rate_ratio_upper']:.2f}): "
+              "the pre-referral rise the washout leaves out.")
+    return s
+
+
+def e_values(t, table: str = "e_values") -> str | None:
+    e = t[table]
+    e = e[e["headline"].astype(str).isin(["True", "yes"]) & (e["cohort"] == "itt")]
+    if not len(e):
+        return None
+    parts = [f"{SETTING_LOWER.get(r['setting'], r['setting'])} at {int(r['window_months'])} months {r['e_value']:.2f} "
+             f"({r['e_value_ci']:.2f} for the confidence limit)" for _, r in e.iterrows() if not pd.isna(r["e_value"])]
+    if not parts:
+        return None
+    return ("An unmeasured factor would have to be associated with both referral and the outcome by a rate ratio of at least "
+            + "; ".join(parts) + " to explain the headline estimates away (E-values, VanderWeele & Ding 2017).")
+
+
+def negative_control(t, table: str = "negative_control", window_months: int = 12) -> str:
+    r = _row(t, table, window_months=window_months, cohort="itt")
+    if r is None or str(r.get("status", "")) != "estimated" or pd.isna(r["rate_ratio"]):
+        return "The negative-control outcome (elective admissions) is not available in this extract."
+    ch = 100 * (r["rate_ratio"] - 1)
+    s = (f"Elective admissions, which social prescribing should not change, changed by {ch:+.0f}% (95% CI {100 * (r['rate_ratio_lower'] - 1):+.0f}% "
+         f"to {100 * (r['rate_ratio_upper'] - 1):+.0f}%) against the same comparators")
+    s += ", consistent with no effect." if r["rate_ratio_lower"] <= 1 <= r["rate_ratio_upper"] else ": a warning that the comparison is biased."
+    return s
+
+
+def who_benefits(t, table: str = "subgroup_interactions") -> str | None:
+    i = t[table].dropna(subset=["p_interaction_holm"])
+    if not len(i):
+        return None
+    sig = i[i["p_interaction_holm"] < 0.05]
+    if not len(sig):
+        return (f"The effect does not differ clearly by ethnic group, deprivation, age or main reason for referral in {t.area_name} "
+                f"(smallest Holm-adjusted interaction p = {i['p_interaction_holm'].min():.2f} over {int(i['n_tests'].iloc[0])} tests).")
+    return ("The effect differs by " + names([f"{r['factor']} ({SETTING_NAMES.get(r['setting'], r['setting'])}, {int(r['window_months'])} "
+                                               f"months; Holm-adjusted p = {r['p_interaction_holm']:.3f})" for _, r in sig.iterrows()]) + ".")
+
+
+def power_statement(t, table: str = "power_mde", area_label: str = "All") -> str | None:
+    m = t[table]
+    m = m[(m["cohort"] == "itt") & (m["window_months"] == m["window_months"].max())]
+    parts = []
+    for setting in ("gp", "ae"):
+        s = m[(m["setting"] == setting)]
+        if not len(s):
+            continue
+        yes = s[s["powered_for_target"].astype(str).isin(["True", "yes"])]["group"].tolist()
+        no = s[~s["powered_for_target"].astype(str).isin(["True", "yes"])]["group"].tolist()
+        tgt = s["target_pct_change"].iloc[0]
+        parts.append(f"a {abs(tgt):.0f}% fall in {SETTING_LOWER[setting]}: " + (f"detectable in {names(yes, 6)}" if yes else "detectable nowhere")
+                     + (f", not in {names(no, 6)}" if no else ""))
+    return ("Before any result: with 80% power at the 5% level, the data can show " + "; ".join(parts) + ".") if parts else None
+
+
+def claims(t, table: str = "claims_vs_estimates") -> str | None:
+    if table not in t or not len(t[table]):
+        return None
+    c = t[table]
+    return " ".join(str(s) for s in c["statement"] if isinstance(s, str) and s)
+
+
+def wellbeing(t, table: str = "wellbeing_attrition_adjusted") -> str | None:
+    w = t[table]
+    if not len(w):
+        return None
+    out = []
+    for m in ("wemwbs_total", "swemwbs_metric", "ons4_life_satisfaction"):
+        d = w[w["measure"] == m]
+        cc = d[d["method"] == "complete case"]
+        if not len(cc) or pd.isna(cc["mean_change"].iloc[0]):
+            continue
+        r = cc.iloc[0]
+        mono = d[d["method"].astype(str).str.startswith("monotone")]
+        s = f"{m.replace('_', ' ')}: {r['mean_change']:+.2f} points among people with a follow-up score"
+        if len(mono) and not pd.isna(mono["bound_low"].iloc[0]):
+            s += f", between {mono['bound_low'].iloc[0]:+.1f} and {mono['bound_high'].iloc[0]:+.1f} if those lost did no better"
+        if not pd.isna(r.get("tipping_point_delta", np.nan)):
+            s += f" (zero only if those lost changed {abs(r['tipping_point_delta']):.1f} points less)"
+        out.append(s)
+    return ("Wellbeing changed (no comparison group: change, not effect): " + "; ".join(out) + ".") if out else None
+
+
+# ----------------------------------------------------------------------------- 04 SROI
+
+def _prob(r) -> str:
+    return str(r["prob_ratio_gt_1_text"])
+
+
+def sroi_ratio(t, summary: str = "sroi_summary", mc: str = "sroi_monte_carlo") -> str | None:
+    s, m = t[summary], t[mc]
+    if not len(s) or not len(m):
+        return None
+    s, m = s.iloc[0], m.iloc[0]
+    txt = (f"Social return in {t.area_name}: GBP {s['sroi_ratio']:.2f} of valued outcomes per GBP 1 invested at the central assumptions; "
+           f"over {int(m['n']):,} Monte Carlo draws of every uncertain input the median is GBP {m['ratio_median']:.2f} (95% of draws "
+           f"{m['ratio_lower']:.2f} to {m['ratio_upper']:.2f}) and the probability that the ratio exceeds 1 is {_prob(m)}. "
+           "SROI is not cash saved: appointments avoided free capacity that other patients use, and wellbeing values are not money "
+           "anyone receives.")
+    if str(s.get("unvalued_outcomes", "") or "").strip():
+        txt += f" {s['note']}"
+    return txt
+
+
+def payback(t, summary: str = "sroi_summary") -> str | None:
+    s = t[summary]
+    if not len(s):
+        return None
+    s = s.iloc[0]
+    if str(s["payback_reached"]) in ("True", "yes"):
+        return f"The valued outcomes repay the year's investment after {s['payback_months']:.0f} months (within the {int(s['benefit_period_months'])}-month benefit period)."
+    return f"The valued outcomes do not repay the investment within the {int(s['benefit_period_months'])}-month benefit period (payback not reached)."

@@ -174,6 +174,8 @@ class Evaluation(_Model):
     verdict: VerdictRules = Field(default_factory=lambda: VerdictRules(alpha=0.05, margin=0.05, smd_fail=0.25))
     upc_expectations: UPC
     wellbeing_thresholds: WellbeingThresholds
+    high_intensity_ae_per_year: int = Field(default=6, ge=1, le=50, description="A&E attendances in the year before referral that make a "
+                                            "high-intensity user (British Red Cross 2021: more than five a year), for Haringey's claim.")
 
     @model_validator(mode="after")
     def _pre_periods(self):

@@ -141,6 +141,16 @@ class Publisher:
 
             display(Markdown(f"### {title}\n\n{text}"))
 
+    def document(self, name: str, title: str, markdown: str, files: dict | None = None):
+        """A fixed document shown as a section of the pack (e.g. the pre-specified analysis plan) and
+        published beside it as files (``files``: file name -> text), e.g. analysis_plan.json."""
+        self._name(name)
+        self._record({"kind": "document", "name": name, "title": title, "text": markdown, "files": dict(files or {})})
+        if self.mode == "preview":
+            from IPython.display import Markdown, display
+
+            display(Markdown(f"### {title}\n\n{markdown}"))
+
     def text(self, text: str):
         """A paragraph of fixed text (method, caveat). Numbers from the data belong in a finding."""
         self._record({"kind": "text", "text": text})
@@ -205,7 +215,7 @@ class Publisher:
             from .charts import render
 
             t = Tables(self._preview, self.area, reference.area_name(self.area), self.params.to_dict())
-            fig, alt_text = render(entry, t)
+            fig, alt_text, _ = render(entry, t)
             return fig
 
     def finding(self, fn, priority: int = 3, **kwargs):
@@ -309,6 +319,7 @@ class Context:
     publisher: Publisher
     build_dir: Path | None = None
     extract_dir: Path | None = None
+    parameters_dir: Path | None = None
 
     @property
     def area_name(self) -> str:
@@ -388,5 +399,7 @@ def start(namespace: dict | None = None, **given) -> Context:
 
     matplotlib.rcParams["svg.hashsalt"] = "spstudy"
     pub = Publisher(area, notebook, params, "build" if build else "preview", build)
+    from .params import PARAMETERS_DIR
+
     return Context(area=area, notebook=notebook, params=params, publisher=pub, build_dir=build,
-                   extract_dir=Path(extract_dir) if extract_dir else None)
+                   extract_dir=Path(extract_dir) if extract_dir else None, parameters_dir=Path(pdir) if pdir else PARAMETERS_DIR)

@@ -135,11 +135,11 @@ def render_pack(pack: Pack, stage: Path, info: dict):
     for e in pack.entries:
         if e["kind"] == "figure":
             try:
-                fig, alt = charts.render(e, tables)
+                fig, alt, drawn = charts.render(e, tables)
             except Exception as ex:
                 raise ReleaseError(f"{pack.area}: figure {e['name']} ({e['draw']}) could not be drawn from table {e['table']}: "
                                    f"{type(ex).__name__}: {ex}") from ex
-            bad = charts.check_marks(fig, tables[e["table"]], e["name"])
+            bad = charts.check_marks(fig, drawn, e["name"])
             if bad:
                 raise ReleaseError(f"{pack.area}: figure {e['name']} plots values that are not in its table {e['table']}: "
                                    f"{[round(b, 3) for b in bad[:8]]}")
@@ -210,6 +210,10 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
                 progress(f"{p.area}: figures and findings")
             render_pack(p, st, info)
             meta = write_tables(p, st)
+            for e in p.entries:
+                if e["kind"] == "document":
+                    for fname, text in e.get("files", {}).items():
+                        (st / fname).write_text(text)
             metas[p.area] = meta
             (st / A.AUDIT_FILE).write_text(json.dumps({"area": p.area, "rules": {"threshold": rules.threshold,
                                                        "rounding_base": rules.rounding_base}, "tables": meta}, indent=1, sort_keys=True) + "\n")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import re
 from importlib.metadata import version
 from pathlib import Path
 
@@ -136,6 +137,10 @@ def _blocks(pack, nb: str, entries: list) -> list[str]:
             out.append(f"<h3>{html.escape(e['title'])}</h3>" + _md(e.get("text", "")))
         elif k == "text":
             out.append(_md(e["text"]))
+        elif k == "document":  # its headings sit below the pack's own (h4 and lower), folded so it does not swamp the section
+            body = re.sub(r"(?m)^(#{1,3}) ", lambda m: "#" * min(len(m.group(1)) + 3, 6) + " ", e["text"])
+            out.append(f"<h3 id='{nb}-{e['name']}'>{html.escape(e['title'])}</h3><details open><summary>The plan</summary>"
+                       + _md(body) + "</details>")
         elif k == "finding":
             t = pack.texts.get((nb, e["order"]))
             if t:

@@ -698,6 +698,8 @@ def monte_carlo_sroi(
         "prob_ratio_gt_1": prob,
         "prob_ratio_gt_1_reported": capped,
         "prob_ratio_gt_1_bound": ">" if prob > probability_cap else "<" if prob < 1 - probability_cap else "=",
+        "prob_ratio_gt_1_text": (f"more than {100 * probability_cap:.1f}%" if prob > probability_cap else
+                                 f"less than {100 * (1 - probability_cap):.1f}%" if prob < 1 - probability_cap else f"{100 * capped:.1f}%"),
         "pv_median": float(np.median(pv)),
         "pv_lower": float(np.quantile(pv, lo_q)),
         "pv_upper": float(np.quantile(pv, hi_q)),

@@ -291,7 +291,7 @@ def analyse(matched: pd.DataFrame, *, n_referred: int, wellbeing_change: pd.Data
                                  "benefit_period_months": 12 * int(a["duration_years"]), "discount_rate": rate}])
         by = pd.DataFrame(columns=["outcome", "present_value"])
         mc = pd.DataFrame([{"n": 0, "ratio_median": 0.0, "ratio_lower": 0.0, "ratio_upper": 0.0, "ratio_mean": 0.0, "prob_ratio_gt_1": 0.0,
-                            "prob_ratio_gt_1_reported": 0.0, "prob_ratio_gt_1_bound": "=", "confidence": confidence, "seed": seed}])
+                            "prob_ratio_gt_1_reported": 0.0, "prob_ratio_gt_1_bound": "=", "prob_ratio_gt_1_text": "not computed", "confidence": confidence, "seed": seed}])
         tor = pd.DataFrame(columns=["input", "low", "high", "ratio_low", "ratio_high", "base_ratio", "swing"])
         be = pd.DataFrame(columns=["input", "break_even_value", "low", "high"])
     service = [SERVICE_USE[s][0] for s in SERVICE_USE]
