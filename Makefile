@@ -15,7 +15,7 @@ export MPLBACKEND := Agg
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: env packs test test-fast lab notebooks lock schema browser benchmark synth clean help
+.PHONY: env packs test test-fast lint lab notebooks lock schema browser benchmark synth clean help
 
 help:
 	@echo "make packs | make test | make lab | make benchmark | make synth | make lock | make clean"
@@ -32,9 +32,13 @@ env: $(STAMP)
 
 packs: env
 	$(BIN)/spstudy packs --jobs $(JOBS) --out outputs
+	$(BIN)/spstudy audit outputs
 
-test: env browser
+test: env browser lint
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+
+lint: env
+	$(BIN)/ruff check spstudy tests benchmarks notebooks
 
 test-fast: env
 	$(BIN)/python -m pytest -n $(JOBS) -m "not slow and not browser"

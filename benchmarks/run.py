@@ -180,6 +180,7 @@ def w_count(spec: dict) -> dict:
     # imports and (for Spark) session start-up stay out of the timing
     if impl in ("spstudy", "spark"):
         import duckdb  # noqa: F401
+
         from spstudy import engine  # noqa: F401
     elif impl == "before":
         import duckdb  # noqa: F401

@@ -36,6 +36,7 @@ ctx = start(globals())  # validates the parameters (a misspelt injected one is a
 
 from spstudy import cells, charts, findings, needs
 from spstudy.disclosure import Count, Estimate, Label, Public, Rate
+
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 years = ((p.study.referral_end - p.study.referral_start).days + 1) / 365.25
 W = p.needs.need_index_weights

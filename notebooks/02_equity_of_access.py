@@ -38,6 +38,7 @@ ctx = start(globals())  # validates the parameters (a misspelt injected one is a
 from spstudy import cells, charts, equity, findings
 from spstudy.contract import CENSUS5_GROUPS, NOT_RECORDED
 from spstudy.disclosure import Count, Estimate, Label, Proportion, Public, Rate, RateRatio
+
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 REF = p.equity.reference_ethnic_group
 REF_LANG = equity.PROFICIENCY_LABELS[p.equity.reference_language_group]

@@ -35,7 +35,7 @@ from spstudy.publish import start
 
 ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
 
-from spstudy import cells, charts, claims, evaluation, findings, plan, power, reference, subgroups, wellbeing
+from spstudy import charts, claims, evaluation, findings, plan, power, reference, subgroups, wellbeing
 from spstudy.disclosure import Count, Estimate, Label, Proportion, Public
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts

@@ -41,8 +41,8 @@ from spstudy import charts, evaluation, findings, needs, valuation
 from spstudy.disclosure import Count, Estimate, Label, Public
 
 p, pub = ctx.params, ctx.publisher
-shared = ctx.shared("evaluation") if ctx.build_dir else None
-if shared is not None and (shared / "manifest.json").exists():  # written by notebook 03 in the same build
+if ctx.build_dir:  # in a build, notebook 03 has written its result (Parquet tables, no pickle)
+    shared = ctx.shared("evaluation")
     res = evaluation.EvaluationResult.read_parquet(shared)
     wbc = pd.read_parquet(shared / "wellbeing_change.parquet") if (shared / "wellbeing_change.parquet").exists() else pd.DataFrame()
 else:  # run on its own (interactive): run the evaluation now

@@ -76,6 +76,48 @@ class Problem:
             self.bounds[key] = (lo, hi)
 
 
+def reduce(problem: Problem, keep: set) -> Problem:
+    """An equivalent, smaller problem for the cells in ``keep``: a relation whose total is an unknown
+    appearing nowhere else constrains nothing (drop it); an unknown child appearing nowhere else turns
+    "total = sum of children" into "total >= sum of the others". Repeated until nothing changes."""
+    rels = [(p, list(ch), exact) for p, ch, exact in problem.equalities]
+    extra_vars = {k for coeffs, _, _ in problem.extra for k in coeffs}
+    occ: dict = {}
+    for p, ch, _ in rels:
+        for k in (p, *ch):
+            occ[k] = occ.get(k, 0) + 1
+
+    def free(k):
+        return k not in keep and k not in extra_vars and problem.bounds.get(k, (0.0, INF)) == (0.0, INF) and occ.get(k, 0) <= 1
+
+    changed = True
+    while changed:
+        changed = False
+        out = []
+        for p, ch, exact in rels:
+            if free(p):
+                for k in (p, *ch):
+                    occ[k] -= 1
+                changed = True
+                continue
+            fr = [c for c in ch if free(c)]
+            if fr:
+                for c in fr:
+                    occ[c] -= 1
+                ch = [c for c in ch if c not in fr]
+                exact = False
+                changed = True
+            if not ch:
+                occ[p] -= 1
+                changed = True
+                continue
+            out.append((p, ch, exact))
+        rels = out
+    used = {k for p, ch, _ in rels for k in (p, *ch)} | extra_vars | set(keep)
+    return Problem({k: v for k, v in problem.bounds.items() if k in used}, [(p, tuple(ch), e) for p, ch, e in rels],
+                   problem.sources, list(problem.extra))
+
+
 def _components(problem: Problem) -> list[tuple[list, list, list]]:
     """Split into connected groups of variables (union-find over relations)."""
     parent: dict = {}
@@ -132,9 +174,25 @@ def _highs():
     return h, highspy
 
 
-def intervals(problem: Problem, targets) -> dict:
-    """Feasible [min, max] of every target variable given all bounds and relations (LP, HiGHS)."""
+CAP = 1e9          # stands in for "no upper bound" inside the LPs (no count comes near it)
+CERTIFY_ROUNDS = 8  # random directions tried before solving cell by cell
+
+
+def _enough(iv: "Interval", need) -> bool:
+    n, continuous = need
+    return iv.width >= n if continuous else iv.n_integers() >= n
+
+
+def intervals(problem: Problem, targets, cache: dict | None = None, need: dict | None = None) -> dict:
+    """Feasible [min, max] of every target variable given all bounds and relations (LP, HiGHS).
+
+    ``need`` (target -> (values, continuous)) says how wide an interval must be to protect the cell:
+    feasible points found by a few LPs with random objectives already prove most cells wide enough
+    (their returned interval is then an inner bound, "at least this wide"); only the others are
+    solved exactly, min and max. Without ``need`` every target is solved exactly. ``cache`` (a dict
+    kept between calls) reuses the answer for a group of cells that has not changed."""
     targets = set(targets)
+    problem = reduce(problem, targets)
     out: dict = {}
     for keys, rels, extra in _components(problem):
         want = [k for k in keys if k in targets]
@@ -144,19 +202,24 @@ def intervals(problem: Problem, targets) -> dict:
             for k in want:
                 out[k] = Interval(*problem.bounds[k])
             continue
+        sig = None
+        if cache is not None:
+            sig = (tuple(sorted((C.key_str(k), problem.bounds[k]) for k in keys)),
+                   tuple(sorted((C.key_str(k), need.get(k) if need else None) for k in want)))
+            if sig in cache:
+                out.update(cache[sig])
+                continue
+        got: dict = {}
         idx = {k: i for i, k in enumerate(keys)}
         h, highspy = _highs()
-        inf = highspy.kHighsInf
         lo = np.array([problem.bounds[k][0] for k in keys], dtype=float)
-        hi = np.array([problem.bounds[k][1] if problem.bounds[k][1] != INF else inf for k in keys], dtype=float)
+        hi = np.array([min(problem.bounds[k][1], CAP) for k in keys], dtype=float)
+        inf = highspy.kHighsInf
         h.addVars(len(keys), lo, hi)
         for p, ch, exact in rels:
-            cols = [idx[p]] + [idx[c] for c in ch]
-            vals = [1.0] + [-1.0] * len(ch)
-            # merge duplicates (a child listed twice cannot happen, but be safe)
-            acc: dict = {}
-            for c, v in zip(cols, vals):
-                acc[c] = acc.get(c, 0.0) + v
+            acc: dict = {idx[p]: 1.0}
+            for c in ch:
+                acc[idx[c]] = acc.get(idx[c], 0.0) - 1.0
             h.addRow(0.0, 0.0 if exact else inf, len(acc), np.array(list(acc), dtype=np.int32), np.array(list(acc.values())))
         for coeffs, a, b in extra:
             h.addRow(a if a != -INF else -inf, b if b != INF else inf, len(coeffs),
@@ -165,21 +228,50 @@ def intervals(problem: Problem, targets) -> dict:
         if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
             raise AuditError("the published values are mutually inconsistent (the LP is infeasible) in the group of cells "
                              f"containing {C.key_str(want[0])}: a table publishes a count that its relations contradict")
-        for k in want:
+        cols = np.array([idx[k] for k in want], dtype=np.int32)
+
+        def fix_inf(v):
+            return INF if v >= CAP / 10 else v
+
+        todo = list(want)
+        if need:
+            seen_lo = np.full(len(want), np.inf)
+            seen_hi = np.full(len(want), -np.inf)
+            rng = np.random.default_rng(len(keys))
+            hard = np.array([1.0 if need.get(k, (0, False))[0] > 2 else 0.0 for k in want])  # suppressed cells
+            dirs = [np.ones(len(want)), -np.ones(len(want))] + [rng.choice([-1.0, 1.0], len(want)) for _ in range(CERTIFY_ROUNDS)]
+            if hard.any():
+                dirs += [hard, -hard] + [hard * rng.choice([-1.0, 1.0], len(want)) for _ in range(4)]
+            for d in dirs:
+                h.changeColsCost(len(cols), cols, d)
+                h.run()
+                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                    continue
+                x = np.asarray(h.getSolution().col_value)[cols]
+                seen_lo, seen_hi = np.minimum(seen_lo, x), np.maximum(seen_hi, x)
+            h.changeColsCost(len(cols), cols, np.zeros(len(cols)))
+            todo = []
+            for i, k in enumerate(want):
+                iv = Interval(float(seen_lo[i]), fix_inf(float(seen_hi[i])))
+                if k in need and np.isfinite(seen_lo[i]) and _enough(iv, need[k]):
+                    got[k] = iv
+                else:
+                    todo.append(k)
+        for k in todo:
             j = idx[k]
             res = []
             for sense in (1.0, -1.0):
                 h.changeColCost(j, sense)
                 h.run()
                 st = h.getModelStatus()
-                if st == highspy.HighsModelStatus.kOptimal:
-                    res.append(sense * h.getInfo().objective_function_value)
-                elif st in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-                    res.append(-INF if sense > 0 else INF)
-                else:
+                if st != highspy.HighsModelStatus.kOptimal:
                     raise AuditError(f"LP for {C.key_str(k)} ended with status {h.modelStatusToString(st)}")
+                res.append(sense * h.getInfo().objective_function_value)
             h.changeColCost(j, 0.0)
-            out[k] = Interval(max(res[0], problem.bounds[k][0]), min(res[1], problem.bounds[k][1]))
+            got[k] = Interval(max(res[0], problem.bounds[k][0]), min(fix_inf(res[1]), problem.bounds[k][1]))
+        out.update(got)
+        if cache is not None:
+            cache[sig] = got
     return out
 
 
@@ -207,7 +299,8 @@ class Exposure:
         return f"{C.key_str(self.key)}: {why}; published in {', '.join(sorted(self.where)[:6])}"
 
 
-def exposures(problem: Problem, suppressed: set, rounded: dict, threshold: int, continuous: set = frozenset()) -> list[Exposure]:
+def exposures(problem: Problem, suppressed: set, rounded: dict, threshold: int, continuous: set = frozenset(),
+              cache: dict | None = None, only: set | None = None) -> list[Exposure]:
     """Cells whose protection fails: suppressed cells with fewer than ``threshold`` possible values,
     rounded counts with a single possible value. ``rounded``: key -> published value."""
     related = set()
@@ -217,7 +310,17 @@ def exposures(problem: Problem, suppressed: set, rounded: dict, threshold: int, 
     for coeffs, _, _ in problem.extra:
         related.update(coeffs)
     targets = (set(suppressed) | set(rounded)) & related
-    iv = intervals(problem, targets)
+    if only is not None:
+        targets &= only
+    need = {}
+    for k in targets:
+        cont = k in continuous
+        if k in suppressed:
+            need[k] = (threshold, cont)
+        else:
+            lo, hi = problem.bounds[k]
+            need[k] = (1 if cont else 2, cont) if hi - lo >= 1 else (0, cont)
+    iv = intervals(problem, targets, cache, need)
     out = []
     for k in sorted(targets, key=C.key_str):
         i = iv[k]
@@ -227,6 +330,9 @@ def exposures(problem: Problem, suppressed: set, rounded: dict, threshold: int, 
             if small:
                 out.append(Exposure(k, "suppressed", i, "[c]", where))
         else:
+            lo, hi = problem.bounds[k]
+            if hi - lo < 1:
+                continue  # published without rounding (or an exact zero): there is nothing to undo
             pinned = (i.width < 1) if k in continuous else (i.n_integers() <= 1)
             if pinned and rounded[k] != 0:
                 out.append(Exposure(k, "rounded", i, f"{rounded[k]:g}", where))

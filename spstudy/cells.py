@@ -21,8 +21,17 @@ import functools
 from dataclasses import dataclass, field
 
 from . import reference
-from .contract import (CENSUS5_GROUPS, ETHNIC_CATEGORIES, ETHNIC_TO_CENSUS5, LANGUAGES, NOT_RECORDED, NOT_STATED,
-                       REFERRAL_OUTCOMES, REFERRAL_REASONS, REFERRAL_SOURCES)
+from .contract import (
+    CENSUS5_GROUPS,
+    ETHNIC_CATEGORIES,
+    ETHNIC_TO_CENSUS5,
+    LANGUAGES,
+    NOT_RECORDED,
+    NOT_STATED,
+    REFERRAL_OUTCOMES,
+    REFERRAL_REASONS,
+    REFERRAL_SOURCES,
+)
 
 ALL = "All"
 NCL_CODE = "E54000028"
@@ -266,6 +275,8 @@ def make_key(measure_id: str, coords: dict[str, str]) -> Key:
 
 
 def key_str(key: Key) -> str:
+    if not isinstance(key, tuple):
+        return str(key)
     m, coords = key
     return m + "".join(f"|{d}={n}" for d, n in coords)
 

@@ -37,8 +37,19 @@ import pandas as pd
 
 from . import contract, reference
 from .checksums import sha256
-from .extracts import (Breach, ExtractError, Ledger, _Breaches, _check_nhs_numbers, _isin, _parse_date, _positions,
-                       find_table_file, read_extract_info, read_table_file)
+from .extracts import (
+    Breach,
+    ExtractError,
+    Ledger,
+    _Breaches,
+    _check_nhs_numbers,
+    _isin,
+    _parse_date,
+    _positions,
+    find_table_file,
+    read_extract_info,
+    read_table_file,
+)
 
 CODELIST_DIR = Path(__file__).resolve().parent / "codelists"
 CODELIST_COLUMNS = ("code", "term", "maps_to", "code_system", "source", "version", "preferred")

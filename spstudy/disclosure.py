@@ -584,6 +584,8 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
         for k in (p, *ch):
             by_member.setdefault(k, []).append((p, ch, exact))
     log = [f"{len(primary)} cell(s) with counts 1-{rules.threshold} suppressed (primary)"]
+    cache: dict = {}
+    check = None  # every cell in the first round; then only what can have changed
     for rnd in range(max_rounds):
         problem = A.Problem()
         for k, v in values.items():
@@ -596,11 +598,12 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
                 problem.variable(k)
             problem.equalities.append((p, ch, exact))
         rounded = {k: rules.round(v) for k, v in values.items() if k not in suppressed}
-        ex = A.exposures(problem, suppressed, rounded, rules.threshold, continuous)
+        ex = A.exposures(problem, suppressed, rounded, rules.threshold, continuous, cache, only=check)
         if not ex:
             log.append(f"secondary suppression: {len(suppressed) - len(primary)} cell(s) in {rnd} round(s)")
             return Protection(suppressed, primary, log, values)
         added = 0
+        newly: set = set()
         for e in ex:
             cand = []
             for p, ch, _ in by_member.get(e.key, []):
@@ -624,10 +627,14 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
             k = min(cand)[3]
             if k not in suppressed:
                 suppressed.add(k)
+                newly.add(k)
                 added += 1
                 log.append(f"suppressed {C.key_str(k)} (in {where.get(k, '?')}) to protect {C.key_str(e.key)}")
         if not added:
             raise DisclosureError("secondary suppression made no progress: " + "; ".join(e.describe(rules.threshold) for e in ex[:5]))
+        # Suppressing a cell only widens what the attacker must allow, so cells that were safe stay safe:
+        # re-check the exposed cells and the newly suppressed ones.
+        check = {e.key for e in ex} | newly
     raise DisclosureError(f"secondary suppression did not converge in {max_rounds} rounds")
 
 

@@ -505,46 +505,6 @@ def completeness_rating(pct: float) -> str:
     return "good" if pct >= COMPLETENESS_GOOD else ("fair" if pct >= COMPLETENESS_POOR else "poor")
 
 
-def trust_statement(overall: pd.DataFrame, by_borough: pd.DataFrame | None = None) -> str:
-    """Plain-English statement of how far the later results can be trusted given recording completeness.
-
-    ``overall``: :func:`recording_completeness` without ``by``; ``by_borough``: with
-    ``by='borough_name'`` (optional). Markdown text.
-    """
-    def pct(field):
-        r = overall[overall["field"] == field]
-        return float(r["pct_recorded"].iloc[0]) if len(r) else float("nan")
-
-    eth, lang = pct("ethnicity"), pct("language")
-    parts = [f"Ethnicity is recorded (a code A-S) for **{eth:.0f}%** of referrals ({completeness_rating(eth)}) and main "
-             f"language for **{lang:.0f}%** ({completeness_rating(lang)})."]
-    if by_borough is not None and by_borough["borough_name"].nunique() > 1:
-        e = by_borough[by_borough["field"] == "ethnicity"].sort_values("pct_recorded")
-        low = e[e["pct_recorded"] < COMPLETENESS_POOR]
-        parts.append(f"By borough, ethnicity recording runs from {e['pct_recorded'].min():.0f}% ({e['borough_name'].iloc[0]}) "
-                     f"to {e['pct_recorded'].max():.0f}% ({e['borough_name'].iloc[-1]}).")
-        if len(low):
-            parts.append(f"In {', '.join(low['borough_name'])} fewer than {COMPLETENESS_POOR:.0f}% of referrals have an ethnic "
-                         "group, so group rates there rest almost entirely on the assumption that recording does not depend "
-                         "on ethnicity; treat them as indicative only.")
-    if completeness_rating(eth) == "good":
-        parts.append("Ethnicity recording is good enough for the ethnic-group rates and ratios below to be read at face value.")
-    elif completeness_rating(eth) == "fair":
-        parts.append(f"About {100 - eth:.0f} in 100 referrals cannot be placed in an ethnic group, so group rates below are "
-                     "**underestimates**; rate *ratios* between groups are unbiased if recording does not depend on the group, "
-                     "and the sensitivity analysis shows how far they could move if it does.")
-    else:
-        parts.append("Ethnicity completeness is **poor**: group rates are substantial underestimates, and comparisons between "
-                     "groups hold only if recording does not depend on the group. Read the bounds in the sensitivity analysis "
-                     "before acting on any single number, and improve recording first.")
-    if completeness_rating(lang) == "good":
-        parts.append("Language recording is good.")
-    else:
-        parts.append(f"Results by main language and proficiency in English rest on the {lang:.0f}% of referrals with them recorded "
-                     f"and should be read as {'indicative only' if completeness_rating(lang) == 'poor' else 'indicative'}.")
-    return " ".join(parts)
-
-
 # ------------------------------------------------------------------------------------ denominators
 
 def census_ethnicity_totals(area: str) -> pd.DataFrame:
@@ -1497,107 +1457,6 @@ def interpreter_need(referrals: pd.DataFrame, by: str | None = "proficiency", co
 
 # ------------------------------------------------------------------------------------ summary
 
-def _join(items) -> str:
-    """'A', 'A and B', 'A, B and C'."""
-    items = [str(i) for i in items]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _fmt_rr(r) -> str:
-    if not np.isfinite(r.get("lower", np.nan)):
-        return f"{r['rate_ratio']:.2f}"
-    return f"{r['rate_ratio']:.2f} ({r['lower']:.2f} to {r['upper']:.2f})"
-
-
-def plain_english_summary(results: Mapping) -> str:
-    """One paragraph for a commissioner, generated from the numbers.
-
-    ``results`` keys (all optional except area_name): area_name; referrals (int, total referrals);
-    completeness (:func:`recording_completeness` without ``by``); adjusted (complete-case
-    :func:`adjusted_rate_ratios`); sensitivity (:func:`missing_ethnicity_sensitivity`);
-    reference_group; proficiency (:func:`proficiency_rates`); reference_language (label); dna
-    (:func:`dna_model`); sii (:func:`deprivation_sii`); threshold and rounding_base (disclosure
-    parameters, used for the one count quoted). Counts are quoted only through
-    :func:`spstudy.disclosure.safe_label`; everything else is a rate, ratio or percentage.
-    """
-    from .disclosure import safe_label
-
-    area = results.get("area_name", "the area")
-    thr, base = int(results.get("threshold", 7)), int(results.get("rounding_base", 5))
-    s = []
-    n = results.get("referrals")
-    comp = results.get("completeness")
-    if n is not None:
-        s.append(f"In {area}, {safe_label(n, thr, base)} social prescribing referrals were analysed.")
-    if comp is not None and len(comp):
-        e = comp.loc[comp["field"] == "ethnicity", "pct_recorded"]
-        lang = comp.loc[comp["field"] == "language", "pct_recorded"]
-        if len(e) and len(lang):
-            re_, rl = completeness_rating(float(e.iloc[0])), completeness_rating(float(lang.iloc[0]))
-            s.append(f"Ethnicity was recorded for {float(e.iloc[0]):.0f}% of them ({re_}) and main language for {float(lang.iloc[0]):.0f}% ({rl})"
-                     + ("." if re_ == rl == "good" else "; the comparisons below assume that recording does not depend on ethnicity or language."))
-    adj = results.get("adjusted")
-    ref = results.get("reference_group", "White")
-    if adj is not None and len(adj):
-        a = adj[adj["group"] != ref].dropna(subset=["upper"])
-        low = a[a["upper"] < 1]
-        high = a[a["lower"] > 1]
-        if len(low):
-            s.append(f"After allowing for age, sex and deprivation, people in the {_join(low['group'])} "
-                     f"{'group were' if len(low) == 1 else 'groups were'} referred less often than {ref} people "
-                     f"(adjusted rate ratio {'; '.join(g + ' ' + _fmt_rr(r) for g, r in zip(low['group'], low.to_dict('records')))}).")
-        if len(high):
-            s.append(f"People in the {_join(high['group'])} {'group were' if len(high) == 1 else 'groups were'} referred more often "
-                     f"than {ref} people ({'; '.join(g + ' ' + _fmt_rr(r) for g, r in zip(high['group'], high.to_dict('records')))}).")
-        if not len(low) and not len(high):
-            s.append(f"After allowing for age, sex and deprivation, no ethnic group's referral rate differed clearly from that of {ref} people.")
-        sens = results.get("sensitivity")
-        if sens is not None and len(low):
-            mi = sens[sens["method"].str.startswith("Multiple imputation")]
-            up = sens[sens["method"].str.startswith("Bound: all")]
-            held_mi = all(((mi["group"] == g) & (mi["upper"] < 1)).any() for g in low["group"]) if len(mi) else None
-            held_up = [g for g in low["group"] if ((up["group"] == g) & (up["rate_ratio"] < 1)).any()] if len(up) else []
-            if held_mi is not None:
-                s.append("Imputing the missing ethnic groups " + ("gives the same conclusion" if held_mi else "weakens this conclusion") +
-                         (f"; for {_join(held_up)} the rate would still be lower even if every referral without a recorded "
-                          "ethnicity were from that group." if held_up else
-                          "; but if every referral without a recorded ethnicity belonged to one group, that group's shortfall could disappear."))
-    prof = results.get("proficiency")
-    if prof is not None and len(prof):
-        words = {PROFICIENCY_LABELS["not_well"]: "cannot speak English well", PROFICIENCY_LABELS["not_at_all"]: "cannot speak English at all"}
-        parts = []
-        for _, r in prof[prof["group"].isin(list(words))].iterrows():
-            kind = "rr_dsr" if pd.notna(r.get("rr_dsr")) and pd.notna(r.get("rr_dsr_lower")) else "rr_crude"
-            if pd.isna(r.get(kind)) or pd.isna(r.get(f"{kind}_lower")):
-                continue
-            parts.append(f"{r[kind]:.2f} ({r[f'{kind}_lower']:.2f} to {r[f'{kind}_upper']:.2f}"
-                         f"{'' if kind == 'rr_dsr' else ', crude'}) for residents who {words[r['group']]}")
-        if parts:
-            s.append("Compared with residents whose main language is English, the age-standardised referral rate ratio was "
-                     + " and ".join(parts) + ".")
-    dna = results.get("dna")
-    if dna is not None and len(dna):
-        d = dna[(dna["factor"] == "ethnic_group") & ~dna["level"].isin([NOT_STATED, NOT_RECORDED])]
-        worse = d[d["lower"] > 1]
-        if len(worse):
-            ors = "; ".join(f"{a} {b:.2f} ({c:.2f} to {e:.2f})"
-                            for a, b, c, e in zip(worse["level"], worse["odds_ratio"], worse["lower"], worse["upper"]))
-            s.append(f"Once referred, people in the {_join(worse['level'])} {'group were' if len(worse) == 1 else 'groups were'} "
-                     f"more likely not to attend (odds ratio {ors}), after allowing for age, sex, deprivation and who referred them.")
-        else:
-            s.append("Once referred, no ethnic group was clearly more likely not to attend than the reference group.")
-    sii = results.get("sii")
-    if sii is not None and len(sii):
-        r = sii.iloc[0]
-        direction = "higher in more deprived areas" if r["sii"] < 0 else "higher in less deprived areas"
-        clear = (r["sii_upper"] < 0) or (r["sii_lower"] > 0)
-        s.append(f"Referral rates were {direction} (slope index of inequality {r['sii']:.1f} per 1,000 per year, "
-                 f"{r['sii_lower']:.1f} to {r['sii_upper']:.1f}){'' if clear else ', though the gradient is not clear-cut'}.")
-    return " ".join(s)
-
-
-# ------------------------------------------------------------------------------------ publishing helpers
-
 DENOMINATOR_NOTE = (
     "**Denominators and assumptions.** Crude rates use Census 2021 usual residents of the area's LSOAs by ethnic group "
     "(TS021, all ages) or of its MSOAs by proficiency in English (TS029, aged 3 and over), and count referrals of people "
@@ -1622,67 +1481,6 @@ MODEL_NOTE = (
     "without one from the recorded distribution within borough x age band x sex (approximate Bayesian bootstrap, seed "
     "{seed}), pooled with Rubin's rules on the log rate ratio."
 )
-
-
-def controlled(df: pd.DataFrame, counts: Sequence[str], derived: Mapping[str, list[str]] | None, threshold: int,
-               rounding_base: int) -> pd.DataFrame:
-    """The numbers a figure may show: counts 1..threshold and what derives from them blanked (NaN),
-    other counts rounded, exactly as :func:`spstudy.disclosure.control` does for tables."""
-    from .disclosure import control
-
-    return control(df, list(counts), threshold, rounding_base, dict(derived or {})).data
-
-
-def safe_count(n: float, threshold: int = 7, rounding_base: int = 5) -> str:
-    """A count as it may be quoted in text (:func:`spstudy.disclosure.safe_label`)."""
-    from .disclosure import safe_label
-
-    return safe_label(n, threshold, rounding_base)
-
-
-def rate_ratio_forest(rates: pd.DataFrame, measures: Mapping[str, str], reference_group: str, title: str, xlabel: str,
-                      threshold: int, rounding_base: int):
-    """Forest plot of rate ratios by group from a :func:`group_rates` table, drawn only from
-    disclosure-controlled numbers. Returns (figure, long table behind it: publish it with the figure)."""
-    from . import figures
-
-    long = rate_ratio_long(rates, measures, reference_group)
-    safe = controlled(long, ["referrals"], {"referrals": ["rate_ratio", "lower", "upper"]}, threshold, rounding_base)
-    fig = figures.forest_plot(safe, "label", "rate_ratio", "lower", "upper", title, xlabel, group="measure")
-    figures.tidy_ratio_axis(fig)
-    return fig, long
-
-
-def rate_ratio_long(df: pd.DataFrame, measures: Mapping[str, str], reference_group: str | None = None) -> pd.DataFrame:
-    """Reshape a :func:`group_rates` table to one row per group x measure for a forest plot.
-
-    ``measures`` maps a display name to a column prefix (``rr_crude`` -> rr_crude, rr_crude_lower,
-    rr_crude_upper). The ``reference_group``'s own ratios against itself (rr_crude, rr_dsr) are left
-    out. Columns: label ('group: measure'), group, measure, referrals, rate_ratio, lower, upper.
-    """
-    rows = []
-    for g, r in df.set_index("group").iterrows():
-        for name, col in measures.items():
-            if g == reference_group and col != "rr_area":
-                continue
-            rows.append({"label": f"{g}: {name}", "group": g, "measure": name, "referrals": r["referrals"],
-                         "rate_ratio": r[col], "lower": r[f"{col}_lower"], "upper": r[f"{col}_upper"]})
-    return pd.DataFrame(rows)
-
-
-def describe_ratios(df: pd.DataFrame, est: str, lower: str, upper: str, count: str | None = "referrals",
-                    threshold: int = 7, group: str = "group") -> str:
-    """'Asian 0.73 (0.70 to 0.77); Black ...' for alt text and prose; rows whose ``count`` is 1..threshold
-    (or whose estimate is missing) are left out, as disclosure control would blank them."""
-    parts = []
-    for _, r in df.iterrows():
-        if pd.isna(r[est]):
-            continue
-        if count and count in df.columns and 1 <= r[count] <= threshold:
-            continue
-        ci = f" ({r[lower]:.2f} to {r[upper]:.2f})" if pd.notna(r[lower]) and pd.notna(r[upper]) else ""
-        parts.append(f"{r[group]} {r[est]:.2f}{ci}")
-    return ("; ".join(parts) + ".") if parts else "no estimates to show."
 
 
 SOURCE_SHORT = {"gp": "GP", "other_clinician": "Other clinician", "self": "Self-referral", "other_agency": "Other agency"}
@@ -1710,19 +1508,3 @@ def readable_terms(coefs: pd.DataFrame) -> pd.DataFrame:
     out["label"] = [("Intercept" if f == "" else f"{TERM_LABELS.get(f, f)}: {lev(f, v)}") for f, v in zip(out["factor"], out["level"])]
     out["reference_label"] = [("" if f == "" else lev(f, r)) for f, r in zip(out["factor"], out["reference"])]
     return out
-
-
-SENSITIVITY_SHORT = {"Complete cases": "complete cases", "Bound: all unrecorded assigned to the group": "bound, all unrecorded in this group",
-                     "Bound: none assigned to the group": "bound, none of the unrecorded in it"}
-
-
-def sensitivity_plot_frame(sens: pd.DataFrame, reference_group: str, groups: Sequence[str] = CENSUS5_GROUPS) -> pd.DataFrame:
-    """Rows of :func:`missing_ethnicity_sensitivity` for a forest plot: non-reference groups, each
-    group's four estimates together (complete cases, imputation, the two bounds), with short labels."""
-    d = sens[sens["group"] != reference_group].copy()
-    order = {m: i for i, m in enumerate(["Complete cases", "Multiple imputation", "Bound: all", "Bound: none"])}
-    d["_m"] = [next((v for k, v in order.items() if m.startswith(k)), 9) for m in d["method"]]
-    d["_g"] = [list(groups).index(g) if g in groups else 99 for g in d["group"]]
-    d = d.sort_values(["_g", "_m"]).drop(columns=["_g", "_m"])
-    d["label"] = [f"{g}: {SENSITIVITY_SHORT.get(m, m[0].lower() + m[1:])}" for g, m in zip(d["group"], d["method"])]
-    return d.reset_index(drop=True)

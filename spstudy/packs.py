@@ -234,7 +234,7 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
             with _release_lock(out):
                 try:
                     release = publish_release(build, areas, out, nbdir, info, git_commit(), keep_notebooks=keep_notebooks,
-                                              parameters_dir=parameters_dir, progress=lambda s: log(f"  release: {s}"))
+                                              parameters_dir=parameters_dir, progress=lambda s: log(f"  release: {s}"), jobs=jobs)
                 except Exception as e:  # a release that cannot be controlled, drawn or audited is not published
                     msg = str(e) if isinstance(e, ReleaseError) else f"{type(e).__name__}: {e}"
                     for r in results:

@@ -32,9 +32,8 @@ import pandas as pd
 
 from . import audit as A
 from . import cells as C
-from . import charts
+from . import charts, reference
 from . import disclosure as D
-from . import reference
 from .checksums import sha256
 from .params import load_parameters
 from .publish import PRIVATE, Tables, make_view, read_private, resolve, spec_from_dict
@@ -172,11 +171,44 @@ def write_tables(pack: Pack, stage: Path) -> list[dict]:
     return meta
 
 
-def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Path, info: dict, commit: str,
-                    keep_notebooks: bool = False, parameters_dir: Path | None = None, progress=None) -> "ReleaseResult":
-    """Control, draw, write, audit and publish every area of a build (see the module docstring)."""
+def _map(fn, args: list[tuple], jobs: int):
+    """``fn(*a)`` for every ``a``, in ``jobs`` forked processes (results in order)."""
+    if jobs <= 1 or len(args) <= 1:
+        return [fn(*a) for a in args]
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    with cf.ProcessPoolExecutor(max_workers=min(jobs, len(args)), mp_context=mp.get_context("fork")) as ex:
+        return list(ex.map(fn, *zip(*args)))
+
+
+def _stage_pack(p: "Pack", st: Path, info: dict, rules: D.Rules):
+    st.mkdir(parents=True, exist_ok=True)
+    render_pack(p, st, info)
+    meta = write_tables(p, st)
+    for e in p.entries:
+        if e["kind"] == "document":
+            for fname, text in e.get("files", {}).items():
+                (st / fname).write_text(text)
+    (st / A.AUDIT_FILE).write_text(json.dumps({"area": p.area, "rules": {"threshold": rules.threshold, "rounding_base": rules.rounding_base},
+                                               "tables": meta}, indent=1, sort_keys=True) + "\n")
+    return p.figures, p.findings, p.texts
+
+
+def _finish_pack(p: "Pack", st: Path, info: dict, rules: D.Rules, rep, commit: str, notebooks_dir: Path, keep_notebooks: bool,
+                 build: Path, parameters_dir):
     from . import report
 
+    (st / "AUDIT.txt").write_text(rep.text() + "\n")
+    report.write_pack(p, st, info, rules, None, rep, commit, notebooks_dir)
+    if keep_notebooks:
+        _copy_notebooks(build / p.area, st)
+    write_manifest(p, st, info, commit, rep, parameters_dir)
+
+
+def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Path, info: dict, commit: str,
+                    keep_notebooks: bool = False, parameters_dir: Path | None = None, progress=None, jobs: int = 2) -> "ReleaseResult":
+    """Control, draw, write, audit and publish every area of a build (see the module docstring)."""
     build, out = Path(build), Path(out)
     packs = []
     items: list[D.Item] = []
@@ -202,21 +234,11 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
     stage_root = out / f".release-{os.getpid()}-{os.urandom(3).hex()}"
     stage_root.mkdir(parents=True)
     try:
-        metas = {}
-        for p in packs:
-            st = stage_root / p.area
-            st.mkdir()
-            if progress:
-                progress(f"{p.area}: figures and findings")
-            render_pack(p, st, info)
-            meta = write_tables(p, st)
-            for e in p.entries:
-                if e["kind"] == "document":
-                    for fname, text in e.get("files", {}).items():
-                        (st / fname).write_text(text)
-            metas[p.area] = meta
-            (st / A.AUDIT_FILE).write_text(json.dumps({"area": p.area, "rules": {"threshold": rules.threshold,
-                                                       "rounding_base": rules.rounding_base}, "tables": meta}, indent=1, sort_keys=True) + "\n")
+        # figures, findings and tables of each pack, in parallel (each pack is independent now)
+        if progress:
+            progress(f"figures, findings and tables of {len(packs)} pack(s)")
+        for p, (figs, finds, texts) in zip(packs, _map(_stage_pack, [(p, stage_root / p.area, info, rules) for p in packs], jobs)):
+            p.figures, p.findings, p.texts = figs, finds, texts
         # audit this release with every other pack already published beside it
         others = [d for d in sorted(out.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name not in areas
                   and (d / A.AUDIT_FILE).exists()] if out.exists() else []
@@ -234,13 +256,10 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
             stage_root.rename(failed)
             raise ReleaseError(f"the release failed the disclosure audit and was not published (kept in {failed.name}/ for "
                                f"inspection):\n{rep.text()}")
-        for p in packs:
-            st = stage_root / p.area
-            (st / "AUDIT.txt").write_text(rep.text() + "\n")
-            report.write_pack(p, st, info, rules, prot, rep, commit, notebooks_dir)
-            if keep_notebooks:
-                _copy_notebooks(build / p.area, st)
-            write_manifest(p, st, info, commit, rep, parameters_dir)
+        if progress:
+            progress(f"HTML, Excel and manifest of {len(packs)} pack(s)")
+        list(_map(_finish_pack, [(p, stage_root / p.area, info, rules, rep, commit, notebooks_dir, keep_notebooks, build, parameters_dir)
+                                 for p in packs], jobs))
         for p in packs:
             final = out / p.area
             old = out / f".old-{p.area}-{os.getpid()}"

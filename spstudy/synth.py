@@ -26,6 +26,7 @@ Public: :func:`generate`, :func:`load_synth_params`, :func:`main` (CLI ``spstudy
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -33,7 +34,6 @@ import resource
 import shutil
 import sys
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -1501,7 +1501,6 @@ def generate(out_dir, seed: int = 7, scale: float = 1.0, pool_fraction: float = 
     pending = {t: [] for t in _PATIENT_TABLES}
     part = 0
     n_pool = 0
-    nblocks = int(math.ceil(F.n_persons / bs))
     n_prior = 0
     pr = P.referrals.prior
     prior_months = np.arange(max(1, F.ref_months[0] - pr.months), F.ref_months[0]) if pr.months and pr.volume_ratio > 0 else np.array([], dtype=np.int64)

@@ -84,3 +84,14 @@ def write_tables(tables: dict[str, pd.DataFrame], directory: Path, fmt: str = "c
 @pytest.fixture
 def tiny(tmp_path):
     return tiny_tables(), tmp_path / "extract"
+
+
+KINDS = ("unit", "known_answer", "simulation", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test says what kind it is (one of KINDS), so the suite's shape can be read and run by kind."""
+    missing = [it.nodeid for it in items if sum(1 for k in KINDS if it.get_closest_marker(k)) != 1]
+    if missing:
+        raise pytest.UsageError("every test needs exactly one kind marker (" + ", ".join(KINDS) + "); missing or ambiguous on:\n  "
+                                + "\n  ".join(missing[:40]) + (f"\n  ... and {len(missing) - 40} more" if len(missing) > 40 else ""))

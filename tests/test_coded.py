@@ -11,8 +11,18 @@ import pandas as pd
 import pytest
 
 from spstudy import coded, contract
-from spstudy.coded import (CODELIST_DIR, CODELIST_USES, CodedExtractError, check_codelist, export_coded_events,
-                           import_coded_events, load_codelist, load_codelists, snomed_concept_id_valid, verhoeff_valid)
+from spstudy.coded import (
+    CODELIST_DIR,
+    CODELIST_USES,
+    CodedExtractError,
+    check_codelist,
+    export_coded_events,
+    import_coded_events,
+    load_codelist,
+    load_codelists,
+    snomed_concept_id_valid,
+    verhoeff_valid,
+)
 from spstudy.extracts import ExtractError, load_extracts, sample_extract
 from spstudy.params import load_parameters
 

@@ -1,82 +1,240 @@
-"""Disclosure control. Rules from the NHS Digital HES analysis guide (counts 1-7 suppressed, others
-rounded to the nearest 5) and OpenSAFELY's output-checking guidance (secondary suppression of cells
-that let a suppressed one be recovered from a total)."""
+"""Disclosure control: the rule, the cells and their relations, the linear-programming attacker, and
+the release-level protection (spstudy.disclosure, spstudy.cells, spstudy.audit)."""
+
+from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import pytest
 
-from spstudy.disclosure import SUPPRESSED, check_published, control, safe_label
+from spstudy import audit as A
+from spstudy import cells as C
+from spstudy import disclosure as D
+
+R = D.Rules(7, 5)
+CAMDEN, NCL = "E09000007", C.NCL_CODE
 
 
+def _pcn_with_practices(n=3):
+    from spstudy import reference
+
+    gp = reference.gp_practices()
+    pcn = gp.groupby("pcn_code").filter(lambda g: len(g) >= n)["pcn_code"].iloc[0]
+    return pcn, list(gp.loc[gp["pcn_code"] == pcn, "practice_code"])
+
+
+# ------------------------------------------------------------------------------------ the rule
+
+@pytest.mark.unit
 def test_primary_suppression_and_rounding():
-    df = pd.DataFrame({"ward": list("abcde"), "n": [0, 1, 7, 8, 123], "rate": [0.0, 1.1, 7.7, 8.8, 12.3]})
-    ct = control(df, ["n"], threshold=7, rounding_base=5, derived={"n": ["rate"]})
-    shown = ct.display()
-    assert shown["n"].tolist() == [0, SUPPRESSED, SUPPRESSED, 10, 125]
-    assert shown["rate"].tolist() == [0.0, SUPPRESSED, SUPPRESSED, 8.8, 12.3]  # rates not rounded
-    assert ct.n_suppressed == 4
+    assert [R.primary(v) for v in (0, 1, 7, 8)] == [False, True, True, False]
+    # half up to the nearest 5 (HES/ECDS analysis guide): 8 -> 10, 12 -> 10, 12.5 -> 15, 13 -> 15
+    assert [R.round(v) for v in (0, 8, 12, 12.5, 13, 102)] == [0, 10, 10, 15, 15, 100]
+    assert R.published_bounds(0) == (0.0, 0.0)
+    assert R.published_bounds(10) == (8, 12.5)          # a published 10 is 8..12: 1..7 would be [c]
+    assert R.published_bounds(100) == (97.5, 102.5)
 
 
-def test_secondary_suppression_protects_the_total():
-    # one small cell in a ward: recoverable from the ward total, so the next smallest goes too
-    df = pd.DataFrame({"ward": ["w1"] * 3 + ["w2"] * 3, "group": list("xyz") * 2, "n": [3, 40, 50, 20, 30, 40]})
-    ct = control(df, ["n"], groups=[["ward"]])
-    sup = ct.suppressed["n"].tolist()
-    assert sup == [True, True, False, False, False, False]
-    # and across both margins (ward and group): the 'x' column now has one... no: x has w1 only suppressed
-    ct2 = control(df, ["n"], groups=[["ward"], ["group"]])
-    s2 = ct2.suppressed["n"].to_numpy().reshape(2, 3)
-    for row in s2:
-        assert row.sum() != 1
-    for col in s2.T:
-        assert col.sum() != 1
+@pytest.mark.unit
+def test_weaker_rules_are_refused_without_a_reason(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from spstudy.params import ParameterError, load_parameters
+
+    root = Path(__file__).resolve().parent.parent / "parameters"
+    shutil.copytree(root, tmp_path / "p")
+    f = tmp_path / "p" / "camden.yaml"
+    f.write_text("area: camden\ndisclosure:\n  threshold: 1\n  rounding_base: 1\n")
+    with pytest.raises(ParameterError, match="weaker_control_reason"):
+        load_parameters("camden", tmp_path / "p")
+    f.write_text("area: camden\ndisclosure:\n  threshold: yes\n")      # YAML 'yes' is a boolean, never 1
+    with pytest.raises(ParameterError, match="valid integer"):
+        load_parameters("camden", tmp_path / "p")
+    f.write_text("area: camden\ndisclosure:\n  threshold: 7\n  threshold: 2\n")   # a duplicated key is not 'the last one wins'
+    with pytest.raises(ParameterError, match="given twice"):
+        load_parameters("camden", tmp_path / "p")
+    f.write_text("area: camden\ndisclosure:\n  threshold: 3\n  weaker_control_reason: agreed by the IG lead, DPIA 42\n")
+    assert load_parameters("camden", tmp_path / "p").disclosure.threshold == 3
 
 
-def test_zero_is_not_used_for_secondary_suppression():
-    df = pd.DataFrame({"g": ["a"] * 3, "n": [2, 0, 30]})
-    ct = control(df, ["n"], groups=[["g"]])
-    assert ct.suppressed["n"].tolist() == [True, False, True]
+@pytest.mark.unit
+def test_one_precision_per_kind_of_quantity():
+    assert D.format_value(1234.0, "count") == "1234"
+    assert D.format_value(12.345, "rate") == "12.3" and D.format_value(12.345, "percent") == "12.3"
+    assert D.format_value(0.91234, "ratio") == "0.91" and D.format_value(0.0004, "p") == "<0.001"
+    assert D.format_value(float("nan"), "rate") == "" and D.format_value(True, "text") == "yes"
+    assert D.format_value(-0.0001, "rate") == "0.0"
 
 
-def test_safe_label():
-    assert safe_label(3) == SUPPRESSED and safe_label(0) == "0" and safe_label(12) == "10" and safe_label(1234) == "1,235"
+# ---------------------------------------------------------------------------------- the cells
+
+@pytest.mark.unit
+def test_keys_are_canonical_and_relations_follow_the_hierarchies():
+    assert C.make_key("referrals_svc", {"geo": CAMDEN, "ethnicity": C.ALL}) == C.make_key("referrals_svc", {"geo": CAMDEN})
+    pcn, practices = _pcn_with_practices()
+    k = C.make_key("referrals_svc", {"geo": practices[0], "ethnicity": "Black"})
+    rels = {(p, ch) for p, ch, exact in C.relations([k]) if exact}
+    # the practice's PCN is the sum of all its practices (Black), and Black is the sum of its NHS categories
+    assert (C.make_key("referrals_svc", {"geo": pcn, "ethnicity": "Black"}),
+            tuple(sorted(C.make_key("referrals_svc", {"geo": pr, "ethnicity": "Black"}) for pr in practices))) in rels
+    kids = {ch for p, ch in rels if p == C.make_key("referrals_svc", {"geo": NCL})}
+    assert tuple(sorted(C.make_key("referrals_svc", {"geo": b}) for b in C.geo_children(NCL, "svc"))) in kids
+    # wards belong to residence measures only
+    with pytest.raises(C.CellError, match="residence"):
+        C.relations([C.make_key("referrals_svc", {"geo": "E05013660"})])
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 60), min_size=6, max_size=24).filter(lambda xs: len(xs) % 3 == 0))
-def test_property_no_small_count_visible_and_no_lone_suppression(xs):
-    n = len(xs) // 3
-    df = pd.DataFrame({"row": np.repeat(np.arange(n), 3), "col": list(range(3)) * n, "n": xs})
-    ct = control(df, ["n"], groups=[["row"], ["col"]])
-    shown = ct.display()
-    assert not check_published(shown, ["n"], 7)
-    m = ct.suppressed["n"].to_numpy().reshape(n, 3)
-    vals = np.array(xs).reshape(n, 3)
-    for axis_groups in (m, m.T):
-        for i, g in enumerate(axis_groups):
-            # a lone suppressed cell is only allowed when every other cell in its group is zero
-            if g.sum() == 1:
-                other = (vals if axis_groups is m else vals.T)[i][~g]
-                assert (other == 0).all()
+@pytest.mark.unit
+def test_overlapping_reasons_and_subsets_are_inequalities():
+    ks = [C.make_key("referrals_svc", {"geo": CAMDEN, "reason": r}) for r in ("housing", "money")]
+    rels = C.relations(ks)
+    tot = C.make_key("referrals_svc", {"geo": CAMDEN})
+    mine = [r for r in rels if r[0] == tot and any("reason" in C.key_str(c) for c in r[1])]
+    assert len(mine) == 2 and all(len(ch) == 1 and not exact for _, ch, exact in mine)  # each reason <= all, no sum
+    sub = C.make_key("referrals_svc_adults", {"geo": CAMDEN})
+    sup = [r for r in C.relations([sub]) if r[0] == C.make_key("referrals_svc", {"geo": CAMDEN})]
+    assert sup and sub in sup[0][1] and sup[0][2]  # all referrals = adults + the rest
 
 
-def test_counts_in_figure_text_are_controlled():
-    import matplotlib
+# -------------------------------------------------------------------------------- the attacker
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _problem(cells: dict, rels: list):
+    p = A.Problem()
+    for k, (lo, hi) in cells.items():
+        p.variable(k, lo, hi)
+    p.equalities = rels
+    return p
 
-    from spstudy.publish import sanitise_figure_counts
 
-    fig, ax = plt.subplots()
-    ax.plot([0, 1], [0, 1], label="Treated (n=1,704)")
-    ax.plot([0, 1], [1, 0], label="Control (n=5)")
-    ax.set_title("Matched units (N = 12)")
-    ax.legend()
-    assert sanitise_figure_counts(fig, 7, 5) >= 3
-    texts = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert texts == ["Treated (n=1,705)", "Control (n=[c])"]
-    assert ax.get_title() == "Matched units (N=10)"
-    plt.close(fig)
+@pytest.mark.known_answer
+def test_lp_interval_by_hand():
+    """Hand computation: T = a + b + c with T = 20 and a = 5, b = 9 known exactly and c suppressed:
+    c = 6 exactly. With a and b only known to lie in their rounding intervals [2.5, 7.5] and
+    [7.5, 12.5] and T in [17.5, 22.5], c can be anything from 1 (its floor) to 12.5."""
+    exact = _problem({"T": (20, 20), "a": (5, 5), "b": (9, 9), "c": (1, A.INF)}, [("T", ("a", "b", "c"), True)])
+    iv = A.intervals(exact, ["c"])["c"]
+    assert (iv.lo, iv.hi, iv.n_integers()) == (6, 6, 1)
+    fuzzy = _problem({"T": (17.5, 22.5), "a": (2.5, 7.5), "b": (7.5, 12.5), "c": (1, A.INF)}, [("T", ("a", "b", "c"), True)])
+    iv = A.intervals(fuzzy, ["c"])["c"]
+    assert iv.lo == pytest.approx(1) and iv.hi == pytest.approx(12.5) and iv.n_integers() == 12
+
+
+@pytest.mark.known_answer
+def test_lp_two_way_table_with_two_suppressions():
+    """A 2 x 2 table with margins published exactly (a textbook case, e.g. Hundepool et al. 2012,
+    Statistical Disclosure Control, ch. 4): suppressing a single interior cell lets it be recovered;
+    suppressing a whole 2 x 2 pattern leaves each cell in [max(0, ...), min(margins)]."""
+    cells = {"r1": (10, 10), "r2": (12, 12), "c1": (9, 9), "c2": (13, 13), "T": (22, 22),
+             "a": (1, A.INF), "b": (1, A.INF), "c": (1, A.INF), "d": (1, A.INF)}
+    rels = [("r1", ("a", "b"), True), ("r2", ("c", "d"), True), ("c1", ("a", "c"), True), ("c2", ("b", "d"), True),
+            ("T", ("r1", "r2"), True)]
+    iv = A.intervals(_problem(cells, rels), ["a", "b", "c", "d"])
+    assert (iv["a"].lo, iv["a"].hi) == (1, 8)   # a = 9 - c with c in [1, 8]; b = 10 - a
+    only_a = dict(cells, b=(6, 6), c=(5, 5), d=(7, 7))   # a = 4 follows from any one margin
+    assert A.intervals(_problem(only_a, rels), ["a"])["a"].n_integers() == 1
+
+
+@pytest.mark.unit
+def test_exposures_name_the_cell_and_where_it_is():
+    p = _problem({"T": (20, 20), "a": (5, 5), "b": (9, 9), "c": (1, A.INF)}, [("T", ("a", "b", "c"), True)])
+    p.sources = {"c": {"camden/t1"}}
+    ex = A.exposures(p, {"c"}, {"T": 20, "a": 5, "b": 9}, 7)
+    assert [e.key for e in ex if e.kind == "suppressed"] == ["c"]
+
+
+# ----------------------------------------------------------------------------- release protection
+
+def _slug(code):
+    b = code
+    while C.geo_level(b) not in ("borough", "ncl"):
+        b = C.geo_parent(b)
+    return {v: k for k, v in C._geo()["slug_code"].items()}[b]
+
+
+def _referrals_by_practice(values: dict[str, float], area=None, measure="referrals_svc"):
+    area = area or _slug(next(iter(values)))
+    df = pd.DataFrame({"code": list(values), "referrals": list(values.values()), "registered": [5000.0] * len(values)})
+    spec = D.TableSpec("t", "T", {"code": D.Label("Code"), "referrals": D.Count("Referrals", measure=measure),
+                                   "registered": D.Public("Registered", "count"),
+                                   "rate": D.Rate("Rate", count="referrals", per="registered", multiplier=1000, lower="lo", upper="hi")},
+                       rows={"code": "geo"})
+    return D.Item(area, "nb", spec, df)
+
+
+@pytest.mark.integration
+def test_a_lone_small_practice_cannot_be_recovered_from_its_pcn():
+    pcn, practices = _pcn_with_practices(3)
+    vals = {practices[0]: 4, practices[1]: 12, practices[2]: 40}
+    for pr in practices[3:]:
+        vals[pr] = 30
+    vals[pcn] = sum(vals.values())
+    it = _referrals_by_practice(vals)
+    out, prot = D.control_release([it], D.Rules(7, 1))   # no rounding: only suppression protects
+    shown = out[0].shown.set_index("code")
+    assert shown.loc[practices[0], "referrals"] == D.SUPPRESSED
+    assert (shown["referrals"] == D.SUPPRESSED).sum() >= 2  # a second cell, or the total, hides the first
+    assert shown.loc[practices[0], "rate"] == D.SUPPRESSED and shown.loc[practices[0], "lo"] == D.SUPPRESSED
+
+
+@pytest.mark.integration
+def test_rates_are_computed_from_the_published_count():
+    pcn, practices = _pcn_with_practices(2)
+    it = _referrals_by_practice({practices[0]: 123, practices[1]: 58})
+    out, _ = D.control_release([it], R)
+    v = out[0].values.set_index("code")
+    assert v.loc[practices[0], "referrals"] == 125 and v.loc[practices[0], "rate"] == pytest.approx(25.0)  # 125 / 5000, not 123
+    from spstudy import stats
+
+    ci = stats.crude_rate([125], [5000], multiplier=1000)
+    assert v.loc[practices[0], "lo"] == pytest.approx(round(float(ci["lower"].iloc[0]), 1))
+
+
+@pytest.mark.integration
+def test_the_same_cell_in_two_packs_is_suppressed_in_both_and_must_agree():
+    pcn, practices = _pcn_with_practices(2)
+    slug = _slug(pcn)
+    a = _referrals_by_practice({practices[0]: 3, practices[1]: 50}, area=slug)
+    b = _referrals_by_practice({practices[0]: 3, practices[1]: 50}, area="ncl")
+    out, _ = D.control_release([a, b], R)
+    assert out[0].shown.loc[0, "referrals"] == out[1].shown.loc[0, "referrals"] == D.SUPPRESSED
+    c = _referrals_by_practice({practices[0]: 4, practices[1]: 50}, area="ncl")
+    with pytest.raises(D.DisclosureError, match="computed twice with different values"):
+        D.control_release([_referrals_by_practice({practices[0]: 3, practices[1]: 50}, area=slug), c], R)
+
+
+@pytest.mark.unit
+def test_every_numeric_column_must_be_declared():
+    spec = D.TableSpec("t", "T", {"g": D.Label("Group"), "n": D.Label("N")})
+    with pytest.raises(D.DisclosureError, match="holds numbers but is declared as a Label"):
+        D.check_table(spec, pd.DataFrame({"g": ["a"], "n": [3]}), "x")
+    spec = D.TableSpec("t", "T", {"g": D.Label("Group"), "n": D.Count("N")})
+    with pytest.raises(D.DisclosureError, match="negative"):
+        D.check_table(spec, pd.DataFrame({"g": ["a"], "n": [-1]}), "x")
+    with pytest.raises(D.DisclosureError, match="not in the table"):
+        D.check_table(D.TableSpec("t", "T", {"m": D.Count("M")}), pd.DataFrame({"n": [1]}), "x")
+
+
+@pytest.mark.integration
+def test_a_rate_ratio_and_percentages_follow_their_counts():
+    df = pd.DataFrame({"group": ["White", "Asian", "Black"], "referrals": [400.0, 6.0, 90.0], "py": [40000.0, 9000.0, 12000.0]})
+    spec = D.TableSpec("g", "G", {"group": D.Label("Group"), "referrals": D.Count("Referrals", measure="referrals_res"),
+                                  "py": D.Public("Person-years", "person_years"),
+                                  "rr": D.RateRatio("RR", count="referrals", per="py", key="group", reference="White", lower="l", upper="u")},
+                       rows={"group": "ethnicity"})
+    out, _ = D.control_release([D.Item("camden", "nb", spec, df)], R)
+    v, s = out[0].values, out[0].shown
+    assert s.loc[1, "rr"] == D.SUPPRESSED and v.loc[0, "rr"] == pytest.approx(1.0) and math.isnan(v.loc[0, "l"])
+    assert v.loc[2, "rr"] == pytest.approx(round((90 / 12000) / (400 / 40000), 2))
+
+
+@pytest.mark.unit
+def test_protection_is_deterministic():
+    pcn, practices = _pcn_with_practices(3)
+    vals = {pr: v for pr, v in zip(practices, [3, 9, 41, 12, 5, 33, 60, 2][: len(practices)])}
+    a = D.control_release([_referrals_by_practice(vals)], R)[0][0].shown
+    b = D.control_release([_referrals_by_practice(vals)], R)[0][0].shown
+    pd.testing.assert_frame_equal(a, b)
+    assert np.all(a.to_numpy() == b.to_numpy())

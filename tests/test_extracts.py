@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import tiny_tables, write_tables
+
 from spstudy.extracts import ExtractError, load_extracts
 from spstudy.params import load_parameters
 

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.unit
 import yaml
 
 from spstudy.params import PARAMETERS_DIR, ParameterError, json_schema, load_parameters

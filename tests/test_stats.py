@@ -31,6 +31,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
+pytestmark = pytest.mark.known_answer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
