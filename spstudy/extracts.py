@@ -624,8 +624,17 @@ def _exact_duplicates(a: pd.DataFrame, pos: np.ndarray, extra: pd.DataFrame | No
     code = _positions(a["setting"], pd.Series(list(ACTIVITY_SETTINGS))).astype(np.int64)
     key = (pos.astype(np.int64) << 26) | (day << 8) | (code + 1)
     if extra is not None and extra.shape[1]:
-        h = pd.util.hash_pandas_object(extra, index=False).to_numpy().astype(np.uint64)
-        return np.array(pd.DataFrame({"k": key, "h": h}).duplicated(keep="first").to_numpy(), dtype=bool)
+        if extra.shape[1] == 1:
+            h = pd.factorize(extra.iloc[:, 0], use_na_sentinel=False)[0].astype(np.int64)
+        else:
+            h = pd.util.hash_pandas_object(extra, index=False).to_numpy().view(np.int64)
+        order = np.lexsort((h, key))  # stable: the first of equal rows keeps its place and is kept
+        ks, hs = key[order], h[order]
+        rep = np.zeros(len(key), dtype=bool)
+        rep[1:] = (ks[1:] == ks[:-1]) & (hs[1:] == hs[:-1])
+        dup = np.zeros(len(key), dtype=bool)
+        dup[order] = rep
+        return dup
     dup = np.zeros(len(key), dtype=bool)
     if len(key) > 1:
         if np.all(key[1:] >= key[:-1]):
@@ -961,3 +970,77 @@ def sample_extract(src_dir: Path | str, out_dir: Path | str, n_persons: int, see
                                if (out / "activity.parquet").exists() else None}})
     (out / "extract_info.json").write_text(json.dumps(new, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out
+
+
+# --------------------------------------------------------------------- validated once, read many times
+
+VALIDATED_TABLES = ("persons", "referrals", "activity", "wellbeing", "workforce")
+
+
+def write_validated(ex: Extracts, directory: Path | str) -> Path:
+    """Write a validated extract as Parquet for the notebooks of one build (so it is validated once,
+    not once per notebook), with the ledger, the sampling metadata and a SHA-256 of every file.
+    The folder lives in the build's private area and is never published."""
+    from .checksums import sha256
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    for t in VALIDATED_TABLES:
+        ex.table(t).to_parquet(d / f"{t}.parquet", index=False)
+    pd.DataFrame({"person_id": sorted(ex.referred_ever)}).to_parquet(d / "referred_ever.parquet", index=False)
+    ex.ledger.to_frame().to_csv(d / "ledger.csv", index=False, lineterminator="\n")
+    meta = {"pool_fraction": ex.pool_fraction, "extract_info": ex.extract_info, "files": {k: Path(v).name for k, v in ex.files.items()},
+            "sha256": {f.name: sha256(f) for f in sorted(d.glob("*")) if f.suffix in (".parquet", ".csv")}}
+    (d / "validated.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return d
+
+
+class ValidatedExtracts:
+    """An extract validated earlier in the same build (:func:`write_validated`): each table is read
+    from its Parquet file the first time it is used, after its checksum is verified, so a notebook that
+    never touches activity never reads it."""
+
+    def __init__(self, directory: Path | str):
+        from .checksums import sha256
+
+        self.dir = Path(directory)
+        meta = json.loads((self.dir / "validated.json").read_text())
+        self._sha = meta["sha256"]
+        self._sha256 = sha256
+        self.pool_fraction = float(meta["pool_fraction"])
+        self.extract_info = meta["extract_info"]
+        self.files = {k: Path(v) for k, v in meta["files"].items()}
+        self._cache: dict = {}
+
+    def _read(self, name: str, fname: str, reader):
+        if name not in self._cache:
+            f = self.dir / fname
+            if self._sha256(f) != self._sha[fname]:
+                raise ExtractError(f, None, "the validated copy of the extract changed during the build (checksum mismatch)")
+            self._cache[name] = reader(f)
+        return self._cache[name]
+
+    def table(self, name: str) -> pd.DataFrame:
+        if name not in VALIDATED_TABLES:
+            raise KeyError(name)
+        return self._read(name, f"{name}.parquet", pd.read_parquet)
+
+    persons = property(lambda self: self.table("persons"))
+    referrals = property(lambda self: self.table("referrals"))
+    activity = property(lambda self: self.table("activity"))
+    wellbeing = property(lambda self: self.table("wellbeing"))
+    workforce = property(lambda self: self.table("workforce"))
+
+    @property
+    def referred_ever(self) -> frozenset:
+        return self._read("referred_ever", "referred_ever.parquet", lambda f: frozenset(pd.read_parquet(f)["person_id"]))
+
+    @property
+    def ledger(self) -> Ledger:
+        def read(f):
+            led = Ledger()
+            df = pd.read_csv(f, keep_default_na=False)
+            led.records = [{k: (int(v) if k == "rows" else v) for k, v in r.items()} for r in df.to_dict("records")]
+            return led
+
+        return self._read("ledger", "ledger.csv", read)

@@ -79,34 +79,58 @@ def git_commit() -> str:
 # ------------------------------------------------------------------------- one notebook, one process
 
 def _worker(argv) -> int:
-    """``python -m spstudy.packs --worker IN OUT KERNEL CWD PARAMS_JSON ERR_JSON``: run one notebook."""
-    nb_path, out_nb, kernel, cwd, params_json, err_path = argv
-    import jupytext
-    import papermill as pm
+    """``python -m spstudy.packs --worker SPEC_JSON``: run one area's notebooks, in order, in ONE kernel.
 
-    nb = jupytext.read(nb_path)
-    nb.metadata["kernelspec"] = {"name": kernel, "display_name": "spstudy (Python 3)", "language": "python"}
-    tmp_in = Path(out_nb).with_suffix(".input.ipynb")
-    jupytext.write(nb, tmp_in, fmt="ipynb")
-    params = json.loads(params_json)
+    Each notebook gets papermill's injected-parameters cell after its own parameters cell, and starts
+    with ``%reset -f`` so it sees a clean namespace (modules stay imported, which is the point: the
+    kernel starts and imports once per area, not once per notebook). One JSON line per notebook on
+    stdout; the first failure stops the area (later notebooks build on earlier ones)."""
+    spec = json.loads(argv[0])
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from papermill.parameterize import parameterize_notebook
+
+    client, cm = None, None
     try:
-        for attempt in range(2):
+        for path in spec["notebooks"]:
+            t = time.time()
+            nb = jupytext.read(path)
+            nb.metadata["kernelspec"] = {"name": spec["kernel"], "display_name": "spstudy (Python 3)", "language": "python"}
+            stem = Path(path).stem
+            for c in nb.cells:
+                c.metadata.setdefault("tags", [])
+            nb.metadata.setdefault("papermill", {})
+            nb = parameterize_notebook(nb, {"area": spec["area"], "pack_dir": spec["pack_dir"], "notebook": stem}, kernel_name=spec["kernel"])
+            nb.cells.insert(0, nbformat.from_dict({"cell_type": "code", "source": "%reset -f", "metadata": {"tags": ["spstudy-reset"]},
+                                                   "outputs": [], "execution_count": None, "id": "spstudy-reset"}))
+            ok, why = True, ""
+            if client is None:
+                client = NotebookClient(nb, kernel_name=spec["kernel"], timeout=3600, resources={"metadata": {"path": spec["cwd"]}})
+                for attempt in range(2):  # kernel start race (ZMQ "Address already in use"): retry once
+                    try:
+                        cm = client.setup_kernel()
+                        cm.__enter__()
+                        break
+                    except (RuntimeError, OSError):
+                        if attempt:
+                            raise
+                        time.sleep(2)
+            client.nb = nb
             try:
-                pm.execute_notebook(str(tmp_in), out_nb, parameters=params, kernel_name=kernel, cwd=cwd, progress_bar=False,
-                                    log_output=False, request_save_on_cell_execute=False)
-                return 0
-            except (RuntimeError, OSError) as e:  # kernel start race (ZMQ "Address already in use"): retry once
-                msg = str(e)
-                if attempt == 0 and ("Address already in use" in msg or "Kernel died" in msg or "timed out" in msg.lower()):
-                    time.sleep(2)
-                    continue
-                raise
-    except Exception as e:
-        ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
-        Path(err_path).write_text(json.dumps({"ename": ename, "evalue": str(evalue)[-3000:], "type": type(e).__name__}))
-        return 1
+                for i, cell in enumerate(nb.cells):
+                    if cell.cell_type == "code":
+                        client.execute_cell(cell, i)
+            except CellExecutionError as e:
+                ok, why = False, f"{e.ename}: {str(e.evalue).strip().splitlines()[-1] if str(e.evalue).strip() else ''}".strip()
+            nbformat.write(nb, Path(spec["out_dir"]) / f"{stem}.ipynb")
+            print(json.dumps({"notebook": stem, "ok": ok, "why": why, "seconds": time.time() - t}), flush=True)
+            if not ok:
+                return 1
     finally:
-        tmp_in.unlink(missing_ok=True)
+        if cm is not None:
+            cm.__exit__(None, None, None)
     return 0
 
 
@@ -117,32 +141,39 @@ class Runner:
         self.procs: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
 
-    def run_notebook(self, nb: Path, out_nb: Path, params: dict, kernel: str) -> tuple[bool, str]:
+    def run_area_process(self, spec: dict, log) -> list[dict]:
+        """Run one area's notebooks in a worker process group; returns one record per notebook run."""
         if self.stop.is_set():
             raise Interrupted()
-        err = out_nb.with_suffix(".error.json")
-        cmd = [sys.executable, "-m", "spstudy.packs", "--worker", str(nb), str(out_nb), kernel, str(nb.parent),
-               json.dumps(params), str(err)]
+        cmd = [sys.executable, "-m", "spstudy.packs", "--worker", json.dumps(spec)]
         with self.lock:
             if self.stop.is_set():
                 raise Interrupted()
-            p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             self.procs.add(p)
+        records = []
+        err_lines: list[str] = []
+        t = threading.Thread(target=lambda: err_lines.extend(p.stderr), daemon=True)
+        t.start()
         try:
-            _, stderr = p.communicate()
+            for line in p.stdout:
+                if line.startswith("{"):
+                    r = json.loads(line)
+                    records.append(r)
+                    log(f"  {'ok  ' if r['ok'] else 'FAIL'} {spec['area']:10s} {r['notebook']:34s} {r['seconds']:6.1f}s"
+                        + ("" if r["ok"] else f"  {r['why']}"))
+            p.wait()
+            t.join(timeout=5)
         finally:
             with self.lock:
                 self.procs.discard(p)
         if self.stop.is_set():
             raise Interrupted()
-        if p.returncode == 0:
-            return True, ""
-        if err.exists():
-            e = json.loads(err.read_text())
-            err.unlink()
-            return False, f"{e['ename']}: {e['evalue'].strip().splitlines()[-1] if e['evalue'].strip() else ''}".strip()
-        tail = stderr.decode("utf-8", "replace").strip().splitlines()
-        return False, (tail[-1] if tail else f"notebook process exited with code {p.returncode}")
+        if p.returncode != 0 and not any(not r["ok"] for r in records):
+            tail = [x.strip() for x in err_lines if x.strip()]
+            records.append({"notebook": "kernel", "ok": False, "why": tail[-1] if tail else f"worker exited with code {p.returncode}",
+                            "seconds": 0.0})
+        return records
 
     def interrupt(self):
         self.stop.set()
@@ -157,15 +188,12 @@ def run_area(runner: Runner, area: str, build: Path, nbs: list[Path], kernel: st
     res = AreaResult(area)
     base = build / area
     (base / "notebooks").mkdir(parents=True, exist_ok=True)
-    for nb in nbs:
-        s = time.time()
-        ok, why = runner.run_notebook(nb, base / "notebooks" / f"{nb.stem}.ipynb",
-                                      {"area": area, "pack_dir": str(base), "notebook": nb.stem}, kernel)
-        log(f"  {'ok  ' if ok else 'FAIL'} {area:10s} {nb.stem:34s} {time.time() - s:6.1f}s" + ("" if ok else f"  {why}"))
-        if not ok:
+    spec = {"area": area, "pack_dir": str(base), "notebooks": [str(n) for n in nbs], "kernel": kernel, "cwd": str(nbs[0].parent),
+            "out_dir": str(base / "notebooks")}
+    for r in runner.run_area_process(spec, log):
+        if not r["ok"]:
             res.ok = False
-            res.failures[nb.stem] = why
-            break  # later notebooks of this area build on this one
+            res.failures[r["notebook"]] = r["why"]
     res.seconds = time.time() - t0
     return res
 
@@ -202,8 +230,14 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
     out.mkdir(parents=True, exist_ok=True)
     build = out / f".building-{os.getpid()}-{os.urandom(3).hex()}"
     build.mkdir()
+    try:
+        validated = validate_once(areas, build, parameters_dir, extracts_dir, log)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     (build / "build.json").write_text(json.dumps({"parameters_dir": str(Path(parameters_dir).resolve()) if parameters_dir else None,
-                                                  "extracts_dir": str(Path(extracts_dir).resolve()) if extracts_dir else None}))
+                                                  "extracts_dir": str(Path(extracts_dir).resolve()) if extracts_dir else None,
+                                                  "validated": validated}))
     kernel = kernel_name()
     runner = Runner(jobs)
     results: list[AreaResult] = []
@@ -257,6 +291,26 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
             signal.signal(signal.SIGINT, old_handler)
         shutil.rmtree(build, ignore_errors=True)  # only this run's build folder
     return results, release
+
+
+def validate_once(areas: list[str], build: Path, parameters_dir, extracts_dir, log) -> dict[str, str]:
+    """Validate the extract once for the whole build (once per distinct study period and data rules),
+    and write it where every notebook of the build reads it: {area: folder}."""
+    from .extracts import load_extracts, write_validated
+
+    groups: dict[str, list[str]] = {}
+    for a in areas:
+        p = load_parameters(a, parameters_dir)
+        sig = json.dumps({"data": p.to_dict()["data"], "study": p.to_dict()["study"], "extracts": str(extracts_dir)}, sort_keys=True)
+        groups.setdefault(sig, []).append(a)
+    out = {}
+    for i, (sig, group) in enumerate(sorted(groups.items())):
+        t = time.time()
+        ex = load_extracts(load_parameters(group[0], parameters_dir), extracts_dir)
+        d = write_validated(ex, build / f"extract-{i}")
+        log(f"  extract validated once for {', '.join(group)} ({time.time() - t:.1f}s)")
+        out.update({a: str(d) for a in group})
+    return out
 
 
 def _extract_info(area: str, parameters_dir, extracts_dir) -> dict:

@@ -329,13 +329,15 @@ class Context:
     def borough_codes(self) -> list[str]:
         return reference.borough_codes(self.area)
 
+    validated_dir: Path | None = None
+
     @functools.cached_property
     def extracts(self):
-        """The validated extracts (all of NCL: analyses cut them to the area's scope themselves,
-        through :mod:`spstudy.scope`)."""
-        from .extracts import load_extracts
+        """The validated extracts. In a build they were validated once for every notebook
+        (:func:`spstudy.packs.validate_once`) and each table is read only when first used."""
+        from .extracts import ValidatedExtracts, load_extracts
 
-        ex = load_extracts(self.params, self.extract_dir)
+        ex = ValidatedExtracts(self.validated_dir) if self.validated_dir is not None else load_extracts(self.params, self.extract_dir)
         if self.build_dir is not None:
             p = self.build_dir / PRIVATE / "ledger.csv"
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -388,12 +390,14 @@ def start(namespace: dict | None = None, **given) -> Context:
     build = Path(pack_dir) if pack_dir else None
     pdir = None
     extract_dir = None
+    validated = None
     if build is not None:
-        cfg = build / "build.json"
+        cfg = build.parent / "build.json"
         if cfg.exists():
             c = json.loads(cfg.read_text())
             pdir = c.get("parameters_dir")
             extract_dir = c.get("extracts_dir")
+            validated = (c.get("validated") or {}).get(area)
     params = load_parameters(area, pdir)
     import matplotlib
 
@@ -402,4 +406,5 @@ def start(namespace: dict | None = None, **given) -> Context:
     from .params import PARAMETERS_DIR
 
     return Context(area=area, notebook=notebook, params=params, publisher=pub, build_dir=build,
-                   extract_dir=Path(extract_dir) if extract_dir else None, parameters_dir=Path(pdir) if pdir else PARAMETERS_DIR)
+                   extract_dir=Path(extract_dir) if extract_dir else None, parameters_dir=Path(pdir) if pdir else PARAMETERS_DIR,
+                   validated_dir=Path(validated) if validated else None)
