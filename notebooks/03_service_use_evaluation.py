@@ -154,9 +154,6 @@ vcols = {**ecols, "verdict": Label("Verdict"), "headline_estimator": Label("Head
 pub.table("verdicts", res.verdicts, "Verdict for each outcome: what the pack may claim", rows=rows_e, columns=vcols,
           notes="Rules in the README ('How the evaluation works') and docs/assumptions.md E1-E9. A not-credible estimate is never the "
                 "headline and never valued.")
-for s in ("gp", "ae"):
-    pub.finding(findings.effect, priority=1, setting=s, window_months=W, cohort="itt")
-    pub.finding(findings.naive_against_headline, priority=2, setting=s, window_months=W)
 est = res.estimates
 pub.table("estimates", est, "Every estimate: naive, matched, trend-adjusted and conventional designs", rows={**rows_e, "estimator": "estimator"},
           columns={**ecols, "estimator": Label("Estimator"), "n_referred": Count("Referred people", measure=None),
@@ -164,6 +161,9 @@ pub.table("estimates", est, "Every estimate: naive, matched, trend-adjusted and 
                    "rate_ratio_upper": rr("Upper 95% limit", ("n_referred",)),
                    "difference_per_1000py": Estimate("Difference per 1,000 person-years", ("n_referred",), "rate"),
                    "verdict": Label("Verdict"), "headline": Label("Headline")})
+for s in ("gp", "ae"):
+    pub.finding(findings.effect, priority=1, setting=s, window_months=W, cohort="itt")
+    pub.finding(findings.naive_against_headline, priority=2, setting=s, window_months=W)
 pub.figure("estimates_forest", "Naive, matched and trend-adjusted estimates", charts.forest, "estimates", charts.alt_forest,
            label=["setting", "window_months", "estimator"], est="rate_ratio", lower="rate_ratio_lower", upper="rate_ratio_upper",
            group="estimator", where={"cohort": "itt", "setting": ["gp", "ae"], "estimator": ["naive", "matched_did", "trend_adjusted"]},

@@ -341,10 +341,15 @@ def marks(fig) -> list[float]:
         if rects:
             ws = np.array([p.get_width() for p in rects])
             hs = np.array([p.get_height() for p in rects])
+            cx = np.array([p.get_x() + p.get_width() / 2 for p in rects])
+            cy = np.array([p.get_y() + p.get_height() / 2 for p in rects])
+            on_grid = lambda v: np.allclose(v, np.round(v), atol=1e-6)  # noqa: E731
+            vertical = np.allclose(ws, ws[0]) and on_grid(cx)
+            horizontal = np.allclose(hs, hs[0]) and on_grid(cy)
             for p in rects:
-                if np.allclose(ws, ws[0]):        # vertical bars on categories: the heights are the data
+                if vertical:                      # bars on categories along x: the heights are the data
                     out += [p.get_y() + p.get_height()]
-                elif np.allclose(hs, hs[0]):      # horizontal bars on categories: the ends are the data
+                elif horizontal:                  # bars on categories along y: the ends are the data
                     out += [p.get_x(), p.get_x() + p.get_width()]
                 else:                             # histogram: edges and heights are all data
                     out += [p.get_x(), p.get_x() + p.get_width(), p.get_y() + p.get_height()]

@@ -523,7 +523,10 @@ def apply(spec: TableSpec, raw: pd.DataFrame, keys: dict, suppressed_keys: set, 
     # keep the numbers behind figures and findings at the published precision
     for c, s in cols.items():
         if s.kind not in ("text",) and c in values.columns and pd.api.types.is_float_dtype(values[c]):
-            values[c] = values[c].round(DECIMALS.get(s.kind, 2)) if s.kind != "p" else values[c]
+            if s.kind == "p":  # what "<0.001" or three decimals say, no more
+                values[c] = values[c].where(values[c] >= 0.0005, 0.0005).round(3).where(values[c].notna())
+            else:
+                values[c] = values[c].round(DECIMALS.get(s.kind, 2))
     return Controlled(spec, area, notebook, values, shown, mask, n_primary, n_secondary, keys)
 
 

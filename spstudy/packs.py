@@ -212,8 +212,11 @@ def _release_lock(out: Path):
 
 
 def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | None = None, keep_notebooks: bool = False,
-        parameters_dir: Path | None = None, extracts_dir: Path | None = None, notebooks_dir: Path | None = None, log=None):
-    """Build and publish the packs of ``areas``; returns (list of AreaResult, ReleaseResult or None)."""
+        parameters_dir: Path | None = None, extracts_dir: Path | None = None, notebooks_dir: Path | None = None, log=None,
+        keep_build: Path | None = None):
+    """Build and publish the packs of ``areas``; returns (list of AreaResult, ReleaseResult or None).
+    ``keep_build`` (tests only) copies the private build folder there before it is deleted; it is
+    never part of a pack."""
     from .release import ReleaseError, publish_release
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -289,6 +292,8 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
     finally:
         if in_main:
             signal.signal(signal.SIGINT, old_handler)
+        if keep_build is not None and build.exists():
+            shutil.copytree(build, keep_build, dirs_exist_ok=True)
         shutil.rmtree(build, ignore_errors=True)  # only this run's build folder
     return results, release
 

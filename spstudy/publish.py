@@ -227,7 +227,11 @@ class Publisher:
             from IPython.display import Markdown, display
 
             t = Tables(self._preview, self.area, reference.area_name(self.area), self.params.to_dict())
-            text = fn(t, **kwargs)
+            try:
+                text = fn(t, **kwargs)
+            except PublishError as e:  # it reads a table published further down: the build writes it then
+                display(Markdown(f"*Finding written in the pack once its tables are published ({e}).*"))
+                return None
             if text:
                 display(Markdown(f"**Finding:** {text}"))
             return text

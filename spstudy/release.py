@@ -98,6 +98,35 @@ def check_same_across_packs(packs: list[Pack]) -> list[str]:
     return problems
 
 
+def read_published(pack_dir: Path) -> "Tables":
+    """A published pack's tables as its figures and findings saw them (numbers parsed back from the
+    CSVs, [c] and blanks as missing): so a figure or sentence can be redrawn from the pack alone."""
+    import numpy as np
+
+    from . import disclosure as D
+    from .publish import Tables
+
+    pack_dir = Path(pack_dir)
+    meta = json.loads((pack_dir / A.AUDIT_FILE).read_text())
+    out = {}
+    for t in meta["tables"]:
+        df = pd.read_csv(pack_dir / t["file"], dtype=str, keep_default_na=False)
+        for col, kind in t["kinds"].items():
+            if kind == "bool":
+                df[col] = df[col].map({"yes": True, "no": False, D.SUPPRESSED: None, "": None})
+            elif kind != "text":
+                df[col] = pd.to_numeric(df[col].replace({D.SUPPRESSED: np.nan, "": np.nan, "<0.001": "0.0005"}), errors="coerce")
+            else:
+                df[col] = df[col].astype(object).where(df[col] != "", None)
+        out[t["name"].split("/", 1)[1]] = _View(df)
+    return Tables(out, meta["area"], reference.area_name(meta["area"]), {})
+
+
+class _View:
+    def __init__(self, values):
+        self.values = values
+
+
 def _notebook_intro(nb: str, notebooks_dir: Path) -> tuple[str, str]:
     """Title and introduction (the question) from the notebook's first Markdown cell."""
     path = notebooks_dir / f"{nb}.py"
@@ -164,7 +193,9 @@ def write_tables(pack: Pack, stage: Path) -> list[dict]:
         f = f"tables/{c.notebook}__{name}.csv"
         c.shown.to_csv(stage / f, index=False, lineterminator="\n")
         cont = {col for col, s in c.spec.columns.items() if isinstance(s, D.Count) and s.continuous}
-        meta.append({"name": f"{c.notebook}/{name}", "file": f,
+        cols = c.spec.full_columns()
+        kinds = {col: ("bool" if pd.api.types.is_bool_dtype(c.values[col]) else cols[col].kind) for col in c.shown.columns}
+        meta.append({"name": f"{c.notebook}/{name}", "file": f, "kinds": kinds,
                      "cells": [{"row": r, "column": col, "key": C.key_str(k), **({"continuous": True} if col in cont else {})}
                                for (r, col), k in sorted(c.keys.items())],
                      "derived": D.derived_metadata(c.spec)})
@@ -190,8 +221,14 @@ def _stage_pack(p: "Pack", st: Path, info: dict, rules: D.Rules):
         if e["kind"] == "document":
             for fname, text in e.get("files", {}).items():
                 (st / fname).write_text(text)
+    # what each figure and sentence is drawn from, so anyone can redraw them from the published tables alone
+    figures = [{"name": e["name"], "file": f"figures/{e['notebook']}__{e['name']}.png", "draw": e["draw"], "alt": e["alt"],
+                "table": f"{p.controlled[e['table']].notebook}/{e['table']}", "options": e["options"], "alt_text": p.figures[e["name"]][1]}
+               for e in p.entries if e["kind"] == "figure"]
+    finds = [{"notebook": e["notebook"], "fn": e["fn"], "kwargs": e["kwargs"], "text": p.texts.get((e["notebook"], e["order"]))}
+             for e in p.entries if e["kind"] == "finding"]
     (st / A.AUDIT_FILE).write_text(json.dumps({"area": p.area, "rules": {"threshold": rules.threshold, "rounding_base": rules.rounding_base},
-                                               "tables": meta}, indent=1, sort_keys=True) + "\n")
+                                               "tables": meta, "figures": figures, "findings": finds}, indent=1, sort_keys=True) + "\n")
     return p.figures, p.findings, p.texts
 
 
@@ -210,6 +247,12 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
                     keep_notebooks: bool = False, parameters_dir: Path | None = None, progress=None, jobs: int = 2) -> "ReleaseResult":
     """Control, draw, write, audit and publish every area of a build (see the module docstring)."""
     build, out = Path(build), Path(out)
+    import time as _time
+
+    t0 = _time.time()
+    if progress:
+        say = progress
+        progress = lambda s: say(f"{s} ({_time.time() - t0:.0f}s)")  # noqa: E731
     packs = []
     items: list[D.Item] = []
     for a in areas:
@@ -220,6 +263,8 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
         packs.append(p)
         items += its
     rules = _rules(packs)
+    if progress:
+        progress(f"disclosure control of {len(items)} tables in {len(packs)} pack(s)")
     controlled, prot = D.control_release(items, rules)
     by_area = {p.area: p for p in packs}
     for c in controlled:
@@ -300,7 +345,8 @@ def _copy_notebooks(area_build: Path, st: Path):
                 cell.execution_count = None
                 if "parameters" in cell.metadata.get("tags", []) or "injected-parameters" in cell.metadata.get("tags", []):
                     cell.source = "\n".join(l for l in cell.source.splitlines() if not l.startswith("pack_dir"))
-        nbformat.write(n, dst / nb.name)
+        text = nbformat.writes(n).replace(str(area_build.parent), "<build>")
+        (dst / nb.name).write_text(sanitise_text(text) + ("" if text.endswith("\n") else "\n"))
 
 
 def write_manifest(pack: Pack, st: Path, info: dict, commit: str, rep, parameters_dir):

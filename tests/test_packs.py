@@ -1,165 +1,155 @@
-"""End-to-end: the batch run builds every pack from the shipped data; outputs pass disclosure
-scans; a second run gives identical tables; a failing notebook does not stop the others; the
-notebooks pass nbval; a pack renders in headless Chromium."""
+"""The batch runner and the ways analysts run notebooks: failures, Ctrl-C, concurrent runs, parameters,
+papermill as the README documents it, nbval, determinism of a pack, the command line."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
-import zipfile
+import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from spstudy import packs, reference
-from spstudy.params import load_parameters
+from spstudy import packs
+from spstudy.params import ParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packs")]
+BIN = Path(sys.executable).parent
+
+HEADER = '# %% tags=["parameters"]\narea = "ncl"\npack_dir = None\nnotebook = "{name}"\n'
+OK_NB = HEADER + (
+    "# %%\nfrom spstudy.publish import start\n\nctx = start(globals())\n\n"
+    "import pandas as pd\nimport time\nfrom spstudy.disclosure import Count, Label\n"
+    "time.sleep({sleep})\n"
+    "ctx.publisher.table('small', pd.DataFrame({{'group': ['a', 'b'], 'n': [3, 40]}}), 'A small table',\n"
+    "                    columns={{'group': Label('Group'), 'n': Count('People')}}, rows={{'group': 'g'}})\n")
+BROKEN_NB = HEADER + '# %%\nraise RuntimeError("deliberate failure in the notebook")\n'
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("packs")
-    results = packs.run(list(reference.AREAS), out, jobs=2)
-    return out, results
+def _nbdir(tmp_path, **nbs) -> Path:
+    d = tmp_path / "nb"
+    d.mkdir(exist_ok=True)
+    for name, text in nbs.items():
+        (d / f"{name}.py").write_text(text)
+    return d
 
 
-def test_every_pack_is_built(built):
-    out, results = built
-    failed = {r.area: r.failures for r in results if not r.ok}
-    assert not failed, f"packs failed: {failed}"
-    for area in reference.AREAS:
-        d = out / area
-        assert (d / f"{area}_pack.html").exists() and (d / f"{area}_tables.xlsx").exists() and (d / "manifest.json").exists()
-        nbs = sorted(p.stem for p in (d / "notebooks").glob("*.ipynb"))
-        assert nbs == [p.stem for p in packs.notebooks()]
-        assert list((d / "tables").glob("*.csv")), f"{area}: no tables"
-    assert not list(out.glob(".building-*")) and not list(out.glob("*.failed"))
+@pytest.mark.integration
+def test_a_failing_notebook_names_its_cause_and_publishes_nothing(tmp_path):
+    d = _nbdir(tmp_path, **{"01_ok": OK_NB.format(name="01_ok", sleep=0), "02_broken": BROKEN_NB.format(name="02_broken")})
+    res, rel = packs.run(["camden", "enfield"], tmp_path / "out", jobs=2, notebooks_dir=d, log=lambda s: None)
+    assert rel is None and all(not r.ok for r in res)
+    assert all("RuntimeError: deliberate failure in the notebook" in r.failures["02_broken"] for r in res)
+    assert not (tmp_path / "out" / "camden").exists()  # a failed release never looks finished
+    assert (tmp_path / "out" / "camden.failed" / "notebooks_not_for_publication" / "01_ok.ipynb").exists()
+    assert not list((tmp_path / "out").glob(".building-*"))
 
 
-IDENTIFIER = re.compile(r"\b(P\d{6,}|R\d{6,})\b")
+@pytest.mark.integration
+def test_a_small_custom_release_is_published_audited_and_byte_identical_on_a_rerun(tmp_path):
+    d = _nbdir(tmp_path, **{"01_ok": OK_NB.format(name="01_ok", sleep=0)})
+    for out in ("a", "b"):
+        res, rel = packs.run(["camden"], tmp_path / out, jobs=1, notebooks_dir=d, log=lambda s: None)
+        assert res[0].ok and rel.audit.ok, res[0].failures
+    a, b = tmp_path / "a" / "camden", tmp_path / "b" / "camden"
+    shown = (a / "tables" / "01_ok__small.csv").read_text()
+    assert "[c]" in shown and ",40" in shown  # 3 suppressed; 40 rounds to 40
+    files = sorted(f.relative_to(a) for f in a.rglob("*") if f.is_file())
+    assert files and files == sorted(f.relative_to(b) for f in b.rglob("*") if f.is_file())
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f"{f} differs between two runs"
 
 
-def _scan_values(values, counts_cols, threshold, where):
-    problems = []
-    for c in counts_cols:
-        if c not in values.columns:
-            continue
-        v = pd.to_numeric(values[c], errors="coerce")
-        bad = (v >= 1) & (v <= threshold)
-        if bad.any():
-            problems.append(f"{where}: column {c} has {int(bad.sum())} count(s) in 1..{threshold}")
-    return problems
+@pytest.mark.integration
+def test_two_runs_into_the_same_folder_do_not_touch_each_other(tmp_path):
+    d = _nbdir(tmp_path, **{"01_ok": OK_NB.format(name="01_ok", sleep=3)})
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "spstudy.cli", "packs", "--out", str(tmp_path / "out"), "--jobs", "1"]
+    script = ("import sys; from pathlib import Path; from spstudy import packs; "
+              f"r, rel = packs.run([sys.argv[1]], Path(r'{tmp_path / 'out'}'), 1, notebooks_dir=Path(r'{d}'), log=lambda s: None); "
+              "sys.exit(0 if r[0].ok else 1)")
+    procs = [subprocess.Popen([sys.executable, "-c", script, a], env=env, cwd=tmp_path) for a in ("camden", "enfield")]
+    codes = [p.wait(timeout=600) for p in procs]
+    assert codes == [0, 0] and cmd
+    assert (tmp_path / "out" / "camden" / "manifest.json").exists() and (tmp_path / "out" / "enfield" / "manifest.json").exists()
+    assert not list((tmp_path / "out").glob(".building-*"))
 
 
-def test_no_small_counts_or_identifiers_in_any_output(built):
-    out, _ = built
-    threshold = load_parameters("ncl").disclosure.threshold
-    problems = []
-    for area in reference.AREAS:
-        d = out / area
-        arts = packs.read_artefacts(d)
-        tables = {a["file"]: a for a in arts if a["kind"] == "table"}
-        for f in sorted((d / "tables").glob("*.csv")):
-            text = f.read_text()
-            if IDENTIFIER.search(text):
-                problems.append(f"{f}: person or referral identifier")
-            meta = tables.get(f.name.split("__", 1)[-1])
-            if meta:
-                problems += _scan_values(pd.read_csv(f, dtype=str), meta["counts"], threshold, str(f))
-        html = (d / f"{area}_pack.html").read_text()
-        if IDENTIFIER.search(re.sub(r"data:image/png;base64,[^']+", "", html)):
-            problems.append(f"{area}: identifier in HTML")
-        # the Excel workbook holds the same controlled tables
-        with zipfile.ZipFile(d / f"{area}_tables.xlsx") as z:
-            xml = "".join(z.read(n).decode("utf-8", "ignore") for n in z.namelist() if n.endswith(".xml"))
-        if IDENTIFIER.search(xml):
-            problems.append(f"{area}: identifier in Excel")
-        for nb in (d / "notebooks").glob("*.ipynb"):
-            if IDENTIFIER.search(nb.read_text()):
-                problems.append(f"{nb}: identifier in executed notebook output")
-    assert not problems, "\n".join(problems[:20])
+@pytest.mark.integration
+def test_ctrl_c_stops_the_build_publishes_nothing_and_starts_no_queued_area(tmp_path):
+    d = _nbdir(tmp_path, **{"01_slow": OK_NB.format(name="01_slow", sleep=120)})
+    script = ("import sys; from pathlib import Path; from spstudy import packs; "
+              f"sys.exit(packs.main(['--borough', 'camden', '--borough', 'enfield', '--borough', 'haringey', '--jobs', '1', "
+              f"'--out', r'{tmp_path / 'out'}']))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # point the runner at the slow notebook folder
+    script = script.replace("from spstudy import packs; ", f"from spstudy import packs; packs.NOTEBOOKS_DIR = Path(r'{d}'); ")
+    p = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").glob(".building-*/camden/notebooks")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # the first area's notebook is running
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)  # a build that ignored Ctrl-C would run on for minutes
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "nothing published" in err
+    assert not any((tmp_path / "out" / a).exists() for a in ("camden", "enfield", "haringey"))
+    assert not list((tmp_path / "out").glob(".building-*"))
+    assert not re.search(r"^\s+(ok|FAIL)\s+(enfield|haringey)", err, re.M)  # queued areas never started
 
 
-def test_excel_has_cover_contents_notes_and_one_table_per_sheet(built):
-    import openpyxl
-
-    out, _ = built
-    wb = openpyxl.load_workbook(out / "camden" / "camden_tables.xlsx", read_only=True)
-    assert wb.sheetnames[:3] == ["Cover", "Contents", "Notes"]
-    n_tables = len([a for a in packs.read_artefacts(out / "camden") if a["kind"] == "table"]) + 1  # + ledger
-    assert len(wb.sheetnames) == 3 + n_tables
-
-
-def test_manifest_reproduces_inputs_and_outputs(built):
-    out, _ = built
-    m = json.loads((out / "barnet" / "manifest.json").read_text())
-    assert m["area"] == "barnet" and m["parameters"]["area"] == "barnet"
-    for rel, digest in m["inputs_sha256"].items():
-        assert packs.sha256(ROOT / rel) == digest, rel
-    for rel, digest in m["tables_sha256"].items():
-        assert packs.sha256(out / "barnet" / rel) == digest
-    assert m["packages"]["pandas"] and m["seed"] is not None
-
-
-def test_second_run_gives_identical_tables(built, tmp_path):
-    out, _ = built
-    again = packs.run(["islington"], tmp_path, jobs=1)
-    assert again[0].ok, again[0].failures
-    first = json.loads((out / "islington" / "manifest.json").read_text())["tables_sha256"]
-    second = json.loads((tmp_path / "islington" / "manifest.json").read_text())["tables_sha256"]
-    assert first == second
-    assert packs.sha256(out / "islington" / "islington_pack.html") == packs.sha256(tmp_path / "islington" / "islington_pack.html")
-
-
-def test_failing_notebook_does_not_stop_the_others(tmp_path, monkeypatch):
-    nbdir = tmp_path / "nb"
-    nbdir.mkdir()
-    (nbdir / "01_ok.py").write_text(
-        '# %% tags=["parameters"]\narea = "ncl"\npack_dir = None\nnotebook = "01_ok"\n'
-        "# %%\nfrom spstudy.publish import start\nctx = start(area, notebook, pack_dir)\nctx.publisher.finding('fine')\n")
-    (nbdir / "02_broken.py").write_text('# %% tags=["parameters"]\narea = "ncl"\npack_dir = None\nnotebook = "02_broken"\n# %%\nraise RuntimeError("deliberate")\n')
-    monkeypatch.setattr(packs, "NOTEBOOKS_DIR", nbdir)
-    res = packs.run(["camden", "enfield"], tmp_path / "out", jobs=2)
-    assert all(not r.ok for r in res)
-    assert all("deliberate" in r.failures["02_broken"] for r in res)
-    assert (tmp_path / "out" / "camden.failed" / "notebooks" / "01_ok.ipynb").exists()
-    assert not (tmp_path / "out" / "camden").exists()  # a failed pack never looks finished
-
-
-def test_interrupted_build_leaves_no_finished_looking_pack(tmp_path, monkeypatch):
-    def boom(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(packs, "run_notebook", boom)
-    with pytest.raises(KeyboardInterrupt):
-        packs.run(["camden"], tmp_path, jobs=1)
-    assert not (tmp_path / "camden").exists() and not list(tmp_path.glob(".building-*"))
-
-
-def test_invalid_parameters_stop_before_any_notebook(tmp_path, monkeypatch):
+@pytest.mark.unit
+def test_invalid_or_misspelt_parameters_stop_before_anything_runs(tmp_path, monkeypatch):
     from spstudy import params as P
+    from spstudy.publish import start
 
     bad = tmp_path / "parameters"
     shutil.copytree(ROOT / "parameters", bad)
     (bad / "camden.yaml").write_text("area: camden\ndisclosure:\n  threshhold: 5\n")
-    monkeypatch.setattr(P, "PARAMETERS_DIR", bad)
     with pytest.raises(P.ParameterError, match="camden.yaml: key 'disclosure.threshhold'"):
-        packs.run(["camden"], tmp_path / "out", jobs=1)
+        packs.run(["camden"], tmp_path / "out", jobs=1, parameters_dir=bad)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # papermill -p aera camden injects `aera`: the notebook stops instead of running for NCL
+    with pytest.raises(ParameterError, match="unknown notebook parameter 'aera'.*did you mean 'area'"):
+        start({"area": "ncl", "notebook": "x", "pack_dir": None, "aera": "camden"})
 
 
-def test_notebooks_pass_nbval(tmp_path):
-    """nbval (lax) runs every notebook interactively with default parameters."""
+@pytest.mark.integration
+def test_papermill_as_the_readme_documents_it(tmp_path):
+    """jupytext to .ipynb, papermill with -p area and -p pack_dir, then spstudy publish: HTML and Excel."""
+    nb = tmp_path / "05.ipynb"
+    subprocess.run([str(BIN / "jupytext"), "--to", "ipynb", str(ROOT / "notebooks" / "05_service_delivery.py"), "-o", str(nb)],
+                   check=True, capture_output=True)
+    build = tmp_path / "build"
+    r = subprocess.run([str(BIN / "papermill"), str(nb), str(tmp_path / "05_out.ipynb"), "-k", "spstudy", "-p", "area", "camden",
+                        "-p", "pack_dir", str(build / "camden"), "-p", "notebook", "05_service_delivery", "--cwd", str(ROOT / "notebooks")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(BIN / "spstudy"), "publish", str(build), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (tmp_path / "out" / "camden" / "camden_pack.html").exists() and (tmp_path / "out" / "camden" / "camden_tables.xlsx").exists()
+    r = subprocess.run([str(BIN / "papermill"), str(nb), str(tmp_path / "bad.ipynb"), "-k", "spstudy", "-p", "aera", "camden",
+                        "--cwd", str(ROOT / "notebooks")], capture_output=True, text=True)
+    assert r.returncode != 0 and "unknown notebook parameter 'aera'" in (r.stdout + r.stderr)
+
+
+@pytest.mark.integration
+def test_notebooks_pass_nbval_when_explored_interactively(tmp_path):
+    """nbval (lax) runs every notebook as an analyst would in JupyterLab (preview mode), for Camden."""
     import jupytext
 
     for nb in packs.notebooks():
-        jupytext.write(jupytext.read(nb), tmp_path / f"{nb.stem}.ipynb", fmt="ipynb")
+        n = jupytext.read(nb)
+        for c in n.cells:
+            if "parameters" in c.metadata.get("tags", []):
+                c.source = c.source.replace('area = "ncl"', 'area = "camden"')
+        n.metadata["kernelspec"] = {"name": "spstudy", "display_name": "spstudy (Python 3)", "language": "python"}
+        jupytext.write(n, tmp_path / f"{nb.stem}.ipynb", fmt="ipynb")
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "--nbval-lax",
                         "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-q", str(tmp_path)],
                        cwd=ROOT / "notebooks", capture_output=True, text=True, timeout=1800)
@@ -167,54 +157,22 @@ def test_notebooks_pass_nbval(tmp_path):
     assert re.search(r"\d+ passed", r.stdout)
 
 
-@pytest.mark.browser
-def test_pack_renders_in_headless_chromium(built):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        pytest.skip("chromium not installed (make test installs Debian's chromium when run as root)")
-    from playwright.sync_api import sync_playwright
-
-    out, _ = built
-    page_path = out / "camden" / "camden_pack.html"
-    shots = ROOT / "test-output"
-    shots.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                                                    "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto(page_path.as_uri())
-        assert page.title().startswith("Social prescribing evaluation pack: Camden")
-        headings = page.locator("h2").all_inner_texts()
-        for expected in ("Contents", "Key findings", "Annex A: Methods and sources", "Annex B: Data quality",
-                         "Annex C: Data sources and licence", "Annex D: Parameters used"):
-            assert expected in headings
-        for title in ("Population needs assessment by ward",):
-            assert any(title in h for h in headings)
-        imgs = page.locator("figure img")
-        assert imgs.count() > 0
-        for i in range(imgs.count()):
-            img = imgs.nth(i)
-            assert img.get_attribute("alt")
-            assert img.evaluate("e => e.complete && e.naturalWidth > 0")
-        links = page.locator("nav a")
-        for i in range(links.count()):
-            target = links.nth(i).get_attribute("href")
-            assert page.locator(target).count() == 1, f"contents link {target} has no target"
-        page.screenshot(path=str(shots / "camden_pack.png"), full_page=False)
-        browser.close()
-    assert (shots / "camden_pack.png").stat().st_size > 10_000
+@pytest.mark.integration
+def test_command_line_version_and_validate_verdict():
+    r = subprocess.run([str(BIN / "spstudy"), "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and re.fullmatch(r"spstudy \d+\.\d+\.\d+\n", r.stdout)
+    r = subprocess.run([str(BIN / "spstudy"), "validate", "--area", "camden"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1].startswith("VALID:")
+    r = subprocess.run([str(BIN / "spstudy"), "validate", "--extracts", "/nonexistent-folder"], capture_output=True, text=True)
+    assert r.returncode == 2 and "INVALID" in r.stderr
 
 
-def test_relative_output_folder_with_parallel_jobs(tmp_path, monkeypatch):
-    """`spstudy packs --out outputs` (relative) with two jobs: papermill changes the process's working
-    directory while a notebook runs, so every path the runner uses must be absolute."""
-    nbdir = tmp_path / "nb"
-    nbdir.mkdir()
-    (nbdir / "01_ok.py").write_text(
-        '# %% tags=["parameters"]\narea = "ncl"\npack_dir = None\nnotebook = "01_ok"\n'
-        "# %%\nimport time\nfrom spstudy.publish import start\nctx = start(area, notebook, pack_dir)\ntime.sleep(1)\nctx.publisher.finding('fine')\n")
-    monkeypatch.setattr(packs, "NOTEBOOKS_DIR", nbdir)
-    monkeypatch.chdir(tmp_path)
-    res = packs.run(["camden", "enfield", "haringey"], Path("rel_out"), jobs=2)
-    assert all(r.ok for r in res), [r.failures for r in res]
-    assert sorted(p.name for p in (tmp_path / "rel_out").iterdir()) == ["camden", "enfield", "haringey"]
+@pytest.mark.integration
+def test_keep_notebooks_marks_them_not_for_publication(tmp_path):
+    d = _nbdir(tmp_path, **{"01_ok": OK_NB.format(name="01_ok", sleep=0)})
+    res, rel = packs.run(["camden"], tmp_path / "out", jobs=1, notebooks_dir=d, keep_notebooks=True, log=lambda s: None)
+    assert res[0].ok
+    nfp = tmp_path / "out" / "camden" / "not_for_publication"
+    assert (nfp / "README.txt").read_text().startswith("NOT FOR PUBLICATION")
+    text = (nfp / "01_ok.ipynb").read_text()
+    assert str(tmp_path) not in text and "papermill" not in json.loads(text)["metadata"]
