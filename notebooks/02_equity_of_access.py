@@ -254,7 +254,7 @@ dep = equity.deprivation_rates(data, Q).assign(person_years=lambda d: d["residen
 sii = equity.deprivation_sii(dep, seed=p.equity.sii_seed)
 pub.table("rates_by_deprivation", dep, f"Referral rates per 1,000 residents per year by IMD 2025 {qname} (1 = most deprived)",
           rows={"imd_quantile": f"imd_{qname}"},
-          columns={"imd_quantile": Label(f"IMD 2025 {qname}"), "residents": Public("Residents (Census 2021)", "count"),
+          columns={"imd_quantile": Public(f"IMD 2025 {qname}", "integer"), "residents": Public("Residents (Census 2021)", "count"),
                    "person_years": Public("Person-years", "person_years"), "referrals": res,
                    "rate": Rate("Referrals per 1,000 residents per year", count="referrals", per="person_years", multiplier=1000, **ci_)})
 sest2 = lambda label: Estimate(label, (), "rate")  # noqa: E731

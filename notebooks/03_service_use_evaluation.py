@@ -78,7 +78,7 @@ d = subgroups.add_subgroup_columns(res["data"], ex.referrals, reference.gp_pract
 pairs = res["match"].pairs
 by_cohort = {"setting": "All", "window_months": "All"}
 rows_e = {"setting": "setting", "window_months": "window_months", "cohort": "cohort"}
-ecols = {"setting": Label("Outcome"), "window_months": Label("Months after referral"), "cohort": Label("Cohort")}
+ecols = {"setting": Label("Outcome"), "window_months": Public("Months after referral", "integer"), "cohort": Label("Cohort")}
 rr = lambda label, src=(): Estimate(label, src)  # noqa: E731
 
 # %% [markdown]
@@ -196,7 +196,7 @@ pub.table("rates_matched", res.matched, "Rates per 1,000 person-years before and
 es = res.event_study
 pub.table("event_study", es, "Event study: use of referred people relative to comparators, month by month",
           rows={"setting": "setting", "cohort": "cohort", "month": "month"},
-          columns={"setting": Label("Outcome"), "cohort": Label("Cohort"), "month": Label("Month from referral"),
+          columns={"setting": Label("Outcome"), "cohort": Label("Cohort"), "month": Public("Month from referral", "integer"),
                    "n_sets": Count("Matched sets"), "events_referred": Count("Events, referred"), "events_comparators": Count("Events, comparators"),
                    "rate_ratio": rr("Rate ratio against the baseline", ("events_referred", "events_comparators")),
                    "rate_ratio_lower": rr("Lower 95% limit", ("events_referred", "events_comparators")),

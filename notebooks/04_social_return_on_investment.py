@@ -52,8 +52,12 @@ else:  # run on its own (interactive): run the evaluation now
     wbc, _ = evaluation.wellbeing_change(ex.wellbeing, seen, p.evaluation.wellbeing_thresholds)
 cov = needs.workforce_coverage(p.workforce.target_link_workers_per_10000)
 fte = float(cov["link_workers"].sum() if area == "ncl" else cov.loc[cov["borough_name"] == ctx.area_name, "link_workers"].iloc[0])
-out = valuation.analyse_from_parameters(p, res.sroi_inputs(), n_referred=res.n_referred, wellbeing_change=wbc, link_worker_fte=fte,
-                                        credibility=res.verdict_mapping())
+# Quantities are people x effect per person: computed from the people counts as published (rounded), so
+# dividing a published quantity by a published effect gives back only what the pack already shows.
+if len(wbc):
+    wbc = wbc.assign(n_pairs=wbc["n_pairs"].map(pub.count_as_published))
+out = valuation.analyse_from_parameters(p, res.sroi_inputs(), n_referred=pub.count_as_published(res.n_referred), wellbeing_change=wbc,
+                                        link_worker_fte=fte, credibility=res.verdict_mapping())
 
 # %% [markdown]
 # ## Impact map

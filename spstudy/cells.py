@@ -247,6 +247,8 @@ def get_measure(id: str) -> Measure:
     try:
         return MEASURES[id]
     except KeyError:
+        if "." in id or "~not~" in id:  # a table's own count ("table.column") or the rest of a subset: related to nothing
+            return MEASURES.setdefault(id, Measure(id, f"count {id}", geo="area", additive=False))
         raise CellError(f"unknown measure {id!r}; define it with spstudy.cells.measure(...) (known: {sorted(MEASURES)})") from None
 
 

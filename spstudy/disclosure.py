@@ -283,7 +283,7 @@ def check_table(spec: TableSpec, df: pd.DataFrame, where: str) -> pd.DataFrame:
             for src in s.sources:
                 if src != "*" and not isinstance(cols.get(src), Count):
                     raise DisclosureError(f"{where}: estimate {c!r} rests on {src!r}, which is not a Count column")
-        if isinstance(s, Label) and _is_number_like(out[c]) and c not in spec.rows:
+        if isinstance(s, Label) and _is_number_like(out[c]):
             raise DisclosureError(f"{where}: column {c!r} holds numbers but is declared as a Label; declare what it is")
     return out[list(cols)]
 
@@ -520,6 +520,9 @@ def apply(spec: TableSpec, raw: pd.DataFrame, keys: dict, suppressed_keys: set, 
                 values.loc[mask[col], col] = None
     shown = pd.DataFrame({c: [format_value(v, cols[c].kind) for v in values[c]] for c in values.columns}, dtype=object)
     shown = shown.where(~mask, SUPPRESSED)
+    for c, s in cols.items():  # text as published, so figures and sentences read what a reader reads
+        if s.kind == "text" and c in values.columns and not pd.api.types.is_bool_dtype(values[c]):
+            values[c] = [None if v in ("", SUPPRESSED) else v for v in shown[c]]
     # keep the numbers behind figures and findings at the published precision
     for c, s in cols.items():
         if s.kind not in ("text",) and c in values.columns and pd.api.types.is_float_dtype(values[c]):
