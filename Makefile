@@ -38,7 +38,7 @@ test: env browser lint
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 lint: env
-	$(BIN)/ruff check spstudy tests benchmarks notebooks
+	$(BIN)/ruff check spstudy tests benchmarks notebooks .ci
 
 test-fast: env
 	$(BIN)/python -m pytest -n $(JOBS) -m "not slow and not browser"
@@ -70,7 +70,8 @@ lock:
 	.venv-lock/bin/pip install --quiet -e ".[test]"
 	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^spstudy' > requirements.lock
 	rm -rf .venv-lock
-	@echo "requirements.lock updated; now update environment.yml (tests/test_environment.py checks they agree)"
+	$(PYTHON) .ci/pin_environment.py
+	@echo "requirements.lock and environment.yml updated (tests/test_environment.py checks they agree)"
 
 clean:
 	rm -rf outputs/*/ .pytest_cache

@@ -41,6 +41,21 @@ def test_direct_dependencies_are_locked():
         assert name in lock, f"{name} is a dependency but not in requirements.lock"
 
 
+def test_every_direct_and_test_dependency_is_pinned_for_conda():
+    """CI once failed because ruff was declared but never locked: each declared package must be in both pins."""
+    import re
+    import tomllib
+
+    py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = {s.split("==")[0].lower().replace("_", "-") for s in next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))}
+    lock = _lock()
+    for d in py["dependencies"] + py["optional-dependencies"]["test"]:
+        name = re.split(r"[<>=\[ ]", d)[0].strip().lower().replace("_", "-")
+        assert name in lock, f"{name} is declared in pyproject.toml but not in requirements.lock"
+        assert name in pip, f"{name} is declared in pyproject.toml but not in environment.yml"
+
+
 def test_installed_versions_match_lock():
     from importlib.metadata import version
 
