@@ -225,7 +225,7 @@ pub.figure("dna_by_ethnic_group", "Did-not-attend rate by ethnic group", charts.
            ylabel="% of referrals not attending (95% CI)")
 dna = equity.readable_terms(equity.dna_model(refs, REF))
 factor_dims = {"by": "factor", "dims": {"ethnic_group": "ethnicity", "sex": "sex", "imd_quintile": "imd_quintile", "source": "source",
-                                        "model_age_band": "age_band", "borough_code": "geo"}}
+                                        "model_age_band": "model_age_band", "borough_code": "geo"}}
 dest = lambda label, fmt="ratio": Estimate(label, ("n", "events"), fmt)  # noqa: E731
 pub.table("dna_odds_ratios", dna, "Odds of not attending: logistic regression (odds ratios, 95% CI)", rows={"level": factor_dims},
           columns={"factor": Label("Factor"), "level": Label("Level"), "label": Label("Term"), "reference_label": Label("Compared with"),

@@ -93,7 +93,7 @@ mde = power.minimum_detectable_effects(d, pairs, settings=("gp", "ae"), windows_
                                                           "ae": p.evaluation.upc_expectations.ae_reduction})
 pub.table("power_mde", mde.table, "Minimum detectable effect (80% power, two-sided 5%)", rows={**rows_e, "group": "subgroup_borough"},
           columns={"group": Label("Borough"), **ecols,
-                   "n_matched_sets": Count("Matched referred people", measure=None),
+                   "n_matched_sets": Count("Matched referred people", measure="matched_referred", at=by_cohort),
                    "events_baseline_treated": Count("Referred people's events in the baseline window"),
                    "events_baseline_comparator": Count("Comparators' events in the baseline window"),
                    "mde_rate_ratio": rr("Smallest detectable ratio of rate ratios", ("n_matched_sets",)),
@@ -122,9 +122,9 @@ pub.table("balance_summary", res.balance_summary, "Balance after matching: the l
           notes="Use in the baseline, washout and last month is not matched on, by design (referral follows a peak in use).")
 sm = lambda label: Estimate(label, (), "smd")  # noqa: E731
 pub.table("balance", res.balance, "Covariate balance before and after matching", rows={"variable": "variable", "sample": "sample"},
-          columns={"variable": Label("Variable"), "sample": Label("Sample"), "mean_treated": sm("Mean, referred"),
-                   "mean_control": sm("Mean, comparators"), "smd": sm("Standardised mean difference"), "var_ratio": sm("Variance ratio"),
-                   "matched_on": Label("Matching variable")}, show=False)
+          columns={"variable": Label("Variable"), "sample": Label("Sample"), "smd": sm("Standardised mean difference"),
+                   "matched_on": Label("Matching variable")}, show=False,
+          notes="Group means and variance ratios are not published: a mean of a binary variable over a known group is a count.")
 pub.finding(findings.balance, priority=4, threshold=p.evaluation.smd_threshold)
 pub.figure("love_plot", "Balance before and after matching (Love plot)", charts.love, "balance", charts.alt_love,
            threshold=p.evaluation.smd_threshold)
@@ -132,10 +132,10 @@ hist = evaluation.score_histogram(res["data"])
 pub.table("propensity_score_distribution", hist, "Propensity score distribution, referred and comparators",
           rows={"panel": "panel", "group": "group", "lower": "band"},
           columns={"panel": Label("Sample"), "group": Label("Group"), "lower": Public("Score from", "share"), "upper": Public("Score to", "share"),
-                   "n": Count("People"), "total": Count("People in the group", at={"band": "All"}),
-                   "share": Proportion("% of the group", count="n", total="total")}, show=False)
+                   "n": Count("People")}, show=False,
+          notes="Fixed score bands (0 to 1 in twentieths). After matching, comparators are weighted by their matching weight.")
 pub.figure("ps_overlap", "Propensity score overlap", charts.histogram, "propensity_score_distribution", charts.alt_histogram,
-           group="group", lower="lower", upper="upper", share="share", panel="panel", title="Propensity score overlap",
+           group="group", lower="lower", upper="upper", count="n", panel="panel", title="Propensity score overlap",
            xlabel="Propensity score")
 
 # %% [markdown]
@@ -159,8 +159,9 @@ pub.table("estimates", est, "Every estimate: naive, matched, trend-adjusted and 
           columns={**ecols, "estimator": Label("Estimator"), "n_referred": Count("Referred people", measure=None),
                    "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_referred",)),
                    "rate_ratio_upper": rr("Upper 95% limit", ("n_referred",)),
-                   "difference_per_1000py": Estimate("Difference per 1,000 person-years", ("n_referred",), "rate"),
-                   "verdict": Label("Verdict"), "headline": Label("Headline")})
+                   "verdict": Label("Verdict"), "headline": Label("Headline")},
+          notes="Differences in events per person-year are not published: with the rates before and after they would give the "
+                "person-years and so the exact event counts.")
 for s in ("gp", "ae"):
     pub.finding(findings.effect, priority=1, setting=s, window_months=W, cohort="itt")
     pub.finding(findings.naive_against_headline, priority=2, setting=s, window_months=W)
@@ -172,15 +173,11 @@ nv = res.naive
 pub.table("rates_naive", nv, "Referred people only: rates before and after referral", rows=rows_e,
           columns={**ecols, "n_referred": Count("Referred people", measure="evaluated_referred", at=by_cohort),
                    "events_pre": Count("Events before"), "events_post": Count("Events after"),
-                   "rate_pre": Estimate("Rate before per 1,000 person-years", ("events_pre",), "rate"),
-                   "rate_post": Estimate("Rate after per 1,000 person-years", ("events_post",), "rate"),
                    "rate_ratio": rr("Rate ratio after / before", ("events_pre", "events_post")),
                    "rr_lower": rr("Lower 95% limit", ("events_pre", "events_post")), "rr_upper": rr("Upper 95% limit", ("events_pre", "events_post"))},
           show=False)
-pub.table("rates_matched", res.matched, "Rates per 1,000 person-years before and after, referred and matched comparators", rows=rows_e,
+pub.table("rates_matched", res.matched, "Ratio of rate ratios, referred against matched comparators", rows=rows_e,
           columns={**ecols, "n_treated": Count("Matched referred people", measure="matched_referred", at=by_cohort),
-                   "rate_treated_pre": rr("Referred, before", ("n_treated",)), "rate_treated_post": rr("Referred, after", ("n_treated",)),
-                   "rate_comparator_pre": rr("Comparators, before", ("n_treated",)), "rate_comparator_post": rr("Comparators, after", ("n_treated",)),
                    "ratio_of_rate_ratios": rr("Ratio of rate ratios", ("n_treated",)), "rrr_lower": rr("Lower 95% limit", ("n_treated",)),
                    "rrr_upper": rr("Upper 95% limit", ("n_treated",)),
                    "did_per_1000py": Estimate("Difference in differences per 1,000 person-years", ("n_treated",), "rate")}, show=False)
@@ -305,13 +302,14 @@ if len(wb_change):
                                                       ["referral_id", "timepoint", "instrument", "item", "score"]])
     cov = ["age_band", "sex", "imd_q", "ethnic_group"] + (["borough"] if area == "ncl" else [])
     wa = wellbeing.attrition_adjusted_changes(sc, seen[["referral_id"] + cov], cov)
-    a = lambda label: Estimate(label, ("n_baseline", "n_followed_up"), "score")  # noqa: E731
+    a = lambda label, kind="score": Estimate(label, ("n_baseline", "n_followed_up"), kind)  # noqa: E731
     pub.table("wellbeing_attrition_adjusted", wa.estimates, "Wellbeing change allowing for missing follow-up",
               rows={"measure": "measure", "method": "method"},
               columns={"measure": Label("Measure"), "method": Label("Method"), "assumption": Label("Assumption"),
                        "n_baseline": Count("People with a baseline score"), "n_followed_up": Count("With a follow-up score"),
                        "mean_change": a("Mean change"), "mean_change_lower": a("Lower 95% limit"), "mean_change_upper": a("Upper 95% limit"),
-                       "bound_low": a("Bound: low"), "bound_high": a("Bound: high"), "tipping_point_delta": a("Tipping point (points)"),
+                       "bound_low": a("Bound: low", "integer"), "bound_high": a("Bound: high", "integer"),
+                       "tipping_point_delta": a("Tipping point (points)", "integer"),
                        "status": Label("Status")})
     pub.finding(findings.wellbeing, priority=3)
 else:

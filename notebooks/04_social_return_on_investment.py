@@ -70,7 +70,7 @@ est = lambda label, fmt="number": Estimate(label, ("people",), fmt)  # noqa: E73
 pub.table("impact_map", out.impact_map, f"SROI impact map ({p.sroi.price_year} prices)", rows={"outcome": "sroi_outcome"},
           columns={"stakeholder": Label("Stakeholder"), "outcome": Label("Outcome"), "indicator": Label("Indicator"),
                    "people": Count("People (referred, or with a measured wellbeing change)"),
-                   "effect_per_person": est("Effect per person (modelled)", "score"), "quantity": est("Quantity (modelled)"),
+                   "effect_per_person": est("Effect per person (modelled)", "number"), "quantity": est("Quantity (modelled)"),
                    "financial_proxy": Public("Financial proxy (GBP)", "money"), "proxy_source": Label("Proxy source"),
                    "deadweight": Public("Deadweight", "share"), "attribution": Public("Attribution", "share"),
                    "displacement": Public("Displacement", "share"), "drop_off": Public("Drop-off", "share"),

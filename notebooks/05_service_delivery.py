@@ -32,6 +32,8 @@ from spstudy.publish import start
 
 ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
 
+import pandas as pd
+
 from spstudy import cells, charts, findings, service
 from spstudy.disclosure import Count, Estimate, Label, Proportion, Public, Rate
 
@@ -44,7 +46,6 @@ K = lambda t: service.keyed(t, here, ctx.area_name)  # noqa: E731
 keys = {"unit": Label("Area, borough, PCN or provider"), "level": Label("Level"), "geo": Label("Code"), "provider": Label("Provider")}
 rows = {"geo": "geo", "provider": "provider"}
 svc = Count("Referrals", measure="referrals_svc")
-pct = lambda label, count, total: Proportion(label, count=count, total=total, lower=f"{label}_lower", upper=f"{label}_upper")  # noqa: E731
 pub.section(f"Service delivery in {ctx.area_name}", f"Referrals made by {ctx.area_name}'s practices between {p.study.referral_start} and "
             f"{p.study.referral_end}. Shares and rates are computed from the published (rounded) counts.")
 
@@ -55,24 +56,43 @@ pub.section(f"Service delivery in {ctx.area_name}", f"Referrals made by {ctx.are
 
 # %%
 wt = K(rep.waiting_times)
-med = lambda label: Estimate(label, ("n_referrals_with_interval",), "days")  # noqa: E731
-pub.table("waiting_times", wt, f"Waiting and support times, {ctx.area_name}", rows={**rows, "interval": "interval"},
-          columns={**keys, "interval": Label("Interval"), "n_referrals": Count("Referrals", measure="referrals_svc", at={"interval": "All"}),
-                   "n_referrals_with_interval": Count("Referrals with both dates"),
-                   "median_days": med("Median days"), "median_days_lower": med("Median: lower 95% limit"),
-                   "median_days_upper": med("Median: upper 95% limit"), "q1_days": med("Lower quartile (days)"),
-                   "q3_days": med("Upper quartile (days)"),
-                   "n_referrals_within_14_days": Count("Within 14 days"), "n_referrals_within_28_days": Count("Within 28 days"),
-                   "pct_within_14_days": Proportion("% within 14 days", count="n_referrals_within_14_days",
-                                                    total="n_referrals_with_interval", lower="pct_within_14_days_lower",
-                                                    upper="pct_within_14_days_upper"),
-                   "pct_within_28_days": Proportion("% within 28 days", count="n_referrals_within_28_days",
-                                                    total="n_referrals_with_interval", lower="pct_within_28_days_lower",
-                                                    upper="pct_within_28_days_upper")},
-          notes="Days are whole days; medians and quartiles are of people's own waits and are shown only where the count behind them is.")
-pub.figure("median_wait_by_unit", "Median days from referral to first contact", charts.forest, "waiting_times", charts.alt_forest,
+seen = {"outcome": "seen"}
+
+
+def wait_columns(n: str, n_label: str, n_measure: str, within: str) -> dict:
+    """Columns of a waiting-time table: the referrals with both dates (n), medians and quartiles of
+    their waits, and how many came within 14 and 28 days (nested subsets of n)."""
+    med = lambda label: Estimate(label, (n,), "days")  # noqa: E731
+    return {**keys, n: Count(n_label, measure=n_measure, at=seen),
+            "median_days": med("Median days"), "median_days_lower": med("Median: lower 95% limit"),
+            "median_days_upper": med("Median: upper 95% limit"), "q1_days": med("Lower quartile (days)"),
+            "q3_days": med("Upper quartile (days)"),
+            "n_within_14_days": Count("Within 14 days", measure=f"{within}_within_14d", at=seen),
+            "n_within_28_days": Count("Within 28 days", measure=f"{within}_within_28d", at=seen),
+            **{f"pct_within_{d}_days": Proportion(f"% within {d} days", count=f"n_within_{d}_days", total=n,
+                                                  lower=f"pct_within_{d}_days_lower", upper=f"pct_within_{d}_days_upper")
+               for d in (14, 28)}}
+
+
+def wait_table(interval: str, n: str) -> pd.DataFrame:
+    t = wt[wt["interval"] == interval].rename(columns={"n_referrals_with_interval": n, "n_referrals_within_14_days": "n_within_14_days",
+                                                       "n_referrals_within_28_days": "n_within_28_days"})
+    return t[[c for c in t.columns if c not in ("interval", "n_referrals")]]
+
+
+pub.table("wait_to_first_contact", wait_table("referral to first contact", "n_referrals_seen"),
+          f"Days from referral to first contact, referrals seen, {ctx.area_name}", rows=rows,
+          columns=wait_columns("n_referrals_seen", "Referrals seen", "referrals_svc", "seen"),
+          notes="Every referral seen has a first contact date (the data contract checks it). Days are whole days; "
+                "medians and quartiles are observed waits (nearest rank) and are shown only where the count behind them is.")
+pub.table("support_duration", wait_table("first contact to closure", "n_referrals_seen_closed"),
+          f"Days from first contact to closure, referrals seen and closed, {ctx.area_name}", rows=rows,
+          columns=wait_columns("n_referrals_seen_closed", "Referrals seen and closed", "referrals_closed_svc", "closed"),
+          notes="Cases still open at the end of the study period are not included. Days are whole days; medians and "
+                "quartiles are observed durations (nearest rank) and are shown only where the count behind them is.")
+pub.figure("median_wait_by_unit", "Median days from referral to first contact", charts.forest, "wait_to_first_contact", charts.alt_forest,
            label="unit", est="median_days", lower="median_days_lower", upper="median_days_upper", log=False, ref=14,
-           where={"interval": "referral to first contact", "provider": "All"},
+           where={"provider": "All"},
            title=f"Days from referral to first contact (median, 95% CI), {ctx.area_name}", xlabel="Days (reference line: 14 days)")
 pub.finding(findings.waiting, priority=2, area_code=here)
 
@@ -84,16 +104,16 @@ pub.finding(findings.waiting, priority=2, area_code=here)
 ct = K(rep.contacts)
 cest = lambda label: Estimate(label, ("n_referrals_seen",), "score")  # noqa: E731
 pub.table("contacts", ct, f"Link-worker contacts per case seen, {ctx.area_name}", rows=rows,
-          columns={**keys, "n_referrals_seen": Count("Referrals seen"), "n_contacts": Count("Contacts"),
+          columns={**keys, "n_referrals_seen": Count("Referrals seen", measure="referrals_svc", at=seen), "n_contacts": Count("Contacts"),
                    "mean_contacts": Rate("Contacts per case seen", count="n_contacts", per="n_referrals_seen", multiplier=1,
                                          lower="mean_contacts_lower", upper="mean_contacts_upper", fmt="score"),
                    "median_contacts": cest("Median contacts"), "q1_contacts": cest("Lower quartile"), "q3_contacts": cest("Upper quartile")})
 on = K(rep.onward)
 pub.table("onward_referrals", on, f"Onward referrals per person seen, {ctx.area_name}", rows=rows,
-          columns={**keys, "n_people_seen": Count("People seen"), "n_onward_referrals": Count("Onward referrals"),
+          columns={**keys, "n_people_seen": Count("People seen", measure="people_seen_svc"), "n_onward_referrals": Count("Onward referrals"),
                    "onward_per_person": Rate("Onward referrals per person seen", count="n_onward_referrals", per="n_people_seen",
                                              multiplier=1, lower="onward_per_person_lower", upper="onward_per_person_upper", fmt="score"),
-                   "n_people_with_onward": Count("People with at least one"),
+                   "n_people_with_onward": Count("People with at least one", measure="people_seen_with_onward"),
                    "pct_with_onward": Proportion("% with at least one onward referral", count="n_people_with_onward", total="n_people_seen",
                                                  lower="pct_with_onward_lower", upper="pct_with_onward_upper")})
 
@@ -107,7 +127,7 @@ cl = rep.caseload.assign(unit=lambda d: d["borough_code"].map(dict(zip(cells.ref
                                                                               cells.reference.BOROUGHS["borough_name"]))))
 pub.table("caseload", cl, f"Caseload per link worker against 200-250 a year, {ctx.area_name}", rows={"borough_code": "geo"},
           columns={"borough_code": Label("Borough code"), "unit": Label("Borough"), "fte_link_workers": Public("Link workers", "fte"),
-                   "n_people_seen": Count("People seen in the year"), "n_people_open": Count("Open cases at the end of the year"),
+                   "n_people_seen": Count("People seen in the year", measure="people_seen_svc"), "n_people_open": Count("Open cases at the end of the year"),
                    "annual_caseload_per_fte": Rate("People seen per link worker", count="n_people_seen", per="fte_link_workers",
                                                    multiplier=1, lower="annual_caseload_per_fte_lower",
                                                    upper="annual_caseload_per_fte_upper", fmt="number"),
@@ -119,17 +139,21 @@ pub.finding(findings.caseload, priority=3)
 
 # %% [markdown]
 # ## Why are people referred, and by whom?
-# Reasons (a referral can have several, so shares add to more than 100%), sources, and who does not attend.
+# Reasons (a referral can have several, so shares add to more than 100%), sources, and who does not attend,
+# by area, borough and PCN. Providers are compared on waiting, contacts, onward referral and caseload above;
+# crossing provider with reason, source and outcome as well would publish a cube of small cells that the
+# release's disclosure control would have to suppress wholesale.
 
 # %%
-rs = K(rep.reasons)
+by_unit = lambda t: t[t["provider"] == "All"].reset_index(drop=True)  # noqa: E731
+rs = by_unit(K(rep.reasons))
 pub.table("reasons", rs, f"Reasons for referral, {ctx.area_name}", rows={**rows, "reason": "reason"},
           columns={**keys, "reason": Label("Reason"), "n_referrals_with_reason": Count("Referrals giving the reason", measure="referrals_svc"),
                    "n_referrals": Count("All referrals", measure="referrals_svc", at={"reason": "All"}),
                    "pct_of_referrals": Proportion("% of referrals", count="n_referrals_with_reason", total="n_referrals",
                                                   lower="pct_of_referrals_lower", upper="pct_of_referrals_upper")},
           notes="A referral can give several reasons: the shares add to more than 100%.")
-src = K(rep.sources)
+src = by_unit(K(rep.sources))
 pub.table("sources", src, f"Referral sources, did not attend and declined by source, {ctx.area_name}", rows={**rows, "source": "source"},
           columns={**keys, "source": Label("Source"), "n_referrals_from_source": Count("Referrals", measure="referrals_svc"),
                    "n_referrals": Count("All referrals", measure="referrals_svc", at={"source": "All"}),
@@ -169,15 +193,20 @@ pub.finding(findings.special_cause, priority=4)
 
 # %% [markdown]
 # ## Unmet need
-# Referrals closed without an onward connection, by reason and outcome: the unmet need the review asks
-# services to document.
+# Referrals closed without an onward connection, by reason and outcome, by area, borough and PCN: the
+# unmet need the review asks services to document.
 
 # %%
-un = K(rep.unmet_need)
+un = by_unit(K(rep.unmet_need))
+# all closed referrals and those of people seen (for a referral not seen every closure is without a connection)
+un = un[un["outcome"].isin(["all", "seen"])].assign(outcome=lambda d: d["outcome"].map({"all": "All", "seen": "seen"}))
 pub.table("unmet_need", un, f"Closed referrals with no onward connection, by reason, {ctx.area_name}",
-          rows={**rows, "reason": "reason", "outcome": "outcome_closed"},
-          columns={**keys, "reason": Label("Reason"), "outcome": Label("Outcome"), "n_referrals_closed": Count("Closed referrals"),
-                   "n_referrals_closed_no_onward": Count("Closed with no onward connection"),
+          rows={**rows, "reason": "reason", "outcome": "outcome"},
+          columns={**keys, "reason": Label("Reason"), "outcome": Label("Outcome ('All': any outcome)"),
+                   "n_referrals_closed": Count("Closed referrals", measure="referrals_closed_svc"),
+                   "n_referrals_closed_no_onward": Count("Closed with no onward connection", measure="closed_no_onward_svc"),
                    "pct_no_onward": Proportion("% with no onward connection", count="n_referrals_closed_no_onward",
-                                               total="n_referrals_closed", lower="pct_no_onward_lower", upper="pct_no_onward_upper")})
+                                               total="n_referrals_closed", lower="pct_no_onward_lower", upper="pct_no_onward_upper")},
+          notes="A referral can give several reasons: it is counted under each. Referrals that did not attend or declined "
+                "are closed without a connection by definition; the 'seen' rows are the service's own unmet need.")
 pub.finding(findings.unmet, priority=3, area_code=here)

@@ -16,8 +16,13 @@ take given everything published:
   (i.e. computed from an unrounded count) adds the count it implies, at its printed precision, as
   a constraint: rate x denominator is the attack that undoes rounding.
 
-The release fails when a suppressed cell can be narrowed to fewer than ``threshold`` possible values
-(e.g. to 1..5 instead of "somewhere from 1 upwards"), or a rounded count to a single value. The
+The reader is assumed to know what the marks say: a [c] in a table whose disclosure record shows no
+secondary suppression is a count from 1 to ``threshold``; otherwise it is at least 1. (Building the
+release, :func:`spstudy.disclosure.protect` assumes more: that the reader knows, cell by cell, which
+[c] is a small count and which was suppressed to protect one.) The release fails when a suppressed
+cell can be narrowed to fewer than :attr:`~spstudy.disclosure.Rules.protection_values` possible
+values (4 with the default threshold 7: more than half of 1..7 stay possible), or a rounded count
+to a single value. The
 report names the cell, its interval and the tables that pin it.
 
 What the audit does not consider (and the README says so): relations it is not told about (two
@@ -176,6 +181,8 @@ def _highs():
 
 CAP = 1e9          # stands in for "no upper bound" inside the LPs (no count comes near it)
 CERTIFY_ROUNDS = 8  # random directions tried before solving cell by cell
+FOCUS_ROUNDS = 12   # rounds of directions aimed at the cells not yet certified
+FOCUS_MIN = 8       # below this many uncertified cells, solve them one by one
 
 
 def _enough(iv: "Interval", need) -> bool:
@@ -183,18 +190,24 @@ def _enough(iv: "Interval", need) -> bool:
     return iv.width >= n if continuous else iv.n_integers() >= n
 
 
-def intervals(problem: Problem, targets, cache: dict | None = None, need: dict | None = None) -> dict:
+def intervals(problem: Problem, targets, cache: dict | None = None, need: dict | None = None,
+              stop_after: int | None = None) -> dict:
     """Feasible [min, max] of every target variable given all bounds and relations (LP, HiGHS).
 
     ``need`` (target -> (values, continuous)) says how wide an interval must be to protect the cell:
     feasible points found by a few LPs with random objectives already prove most cells wide enough
     (their returned interval is then an inner bound, "at least this wide"); only the others are
     solved exactly, min and max. Without ``need`` every target is solved exactly. ``cache`` (a dict
-    kept between calls) reuses the answer for a group of cells that has not changed."""
+    kept between calls) reuses the answer for a group of cells that has not changed. ``stop_after``
+    (with ``need``): stop once that many cells are proven too narrow; cells not yet decided are then
+    left out of the answer."""
     targets = set(targets)
     problem = reduce(problem, targets)
     out: dict = {}
+    n_short = 0
     for keys, rels, extra in _components(problem):
+        if stop_after is not None and n_short >= stop_after:
+            break
         want = [k for k in keys if k in targets]
         if not want:
             continue
@@ -242,21 +255,41 @@ def intervals(problem: Problem, targets, cache: dict | None = None, need: dict |
             dirs = [np.ones(len(want)), -np.ones(len(want))] + [rng.choice([-1.0, 1.0], len(want)) for _ in range(CERTIFY_ROUNDS)]
             if hard.any():
                 dirs += [hard, -hard] + [hard * rng.choice([-1.0, 1.0], len(want)) for _ in range(4)]
-            for d in dirs:
+            def push(d):
+                nonlocal seen_lo, seen_hi
                 h.changeColsCost(len(cols), cols, d)
                 h.run()
-                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                    continue
-                x = np.asarray(h.getSolution().col_value)[cols]
-                seen_lo, seen_hi = np.minimum(seen_lo, x), np.maximum(seen_hi, x)
+                if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+                    x = np.asarray(h.getSolution().col_value)[cols]
+                    seen_lo, seen_hi = np.minimum(seen_lo, x), np.maximum(seen_hi, x)
+
+            def short():
+                return np.array([not (k in need and np.isfinite(seen_lo[i])
+                                      and _enough(Interval(float(seen_lo[i]), fix_inf(float(seen_hi[i]))), need[k]))
+                                 for i, k in enumerate(want)])
+
+            for d in dirs:
+                push(d)
+            # Then push only the cells not yet shown to have enough room, together, in a few directions
+            # each time: most of a large group is certified this way with a handful of LPs, not two per cell.
+            for _ in range(FOCUS_ROUNDS):
+                left = short()
+                if left.sum() <= FOCUS_MIN:
+                    break
+                mask = left.astype(float)
+                before = int(left.sum())
+                for d in (mask, -mask, mask * rng.choice([-1.0, 1.0], len(want)), mask * rng.choice([-1.0, 1.0], len(want))):
+                    push(d)
+                if int(short().sum()) == before:
+                    break
             h.changeColsCost(len(cols), cols, np.zeros(len(cols)))
+            left = short()
             todo = []
             for i, k in enumerate(want):
-                iv = Interval(float(seen_lo[i]), fix_inf(float(seen_hi[i])))
-                if k in need and np.isfinite(seen_lo[i]) and _enough(iv, need[k]):
-                    got[k] = iv
-                else:
+                if left[i]:
                     todo.append(k)
+                else:
+                    got[k] = Interval(float(seen_lo[i]), fix_inf(float(seen_hi[i])))
         for k in todo:
             j = idx[k]
             res = []
@@ -269,7 +302,13 @@ def intervals(problem: Problem, targets, cache: dict | None = None, need: dict |
                 res.append(sense * h.getInfo().objective_function_value)
             h.changeColCost(j, 0.0)
             got[k] = Interval(max(res[0], problem.bounds[k][0]), min(fix_inf(res[1]), problem.bounds[k][1]))
+            if need and k in need and not _enough(got[k], need[k]):
+                n_short += 1
+                if stop_after is not None and n_short >= stop_after:
+                    break
         out.update(got)
+        if stop_after is not None and n_short >= stop_after:
+            break  # partial: not cached
         if cache is not None:
             cache[sig] = got
     return out
@@ -289,19 +328,19 @@ class Exposure:
     published: str       # what is shown ("[c]" or the rounded value)
     where: list          # "area/table" where the cell is published
 
-    def describe(self, threshold: int) -> str:
+    def describe(self, min_values: int) -> str:
         iv = self.interval
         rng = f"{iv.lo:g} to {iv.hi:g}" if iv.hi != INF else f"{iv.lo:g} or more"
         if self.kind == "suppressed":
-            why = f"a suppressed cell narrowed to {rng} ({iv.n_integers():g} possible values; at least {threshold} required)"
+            why = f"a suppressed cell narrowed to {rng} ({iv.n_integers():g} possible values; at least {min_values} required)"
         else:
             why = f"a rounded count ({self.published}) recovered exactly: {rng}"
         return f"{C.key_str(self.key)}: {why}; published in {', '.join(sorted(self.where)[:6])}"
 
 
-def exposures(problem: Problem, suppressed: set, rounded: dict, threshold: int, continuous: set = frozenset(),
-              cache: dict | None = None, only: set | None = None) -> list[Exposure]:
-    """Cells whose protection fails: suppressed cells with fewer than ``threshold`` possible values,
+def exposures(problem: Problem, suppressed: set, rounded: dict, min_values: int, continuous: set = frozenset(),
+              cache: dict | None = None, only: set | None = None, stop_after: int | None = None) -> list[Exposure]:
+    """Cells whose protection fails: suppressed cells with fewer than ``min_values`` possible values,
     rounded counts with a single possible value. ``rounded``: key -> published value."""
     related = set()
     for p, ch, _ in problem.equalities:
@@ -316,17 +355,19 @@ def exposures(problem: Problem, suppressed: set, rounded: dict, threshold: int, 
     for k in targets:
         cont = k in continuous
         if k in suppressed:
-            need[k] = (threshold, cont)
+            need[k] = (min_values, cont)
         else:
             lo, hi = problem.bounds[k]
             need[k] = (1 if cont else 2, cont) if hi - lo >= 1 else (0, cont)
-    iv = intervals(problem, targets, cache, need)
+    iv = intervals(problem, targets, cache, need, stop_after)
     out = []
     for k in sorted(targets, key=C.key_str):
-        i = iv[k]
+        i = iv.get(k)
+        if i is None:
+            continue  # undecided: the search stopped early (stop_after)
         where = sorted(problem.sources.get(k, ()))
         if k in suppressed:
-            small = (i.width < threshold) if k in continuous else (i.n_integers() < threshold)
+            small = (i.width < min_values) if k in continuous else (i.n_integers() < min_values)
             if small:
                 out.append(Exposure(k, "suppressed", i, "[c]", where))
         else:
@@ -344,7 +385,7 @@ def exposures(problem: Problem, suppressed: set, rounded: dict, threshold: int, 
 AUDIT_FILE = "disclosure.json"
 
 
-def audit(out_dir: Path | str, areas: list[str] | None = None) -> "AuditReport":
+def audit(out_dir: Path | str, areas: list[str] | None = None, first: int | None = None) -> "AuditReport":
     """Audit every pack in ``out_dir`` (or the named areas) as one release, from the published files
     only: each pack's ``disclosure.json`` (what each published count cell is, no values) and its
     tables. Returns an :class:`AuditReport`; ``report.ok`` is False when any cell is exposed."""
@@ -379,7 +420,9 @@ def audit(out_dir: Path | str, areas: list[str] | None = None) -> "AuditReport":
                 if cont:
                     continuous.add(key)
                 if v == D.SUPPRESSED:
-                    problem.variable(key, 0.0 if cont else 1.0, INF)
+                    # the pack says how many of a table's [c] are small counts: all of them, or none, tells the reader a bound
+                    kind = True if t.get("secondary") == 0 else False if t.get("primary") == 0 else None
+                    problem.variable(key, *R.suppressed_bounds(kind, cont))
                     suppressed.add(key)
                 else:
                     x = float(v)
@@ -400,9 +443,10 @@ def audit(out_dir: Path | str, areas: list[str] | None = None) -> "AuditReport":
         for k in coeffs:
             problem.variable(k)
         problem.extra.append((coeffs, lo, hi))
-    ex = exposures(problem, suppressed, rounded, threshold, continuous)
+    ex = exposures(problem, suppressed, rounded, R.protection_values, continuous, stop_after=first)
     return AuditReport([p.name for p in packs], threshold, base, len(suppressed), len(rounded), ex,
-                       sorted(C.key_str(k) for k in shown_and_hidden), [w for *_, w in leaks])
+                       sorted(C.key_str(k) for k in shown_and_hidden), [w for *_, w in leaks],
+                       stopped_early=first is not None and len(ex) >= first)
 
 
 @dataclass
@@ -415,24 +459,31 @@ class AuditReport:
     exposed: list[Exposure]
     inconsistent: list[str]
     leaky: list[str]
+    stopped_early: bool = False  # `first` exposures found and the search stopped: there may be more
 
     @property
     def ok(self) -> bool:
         return not self.exposed and not self.inconsistent
+
+    @property
+    def min_values(self) -> int:
+        from .disclosure import Rules
+        return Rules(self.threshold, self.rounding_base).protection_values
 
     def text(self) -> str:
         lines = [f"Disclosure audit of {len(self.packs)} pack(s) as one release ({', '.join(self.packs)}): "
                  f"{self.n_suppressed} suppressed cells and {self.n_rounded} rounded counts checked against every "
                  f"published table and the relations between them (threshold {self.threshold}, rounding to {self.rounding_base})."]
         if self.ok:
-            lines.append(f"PASS: no suppressed cell can be narrowed to fewer than {self.threshold} values and no rounded count "
+            lines.append(f"PASS: no suppressed cell can be narrowed to fewer than {self.min_values} possible values and no rounded count "
                          "can be recovered exactly.")
         else:
-            lines.append(f"FAIL: {len(self.exposed) + len(self.inconsistent)} cell(s) exposed.")
+            more = " (the search stopped at the first ones found: there may be more)" if self.stopped_early else ""
+            lines.append(f"FAIL: {len(self.exposed) + len(self.inconsistent)} cell(s) exposed{more}.")
             for k in self.inconsistent:
                 lines.append(f"  {k}: suppressed in one table but shown in another")
             for e in self.exposed[:200]:
-                lines.append("  " + e.describe(self.threshold))
+                lines.append("  " + e.describe(self.min_values))
         if self.leaky:
             lines.append(f"{len(self.leaky)} published rate(s) or percentage(s) were not computed from the published counts; "
                          "the counts they imply were used in the attack:")
@@ -440,7 +491,8 @@ class AuditReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"packs": self.packs, "threshold": self.threshold, "rounding_base": self.rounding_base, "ok": self.ok,
+        return {"packs": self.packs, "threshold": self.threshold, "rounding_base": self.rounding_base,
+                "protection_values": self.min_values, "ok": self.ok, "stopped_early": self.stopped_early,
                 "n_suppressed": self.n_suppressed, "n_rounded": self.n_rounded,
                 "exposed": [{"cell": C.key_str(e.key), "kind": e.kind, "lo": e.interval.lo,
                              "hi": None if e.interval.hi == INF else e.interval.hi, "tables": e.where} for e in self.exposed],
@@ -454,9 +506,12 @@ def main(argv=None) -> int:
                                  "suppressed cell or rounded count be recovered from the published tables?")
     ap.add_argument("out", nargs="?", default="outputs", help="folder holding the packs (default outputs/)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--first", type=int, metavar="N", help="stop after N exposed cells (a quick verdict on a release that fails)")
     a = ap.parse_args(argv)
+    if a.first is not None and a.first < 1:
+        ap.error("--first must be at least 1")
     try:
-        rep = audit(a.out)
+        rep = audit(a.out, first=a.first)
     except AuditError as e:
         print(f"error: {e}")
         return 2

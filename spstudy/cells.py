@@ -120,7 +120,7 @@ LANGUAGE = _tree("language", {ALL: [RECORDED, NOT_RECORDED], RECORDED: ["English
                               NOT_ENGLISH: [x for x in LANGUAGES if x != "English"]})
 
 INTERPRETER = _tree("interpreter", {ALL: [RECORDED, NOT_RECORDED], RECORDED: ["Interpreter needed", "No interpreter needed"]})
-OUTCOME = _tree("outcome", list(REFERRAL_OUTCOMES), labels={v: k for k, v in REFERRAL_OUTCOMES.items()})
+OUTCOME = _tree("outcome", list(REFERRAL_OUTCOMES), labels={v: k for k, v in REFERRAL_OUTCOMES.items()} | {"all": ALL})
 SOURCE = _tree("source", list(REFERRAL_SOURCES), labels={v: k for k, v in REFERRAL_SOURCES.items()})
 #: A referral can have several reasons: reasons are NOT a partition (exhaustive=False, no sum rule).
 REASON = Tree("reason", {k: ALL for k in REFERRAL_REASONS}, {v: k for k, v in REFERRAL_REASONS.items()} | {ALL: ALL},
@@ -133,9 +133,12 @@ COHORT = Tree("cohort", {"itt": ALL, "per_protocol": ALL}, {"ITT": "itt", "seen"
               overlapping=True)
 #: A referral's main reason (the first listed): one per referral, so a partition.
 MAIN_REASON = _tree("main_reason", list(REFERRAL_REASONS))
+#: The equity models' adult age bands (spstudy.equity.MODEL_AGE_BANDS; a test keeps the two equal).
+MODEL_AGE_BAND = _tree("model_age_band", ["16-29", "30-44", "45-64", "65-79", "80+"])
 
 CATEGORY_DIMS: dict[str, Tree] = {t.name: t for t in (ETHNICITY, PROFICIENCY, LANGUAGE, INTERPRETER, OUTCOME, SOURCE,
-                                                         REASON, IMD_QUINTILE, IMD_DECILE, SEX, COHORT, MAIN_REASON)}
+                                                         REASON, IMD_QUINTILE, IMD_DECILE, SEX, COHORT, MAIN_REASON,
+                                                         MODEL_AGE_BAND)}
 
 
 def open_dim(name: str) -> Tree:
@@ -262,6 +265,17 @@ measure("onward_referrals_svc", "Onward referrals made for referrals in the stud
 measure("evaluated_referred", "Referred people in the evaluation cohort (registered long enough before referral), by cohort",
         geo="none", unit="people")
 measure("matched_referred", "Referred people matched to a comparator, by cohort (and subgroup)", geo="none", unit="people")
+# service delivery (notebook 05): nested populations of the referrals made by the area's practices
+measure("seen_within_28d", "Seen referrals whose first contact came within 28 days", geo="svc", subset_of="referrals_svc")
+measure("seen_within_14d", "Seen referrals whose first contact came within 14 days", geo="svc", subset_of="seen_within_28d")
+measure("referrals_closed_svc", "Referrals by the area's practices whose case has closed", geo="svc", subset_of="referrals_svc")
+measure("closed_no_onward_svc", "Closed referrals with no onward connection", geo="svc", subset_of="referrals_closed_svc")
+measure("closed_within_28d", "Seen, closed referrals closed within 28 days of first contact", geo="svc", subset_of="referrals_closed_svc")
+measure("closed_within_14d", "Seen, closed referrals closed within 14 days of first contact", geo="svc", subset_of="closed_within_28d")
+# a person can be seen through referrals from practices in two PCNs or by two providers: people seen do not add up
+measure("people_seen_svc", "People seen by a link worker, referred by the area's practices", geo="svc", unit="people", additive=False)
+measure("people_seen_with_onward", "People seen with at least one onward referral", geo="svc", unit="people", additive=False,
+        subset_of="people_seen_svc")
 measure("referrals_svc_adults", "Referrals by the area's practices of people aged 16+ with a known IMD quintile (the DNA model's sample)",
         geo="svc", subset_of="referrals_svc")
 
@@ -323,9 +337,12 @@ def relations(keys, open_dims: dict[str, Tree] | None = None) -> list[tuple[Key,
 
     For each key and each coordinate with a parent node, the parent cell (same measure, same other
     coordinates) is the sum of all its children (``exact``); along an open dimension (categories not
-    known in advance) the parent is at least the sum of the children present (``exact=False``).
+    known in advance: quarters, months, providers) the children present are all there are (tables
+    publish such lists whole); along an overlapping one (reasons, cohorts) each child is at most the
+    parent (``exact=False``).
     Parents are followed up to the root, so the whole lattice above the published cells is related;
-    children that no table publishes are unknowns. Non-additive measures have no relations.
+    children that no table publishes are unknowns. Non-additive measures have no sum relations (a
+    subset still bounds them cell by cell).
     """
     closure = set(keys)
     todo = list(closure)
@@ -335,21 +352,22 @@ def relations(keys, open_dims: dict[str, Tree] | None = None) -> list[tuple[Key,
         key = todo.pop()
         m, coords = key
         meas = get_measure(m)
-        if not meas.additive:
-            continue
         cd = dict(coords)
-        if meas.subset_of:
+        if meas.subset_of:  # holds cell by cell, whether or not the measure adds up
             # superset cell = this cell + the part outside the subset (unknown)
             sup = make_key(meas.subset_of, cd)
             rest = make_key(meas.subset_of + "~not~" + m, cd)
-            if (sup, "subset") not in groups:  # noqa: SIM102
-                groups[(sup, "subset")] = {key, rest}
-                exact[(sup, "subset")] = True
+            gid = (sup, "subset of " + m)
+            if gid not in groups:
+                groups[gid] = {key, rest}
+                exact[gid] = True
                 MEASURES.setdefault(rest[0], Measure(rest[0], f"{meas.subset_of} outside {m}", meas.geo, False))
                 for k in (sup,):
                     if k not in closure:
                         closure.add(k)
                         todo.append(k)
+        if not meas.additive:
+            continue
         for dim, node in coords:
             par = _parent(key, dim, node, open_dims)
             if par is None:
@@ -360,7 +378,9 @@ def relations(keys, open_dims: dict[str, Tree] | None = None) -> list[tuple[Key,
             gid = (pk, dim, node) if overlapping else (pk, dim)
             new = [pk] + ([make_key(m, {**cd, dim: k}) for k in kids] if kids is not None else [key])
             groups.setdefault(gid, set()).update(new[1:])
-            exact[gid] = kids is not None
+            # an open list (quarters, months, providers, bands) is published whole, so its parent is the sum;
+            # overlapping categories (reasons, cohorts) only bound it
+            exact[gid] = kids is not None or not overlapping
             for k in new:
                 if k not in closure:
                     closure.add(k)

@@ -201,7 +201,8 @@ def alt_lines(values, x: str, y: str, lower: str, upper: str, series: str | None
 def love(values, threshold: float = 0.1, **_):
     from .matching import love_plot
 
-    return love_plot(values.dropna(subset=["smd"]), threshold=threshold)
+    # signed differences, as the balance table publishes them (the figure checker finds every mark in it)
+    return love_plot(values.dropna(subset=["smd"]), threshold=threshold, absolute=False)
 
 
 def alt_love(values, threshold: float = 0.1, **_):
@@ -209,43 +210,47 @@ def alt_love(values, threshold: float = 0.1, **_):
     before = v[v["sample"] == "Unadjusted"]["smd"].abs()
     after = v[v["sample"] == "Adjusted"]["smd"].abs()
     n_over = int((after >= threshold).sum())
-    return (f"Love plot of absolute standardised mean differences for {v['variable'].nunique()} covariates: before matching the "
-            f"largest is {before.max():.2f}; after matching the largest is {after.max():.3f} and {n_over} of {len(after)} are at or "
-            f"above the {threshold:g} line.")
+    return (f"Love plot of standardised mean differences for {v['variable'].nunique()} covariates: before matching the largest "
+            f"in absolute value is {before.max():.2f}; after matching it is {after.max():.2f} and {n_over} of {len(after)} are at or "
+            f"beyond the ±{threshold:g} lines.")
 
 
-def histogram(values, group: str, lower: str, upper: str, share: str, panel: str, title: str, xlabel: str, count: str = "", **_):
-    """Histogram from a published table of binned counts (one row per group, panel and bin); bar
-    heights are the table's ``share`` column (the bin's share of its group, from the published counts)."""
+def histogram(values, group: str, lower: str, upper: str, count: str, panel: str, title: str, xlabel: str, **_):
+    """Histogram from a published table of binned counts (one row per group, panel and band); bar
+    heights are the table's published (rounded) counts, on a log scale so both groups show although
+    comparators outnumber the referred many times; suppressed bands are left out and zero bands
+    have no bar."""
     import matplotlib.pyplot as plt
 
     panels = list(dict.fromkeys(values[panel]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False, sharex=True, sharey=True)
     colours = {0: F.OKABE_ITO[0], 1: F.OKABE_ITO[4]}
     for ax, p in zip(axes[0], panels):
         d = values[values[panel] == p]
         for i, (g, sub) in enumerate(d.groupby(group, sort=False)):
-            sub = sub.dropna(subset=[share])
+            sub = sub.dropna(subset=[count])
+            sub = sub[sub[count] > 0]
             if len(sub):
-                ax.bar(sub[lower], sub[share], width=sub[upper] - sub[lower], align="edge", alpha=0.5,
+                ax.bar(sub[lower], sub[count], width=sub[upper] - sub[lower], align="edge", alpha=0.5,
                        color=colours.get(i, F.OKABE_ITO[i % 8]), label=str(g), edgecolor="none")
+        ax.set_yscale("log")
         ax.set_title(str(p), fontsize=10)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("% of the group")
+        ax.set_ylabel("People (log scale)")
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
 
-def alt_histogram(values, group: str, lower: str, upper: str, share: str, panel: str, title: str, xlabel: str, count: str = "", **_):
-    v = values.dropna(subset=[share])
-    hidden = int(values[share].isna().sum())
-    rng = v[v[share] > 0]
-    s = (f"Histograms, {title}: share of each group by {xlabel.lower()} in {values[panel].nunique()} panel(s); "
-         f"scores from {rng[lower].min():.2f} to {rng[upper].max():.2f}")
+def alt_histogram(values, group: str, lower: str, upper: str, count: str, panel: str, title: str, xlabel: str, **_):
+    v = values.dropna(subset=[count])
+    hidden = int(values[count].isna().sum())
+    rng = v[v[count] > 0]
+    s = (f"Histograms, {title}: people in each group by {xlabel.lower()} band (log scale) in {values[panel].nunique()} panel(s); "
+         f"bands with people from {rng[lower].min():.2f} to {rng[upper].max():.2f}")
     if hidden:
-        s += f"; {hidden} bin(s) with suppressed counts are not drawn"
+        s += f"; {hidden} band(s) with suppressed counts are not drawn"
     return s + "."
 
 

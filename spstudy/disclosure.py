@@ -10,8 +10,9 @@ OpenSAFELY's output checking):
    a parent area, another table or another area's pack. The publisher knows every published count
    as a cell of a cube (:mod:`spstudy.cells`): its measure and coordinates. From the keys it derives
    every relation between cells, and suppresses further cells until the attacker in
-   :mod:`spstudy.audit` (linear programming over everything published) can narrow no suppressed
-   cell to fewer than ``threshold`` values and recover no rounded count exactly.
+   :mod:`spstudy.audit` (linear programming over everything published, knowing which [c] is a small
+   count and which a protecting one) can narrow no suppressed cell to fewer than
+   :attr:`Rules.protection_values` values (4 of 1..7 by default) and recover no rounded count exactly.
 4. **Derived values are computed from what is published.** Rates, percentages, ratios to an
    expected count, their intervals and funnel-plot flags are recomputed by the publisher from the
    rounded counts (so rate x denominator gives back only the rounded count), and are suppressed
@@ -40,7 +41,7 @@ from . import cells as C
 SUPPRESSED = "[c]"
 
 #: Decimal places by kind of quantity (one rule each, everywhere).
-DECIMALS = {"count": 0, "integer": 0, "rate": 1, "percent": 1, "ratio": 2, "index": 1, "score": 2, "smd": 3,
+DECIMALS = {"count": 0, "integer": 0, "rate": 1, "percent": 1, "ratio": 2, "index": 1, "score": 1, "smd": 2,
             "p": 3, "money": 0, "years": 1, "months": 1, "days": 1, "number": 2, "z": 2, "share": 3, "fte": 1, "per_10000": 2,
             "person_years": 0}
 KINDS = tuple(DECIMALS) + ("text",)
@@ -70,6 +71,23 @@ class Rules:
         h = self.rounding_base / 2 if self.rounding_base > 1 else 0.0
         floor_ = self.threshold if continuous else self.threshold + 1
         return max(r - h, floor_), r + h
+
+    @property
+    def protection_values(self) -> int:
+        """How many values a suppressed cell must keep open to a reader of the whole release: more than
+        half of the small counts 1..threshold (4 of 1..7). The marks themselves say a [c] is small, so
+        asking for all of 1..7 would fail whenever two small counts add up to a small total."""
+        return (self.threshold + 2) // 2
+
+    def suppressed_bounds(self, primary: bool | None, continuous: bool = False) -> tuple[float, float]:
+        """What a reader knows of a suppressed count: a small count (primary) is 1..threshold, a
+        count suppressed to protect one (secondary) is more than threshold; unknown: at least 1."""
+        lo = 0.0 if continuous else 1.0
+        if primary is None:
+            return lo, math.inf
+        if primary:
+            return lo, float(self.threshold)
+        return (float(self.threshold) if continuous else self.threshold + 1.0), math.inf
 
     def note(self) -> str:
         return (f"[c] = suppressed to protect confidentiality: a count between 1 and {self.threshold}, a value computed from one, "
@@ -558,6 +576,34 @@ class Protection:
     values: dict
 
 
+def check_relations(values: dict, rels: list, where: dict, tol: float = 1e-6) -> None:
+    """The true counts must satisfy every relation the cell keys imply (a parent is the sum of its
+    children, or at least each of them), or the keys misdescribe what was counted and the attack
+    model is wrong. Raises :class:`DisclosureError` naming the first cells that disagree."""
+    bad = []
+    for p, ch, exact in rels:
+        if p not in values:
+            continue
+        known = [k for k in ch if k in values]
+        total = sum(values[k] for k in known)
+        pv = values[p]
+        slack = tol * max(1.0, abs(pv))
+        if exact and len(known) == len(ch):
+            wrong = abs(total - pv) > slack
+        elif exact:
+            wrong = total > pv + slack       # the unpublished children are counts (>= 0)
+        else:
+            wrong = any(values[k] > pv + slack for k in known)
+        if wrong:
+            parts = ", ".join(f"{C.key_str(k)} = {values[k]:g} ({where.get(k, '?')})" for k in known[:6])
+            rel = "the sum of" if exact else "at least each of"
+            bad.append(f"{C.key_str(p)} = {pv:g} ({where.get(p, '?')}) should be {rel} {parts}"
+                       + (f" and {len(ch) - len(known)} unpublished cell(s)" if len(known) < len(ch) else ""))
+    if bad:
+        raise DisclosureError(f"{len(bad)} relation(s) between the declared cells do not hold in the data, so the cells are "
+                              "declared wrongly (a measure, a coordinate or a missing category): " + "; ".join(bad[:3]))
+
+
 def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protection:
     """Choose the cells to suppress across the whole release.
 
@@ -589,6 +635,7 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
     for p, ch, exact in rels:
         for k in (p, *ch):
             by_member.setdefault(k, []).append((p, ch, exact))
+    check_relations(values, rels, where)
     log = [f"{len(primary)} cell(s) with counts 1-{rules.threshold} suppressed (primary)"]
     cache: dict = {}
     check = None  # every cell in the first round; then only what can have changed
@@ -596,7 +643,9 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
         problem = A.Problem()
         for k, v in values.items():
             if k in suppressed:
-                problem.variable(k, 0.0 if k in continuous else 1.0, A.INF)
+                # the attacker is assumed to know which suppressed cells are small counts (1..threshold)
+                # and which were suppressed to protect them (more than threshold): the packs say how many of each
+                problem.variable(k, *rules.suppressed_bounds(k in primary, k in continuous))
             else:
                 problem.variable(k, *rules.published_bounds(rules.round(v), k in continuous))
         for p, ch, exact in rels:
@@ -604,7 +653,7 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
                 problem.variable(k)
             problem.equalities.append((p, ch, exact))
         rounded = {k: rules.round(v) for k, v in values.items() if k not in suppressed}
-        ex = A.exposures(problem, suppressed, rounded, rules.threshold, continuous, cache, only=check)
+        ex = A.exposures(problem, suppressed, rounded, rules.protection_values, continuous, cache, only=check)
         if not ex:
             log.append(f"secondary suppression: {len(suppressed) - len(primary)} cell(s) in {rnd} round(s)")
             return Protection(suppressed, primary, log, values)
@@ -629,7 +678,7 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
                                 if k2 in values and k2 not in suppressed and values[k2] > 0:
                                     cand.append((3, values[k2], C.key_str(k2), k2))
             if not cand:
-                raise DisclosureError(f"cannot protect {e.describe(rules.threshold)}: no published cell left to suppress")
+                raise DisclosureError(f"cannot protect {e.describe(rules.protection_values)}: no published cell left to suppress")
             k = min(cand)[3]
             if k not in suppressed:
                 suppressed.add(k)
@@ -637,7 +686,7 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
                 added += 1
                 log.append(f"suppressed {C.key_str(k)} (in {where.get(k, '?')}) to protect {C.key_str(e.key)}")
         if not added:
-            raise DisclosureError("secondary suppression made no progress: " + "; ".join(e.describe(rules.threshold) for e in ex[:5]))
+            raise DisclosureError("secondary suppression made no progress: " + "; ".join(e.describe(rules.protection_values) for e in ex[:5]))
         # Suppressing a cell only widens what the attacker must allow, so cells that were safe stay safe:
         # re-check the exposed cells and the newly suppressed ones.
         check = {e.key for e in ex} | newly

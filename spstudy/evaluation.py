@@ -1,6 +1,6 @@
 """Matched pre/post service-use evaluation: did social prescribing change GP and A&E use?
 
-Design (issues 6 and 16; docs/notes/eval.md "How the evaluation works"):
+Design (issues 6 and 16; docs/evaluation.md):
 
 1. Cohort (:func:`cohort`). Referred people: each person's first referral in the study period, in
    the area's services; index date = referral date. Comparators: registered people in the area's
@@ -696,7 +696,7 @@ class EvaluationResult:
     written). Columns that count people: cohort_flow.n, sample_sizes.n, naive.n_referred,
     matched.n_treated, estimates.n_referred, placebo.n_treated, event_study.n_sets; that count
     events: naive.events_pre/events_post, event_study.events_referred/events_comparators. Every
-    rate, ratio and interval is derived from those counts (see docs/notes/eval.md)."""
+    rate, ratio and interval is derived from those counts (see docs/evaluation.md)."""
 
     design: pd.DataFrame
     cohort_flow: pd.DataFrame
@@ -1201,25 +1201,28 @@ def event_study_effects_plot(event_study: pd.DataFrame, cohort: str = "itt", des
 def score_histogram(data: pd.DataFrame, bins: int = 20, score: str = "ps") -> pd.DataFrame:
     """Propensity-score distribution as counts of people per score band, referred and comparators,
     before and after matching (the data behind an overlap plot, so the figure can be drawn from a
-    published, disclosure-controlled table). Columns: panel, group, lower, upper (score band), n
-    (people in the band; after matching, matched people weighted by their matching weight, rounded to
-    whole people), total (people in the group and panel)."""
+    published, disclosure-controlled table). Bands are fixed: ``bins`` equal bands over 0..1 (the
+    band edges say nothing about anyone's score; edges at the observed minimum and maximum would
+    publish two people's scores). Columns: panel, group, lower, upper (score band), n (people in the
+    band; after matching, matched people weighted by their matching weight, rounded to whole people)."""
     need = [score, "treated"] + (["weight"] if "weight" in data.columns else [])
     missing = [c for c in need if c not in data.columns]
     if missing:
         raise ValueError(f"score_histogram: data lacks columns {missing}")
     s = data[score].to_numpy(dtype=float)
-    edges = np.linspace(np.nanmin(s), np.nanmax(s), bins + 1)
+    if np.isfinite(s).any() and (np.nanmin(s) < 0 or np.nanmax(s) > 1):
+        raise ValueError(f"score_histogram: {score} must be a probability (0..1); found {np.nanmin(s):g} to {np.nanmax(s):g}")
+    edges = np.linspace(0.0, 1.0, bins + 1)
     rows = []
     panels = [("All units", np.ones(len(data)))]
     if "weight" in data.columns:
         panels.append(("Matched units", data["weight"].to_numpy(dtype=float)))
     for panel, w in panels:
         for t, group in ((1, "Referred"), (0, "Comparators")):
-            m = (data["treated"].to_numpy() == t) & (w > 0)
+            m = (data["treated"].to_numpy() == t) & (w > 0) & np.isfinite(s)
             h, _ = np.histogram(s[m], bins=edges, weights=w[m])
             h = np.round(h)
-            tot = float(h.sum())
             for i in range(bins):
-                rows.append({"panel": panel, "group": group, "lower": edges[i], "upper": edges[i + 1], "n": float(h[i]), "total": tot})
+                rows.append({"panel": panel, "group": group, "lower": round(float(edges[i]), 4), "upper": round(float(edges[i + 1]), 4),
+                             "n": float(h[i])})
     return pd.DataFrame(rows)

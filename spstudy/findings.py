@@ -247,16 +247,16 @@ def select_xmr(values: pd.DataFrame, value: str = "n_referrals", period: str = "
     return out
 
 
-def waiting(t, table: str = "waiting_times", area_code: str = "") -> str | None:
+def waiting(t, table: str = "wait_to_first_contact", area_code: str = "") -> str | None:
     w = t[table]
-    a = w[(w["geo"] == area_code) & (w["provider"] == "All") & (w["interval"] == "referral to first contact")]
+    a = w[(w["geo"] == area_code) & (w["provider"] == "All")]
     if not len(a) or a["median_days"].isna().all():
         return None
     r = a.iloc[0]
     s = (f"In {t.area_name}, half of the people seen had their first link-worker contact within {num(r['median_days'], 0)} days of "
          f"referral (95% CI {num(r['median_days_lower'], 0)} to {num(r['median_days_upper'], 0)}); {pct(r['pct_within_14_days'])} within "
          f"two weeks and {pct(r['pct_within_28_days'])} within four.")
-    b = w[(w["level"] == "borough") & (w["interval"] == "referral to first contact")].dropna(subset=["median_days"])
+    b = w[(w["level"] == "borough") & (w["provider"] == "All")].dropna(subset=["median_days"])
     if len(b) > 1:
         hi = b.sort_values("median_days").iloc[-1]
         s += f" The longest median wait is in {hi['unit']} ({num(hi['median_days'], 0)} days)."
@@ -367,7 +367,7 @@ def balance(t, table: str = "balance_summary", threshold: float = 0.1) -> str:
     r = a.iloc[0]
     k = int(r["n_at_or_above_threshold"])
     s = (f"After matching, the largest standardised difference among the {int(r['n_variables'])} matching variables is "
-         f"{r['max_abs_smd']:.3f} ({r['variable_with_max']})" + (f"; before matching it was {u['max_abs_smd'].iloc[0]:.2f}" if len(u) else ""))
+         f"{r['max_abs_smd']:.2f} ({r['variable_with_max']})" + (f"; before matching it was {u['max_abs_smd'].iloc[0]:.2f}" if len(u) else ""))
     s += f"; all are below {threshold:g}." if k == 0 else f"; {k} remain at or above {threshold:g}."
     return s
 
@@ -458,11 +458,11 @@ def wellbeing(t, table: str = "wellbeing_attrition_adjusted") -> str | None:
             continue
         r = cc.iloc[0]
         mono = d[d["method"].astype(str).str.startswith("monotone")]
-        s = f"{m.replace('_', ' ')}: {r['mean_change']:+.2f} points among people with a follow-up score"
+        s = f"{m.replace('_', ' ')}: {r['mean_change']:+.1f} points among people with a follow-up score"
         if len(mono) and not pd.isna(mono["bound_low"].iloc[0]):
-            s += f", between {mono['bound_low'].iloc[0]:+.1f} and {mono['bound_high'].iloc[0]:+.1f} if those lost did no better"
+            s += f", between {mono['bound_low'].iloc[0]:+.0f} and {mono['bound_high'].iloc[0]:+.0f} if those lost did no better"
         if not pd.isna(r.get("tipping_point_delta", np.nan)):
-            s += f" (zero only if those lost changed {abs(r['tipping_point_delta']):.1f} points less)"
+            s += f" (zero only if those lost changed {abs(r['tipping_point_delta']):.0f} points less)"
         out.append(s)
     return ("Wellbeing changed (no comparison group: change, not effect): " + "; ".join(out) + ".") if out else None
 

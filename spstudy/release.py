@@ -195,7 +195,7 @@ def write_tables(pack: Pack, stage: Path) -> list[dict]:
         cont = {col for col, s in c.spec.columns.items() if isinstance(s, D.Count) and s.continuous}
         cols = c.spec.full_columns()
         kinds = {col: ("bool" if pd.api.types.is_bool_dtype(c.values[col]) else cols[col].kind) for col in c.shown.columns}
-        meta.append({"name": f"{c.notebook}/{name}", "file": f, "kinds": kinds,
+        meta.append({"name": f"{c.notebook}/{name}", "file": f, "kinds": kinds, "primary": c.primary, "secondary": c.secondary,
                      "cells": [{"row": r, "column": col, "key": C.key_str(k), **({"continuous": True} if col in cont else {})}
                                for (r, col), k in sorted(c.keys.items())],
                      "derived": D.derived_metadata(c.spec)})
@@ -272,7 +272,10 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
     for p in packs:
         for e in p.entries:
             if e["kind"] == "view":
-                p.controlled[e["name"]] = make_view(e, p.controlled[e["of"]])
+                v = make_view(e, p.controlled[e["of"]])
+                hidden = {k for (r, col), k in v.keys.items() if v.suppressed.at[r, col]}
+                v.primary, v.secondary = len(hidden & prot.primary), len(hidden - prot.primary)
+                p.controlled[e["name"]] = v
     problems = check_same_across_packs(packs)
     if problems:
         raise ReleaseError("the same unit has different values in different packs:\n  " + "\n  ".join(problems[:20]))
@@ -291,16 +294,20 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
             shutil.copytree(d, stage_root / d.name, ignore=shutil.ignore_patterns("*.html", "*.xlsx", "*.png"))
         if progress:
             progress("audit of the whole release")
-        rep = A.audit(stage_root)
+        try:
+            rep = A.audit(stage_root)
+            text = rep.text()
+        except A.AuditError as e:
+            rep, text = None, f"the audit could not run: {e}"
         for d in others:
             shutil.rmtree(stage_root / d.name)
-        if not rep.ok:
+        if rep is None or not rep.ok:
             failed = out / ".failed-release"
             shutil.rmtree(failed, ignore_errors=True)
-            (stage_root / "AUDIT.txt").write_text(rep.text() + "\n")
+            (stage_root / "AUDIT.txt").write_text(text + "\n")
             stage_root.rename(failed)
             raise ReleaseError(f"the release failed the disclosure audit and was not published (kept in {failed.name}/ for "
-                               f"inspection):\n{rep.text()}")
+                               f"inspection):\n{text}")
         if progress:
             progress(f"HTML, Excel and manifest of {len(packs)} pack(s)")
         list(_map(_finish_pack, [(p, stage_root / p.area, info, rules, rep, commit, notebooks_dir, keep_notebooks, build, parameters_dir)
@@ -386,16 +393,29 @@ def write_manifest(pack: Pack, st: Path, info: dict, commit: str, rep, parameter
         "packages": {n: v for n, v in pkgs},
         "parameters": d,
         "seeds": _seeds(d),
-        "extract": {k: v for k, v in info.items() if k not in ("parameters_file",)},
+        "extract": extract_description(info),
         "inputs_sha256": inputs,
         "files_sha256": files,
         "disclosure_audit": {"ok": rep.ok, "packs": rep.packs, "suppressed_cells": rep.n_suppressed, "rounded_counts": rep.n_rounded},
-        "reproduce": f"git checkout {commit.removesuffix('-dirty')} && make env && .venv/bin/spstudy packs",
+        "reproducible": not commit.endswith("-dirty") and commit != "unknown",
+        "reproduce": (f"git checkout {commit} && make env && .venv/bin/spstudy packs" if not commit.endswith("-dirty") and commit != "unknown"
+                      else f"not reproducible from the repository: built from {'uncommitted changes on top of ' + commit.removesuffix('-dirty') if commit.endswith('-dirty') else 'a copy that is not a git checkout'}"),
     }
     plan = st / "analysis_plan.json"
     if plan.exists():
         manifest["analysis_plan_sha256"] = sha256(plan)
     (st / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+#: What a pack's manifest says about the extract. Exact row counts, population frames and sample
+#: design figures are counts that never passed disclosure control (and would difference against
+#: the published rounded counts), so they stay in the private build.
+EXTRACT_FIELDS = ("synthetic", "description", "generator", "generator_version", "seed", "scale", "parameters_sha256", "study_period",
+                  "layout", "extract_sha256")
+
+
+def extract_description(info: dict) -> dict:
+    return {k: info[k] for k in EXTRACT_FIELDS if k in info}
 
 
 def _seeds(d: dict) -> dict:

@@ -66,6 +66,26 @@ LIMITATIONS = [
     "Disclosure control protects against what can be computed from the published tables and the relations between them (see the output-checking annex); it cannot protect against knowledge from outside the release.",
 ]
 
+def disclosure_method(rules) -> tuple[str, str]:
+    """The methods-annex entry for disclosure control, from the rules the release was controlled with."""
+    return ("Disclosure control",
+            f"Counts 1 to {rules.threshold} suppressed, others rounded to the nearest {rules.rounding_base} (NHS Digital HES/ECDS "
+            "guidance; OpenSAFELY output checking); secondary suppression over the whole release until a linear-programming attack "
+            f"(HiGHS) narrows no suppressed cell to fewer than {rules.protection_values} possible values and recovers no rounded count "
+            "exactly; rates and percentages from rounded counts.")
+
+
+def ledger_count(v, rules) -> str:
+    """A data-quality ledger row count as published: through the release's rule for counts."""
+    try:
+        n = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if rules.primary(n):
+        return "[c]"
+    return f"{rules.round(n):,.0f}"
+
+
 METHODS = [
     ("Proportions", "Wilson score interval (Newcombe 1998, Stat Med 17:857), as PHEindicatormethods::phe_proportion."),
     ("Crude rates", "Byars' approximation to the exact Poisson interval for counts of 10 or more, exact Poisson below (PHEindicatormethods::phe_rate; Breslow & Day 1987)."),
@@ -79,7 +99,7 @@ METHODS = [
     ("Wellbeing change", "Paired change in ONS4 items and (S)WEMWBS (SWEMWBS on the Warwick Rasch metric), paired t-test and Wilcoxon signed-rank test (Maheswaran et al. 2012)."),
     ("Social return on investment", "Cabinet Office / Social Value UK guide (2012): impact map, deadweight, attribution, displacement, drop-off, Green Book discounting (3.5%), Monte Carlo uncertainty, tornado and break-even."),
     ("Statistical process control", "XmR charts with NHS England 'Making Data Count' rules for special-cause variation."),
-    ("Disclosure control", "Counts 1 to 7 suppressed, others rounded to 5 (NHS Digital HES/ECDS guidance; OpenSAFELY); secondary suppression over the whole release until a linear-programming attack (HiGHS) recovers no suppressed cell to fewer than 7 values and no rounded count exactly; rates and percentages from rounded counts."),
+
 ]
 
 
@@ -198,14 +218,17 @@ def write_pack(pack, st: Path, info: dict, rules: D.Rules, prot, rep, commit: st
         {"id": "glossary", "title": "Annex A: Glossary",
          "html": "<dl class='glossary'>" + "".join(f"<dt>{html.escape(t)}</dt><dd>{html.escape(d)}</dd>" for t, d in GLOSSARY) + "</dl>"},
         {"id": "methods", "title": "Annex B: Methods and sources",
-         "html": "<dl class='glossary'>" + "".join(f"<dt>{html.escape(m)}</dt><dd>{html.escape(t)}</dd>" for m, t in METHODS) + "</dl>"},
+         "html": "<dl class='glossary'>" + "".join(f"<dt>{html.escape(m)}</dt><dd>{html.escape(t)}</dd>"
+                                                   for m, t in METHODS + [disclosure_method(rules)]) + "</dl>"},
     ]
     if pack.ledger is not None and len(pack.ledger):
-        led = pack.ledger.rename(columns={"table": "Table", "file": "File", "step": "Step", "rule": "Rule", "rows": "Rows", "note": "Note"})
+        led = pack.ledger.assign(rows=pack.ledger["rows"].map(lambda v: ledger_count(v, rules))).rename(columns={"table": "Table", "file": "File", "step": "Step", "rule": "Rule", "rows": "Rows", "note": "Note"})
         led = led.astype(str).replace({"nan": ""})
         annexes.append({"id": "data-quality", "title": "Annex C: Data quality",
                         "html": "<p>Every row of every extract table is accounted for: rows read, rows excluded (with the rule that allowed "
-                                "it) and rows kept. These are counts of records in the extract, not of people in a published group.</p>"
+                                "it) and rows kept. These are counts of records in the extract, not of people in a published group; they are "
+                                f"shown under the same rule as every other count (1 to {rules.threshold} as [c], others to the nearest "
+                                f"{rules.rounding_base}).</p>"
                                 + led.to_html(index=False, border=0, escape=True, classes="ledger")})
     annexes.append({"id": "output-checking", "title": "Annex D: Output checking (disclosure control)",
                     "html": f"<p>{html.escape(rules.note())}</p>{verdict}<p>The audit solves, by linear programming over every table of every "

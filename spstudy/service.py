@@ -49,11 +49,17 @@ def _groups(df: pd.DataFrame, by: list[str]):
     return [((k,) if not isinstance(k, tuple) else k, g) for k, g in df.groupby(by, sort=True, dropna=False)]
 
 
+def _q(x, q: float) -> float:
+    """A quantile that is always one of the observed values (nearest rank, 'inverted_cdf'): an
+    interpolated median's decimal part would tell how many values there are (n mod 4)."""
+    return float(np.percentile(x, q, method="inverted_cdf"))
+
+
 def _median_ci(x: np.ndarray, confidence: float) -> tuple[float, float]:
     """Distribution-free interval for the median (binomial order statistics; exact)."""
     if len(x) == 0:
         return np.nan, np.nan
-    ci = sps.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(confidence)
+    ci = sps.quantile_test(x, q=_q(x, 50), p=0.5).confidence_interval(confidence)
     return float(ci.low), float(ci.high)
 
 
@@ -101,10 +107,10 @@ def time_between(referrals: pd.DataFrame, start: str, end: str, by: list[str] | 
         d = (g.loc[both, end] - g.loc[both, start]).dt.days.to_numpy(dtype=float)
         lo, hi = _median_ci(d, confidence)
         row = dict(zip(by, key)) | {"n_referrals": len(g), "n_referrals_with_interval": int(both.sum()),
-                                     "median_days": float(np.median(d)) if len(d) else np.nan, "median_days_lower": lo,
+                                     "median_days": _q(d, 50) if len(d) else np.nan, "median_days_lower": lo,
                                      "median_days_upper": hi,
-                                     "q1_days": float(np.percentile(d, 25)) if len(d) else np.nan,
-                                     "q3_days": float(np.percentile(d, 75)) if len(d) else np.nan}
+                                     "q1_days": _q(d, 25) if len(d) else np.nan,
+                                     "q3_days": _q(d, 75) if len(d) else np.nan}
         for w in within_days:
             row[f"n_referrals_within_{w}_days"] = int((d <= w).sum())
         rows.append(row)
@@ -141,8 +147,8 @@ def contacts_per_case(referrals: pd.DataFrame, by: list[str] | tuple[str, ...] =
         closed = g.loc[g["closure_date"].notna(), "contacts"].to_numpy(dtype=float)
         rows.append(dict(zip(by, key)) | {"n_referrals_seen": len(g), "n_contacts": int(c.sum()), "mean_contacts": m,
                                           "mean_contacts_lower": lo, "mean_contacts_upper": hi,
-                                          "median_contacts": float(np.median(c)), "q1_contacts": float(np.percentile(c, 25)),
-                                          "q3_contacts": float(np.percentile(c, 75)), "n_referrals_seen_closed": len(closed),
+                                          "median_contacts": _q(c, 50), "q1_contacts": _q(c, 25),
+                                          "q3_contacts": _q(c, 75), "n_referrals_seen_closed": len(closed),
                                           "mean_contacts_closed": float(closed.mean()) if len(closed) else np.nan})
     return pd.DataFrame(rows).assign(confidence=confidence)
 

@@ -141,7 +141,7 @@ def test_lp_two_way_table_with_two_suppressions():
 def test_exposures_name_the_cell_and_where_it_is():
     p = _problem({"T": (20, 20), "a": (5, 5), "b": (9, 9), "c": (1, A.INF)}, [("T", ("a", "b", "c"), True)])
     p.sources = {"c": {"camden/t1"}}
-    ex = A.exposures(p, {"c"}, {"T": 20, "a": 5, "b": 9}, 7)
+    ex = A.exposures(p, {"c"}, {"T": 20, "a": 5, "b": 9}, 4)
     assert [e.key for e in ex if e.kind == "suppressed"] == ["c"]
 
 
@@ -238,3 +238,40 @@ def test_protection_is_deterministic():
     b = D.control_release([_referrals_by_practice(vals)], R)[0][0].shown
     pd.testing.assert_frame_equal(a, b)
     assert np.all(a.to_numpy() == b.to_numpy())
+
+
+@pytest.mark.unit
+def test_cells_that_contradict_their_relations_are_refused():
+    """Keys that misdescribe what was counted (a practice count larger than its PCN's) would make the
+    attack model wrong: the release refuses them instead of protecting against the wrong model."""
+    pcn, practices = _pcn_with_practices(2)
+    vals = {pr: 30 for pr in practices}
+    vals[pcn] = 30 * len(practices) - 10   # the PCN's count is smaller than its practices' sum
+    with pytest.raises(D.DisclosureError, match="do not hold in the data"):
+        D.control_release([_referrals_by_practice(vals)], D.Rules(7, 5))
+
+
+@pytest.mark.unit
+def test_model_age_bands_are_one_list():
+    from spstudy import equity
+
+    assert list(C.MODEL_AGE_BAND.children[C.ALL]) == [b for b, *_ in equity.MODEL_AGE_BANDS]
+
+
+@pytest.mark.known_answer
+def test_protection_values_and_what_a_mark_tells():
+    """With threshold 7: a [c] known to be small is 1..7; more than half of those (4) must stay open.
+    Two small counts adding up to a small total leave each 1..6 (6 values): protected. Four small
+    counts under a small total leave each 1..4: still 4 values; five do not. Hand-computed."""
+    R = D.Rules(7, 5)
+    assert R.protection_values == 4
+    assert R.suppressed_bounds(True) == (1.0, 7.0) and R.suppressed_bounds(False) == (8.0, math.inf)
+    p = _problem({"T": (1, 7), "a": (1, 7), "b": (1, 7)}, [("T", ("a", "b"), True)])
+    iv = A.intervals(p, ["a"])["a"]
+    assert (iv.lo, iv.hi) == (1, 6) and not A.exposures(p, {"T", "a", "b"}, {}, R.protection_values)
+    p = _problem({"T": (1, 7), **{c: (1, 7) for c in "abcd"}}, [("T", tuple("abcd"), True)])
+    iv = A.intervals(p, ["a"])["a"]
+    assert (iv.lo, iv.hi) == (1, 4) and not A.exposures(p, {"T", *"abcd"}, {}, R.protection_values)
+    p = _problem({"T": (1, 7), **{c: (1, 7) for c in "abcde"}}, [("T", tuple("abcde"), True)])
+    # five small counts under a small total: each 1..3, and the total 5..7: all exposed
+    assert {e.key for e in A.exposures(p, {"T", *"abcde"}, {}, R.protection_values)} == set("Tabcde")
