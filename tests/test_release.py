@@ -74,10 +74,11 @@ def _bounds(v: str) -> tuple[float, float]:
 
 
 def _narrow(lo, hi) -> bool:
-    """Fewer than `threshold` possible whole values for a suppressed cell."""
+    """Fewer possible whole values for a suppressed cell than the release promises (Rules.protection_values:
+    4 with threshold 7, so a reader of every table can never rule out more than half of 1 to 7)."""
     if hi == math.inf:
         return False
-    return math.floor(hi + 1e-9) - math.ceil(lo - 1e-9) + 1 < RULES.threshold
+    return math.floor(hi + 1e-9) - math.ceil(lo - 1e-9) + 1 < RULES.protection_values
 
 
 # ---------------------------------------------------------------------------------- the release
