@@ -34,7 +34,7 @@ from .contract import (
 )
 
 ALL = "All"
-NCL_CODE = "E54000028"
+NCL_CODE = reference.NCL_CODE
 
 
 class CellError(ValueError):
@@ -179,9 +179,9 @@ def _geo() -> dict[str, dict]:
 def area_code(area: str) -> str:
     """ONS code of a pack's area ('ncl' -> E54000028, a borough slug -> its LAD22 code)."""
     try:
-        return _geo()["slug_code"][area]
-    except KeyError:
-        raise CellError(f"unknown area {area!r}") from None
+        return reference.area_code(area)
+    except ValueError as e:
+        raise CellError(str(e)) from None
 
 
 def geo_level(code: str) -> str:

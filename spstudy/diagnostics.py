@@ -206,6 +206,11 @@ def event_study_table(fit: EventStudyFit, reference_months: tuple[int, int], con
 
 # ============================================================================ checks
 
+def _p_text(p: float) -> str:
+    """A p-value in a sentence as the tables print one: three decimals, or '< 0.001'."""
+    return "< 0.001" if p < 0.0005 else f"= {p:.3f}"
+
+
 def check(estimate: float, se: float, p_value: float, margin: float, alpha: float, confidence: float = 0.95) -> str:
     """State of one diagnostic on the log scale: 'fail', 'inconclusive' or 'pass'.
 
@@ -443,7 +448,7 @@ def verdicts(diagnostics: pd.DataFrame, margin: float, alpha: float, smd_warn: f
         pre = check(d["baseline_deviation"], d["baseline_deviation_se"], d["pretrend_p"], margin, alpha, confidence)
         if pre != PASS:
             reasons.append(f"in the baseline window the referred people's use relative to comparators was {100 * np.expm1(d['baseline_deviation']):+.0f}% "
-                           f"against the months before the matching window (pre-trend test p = {d['pretrend_p']:.3g})"
+                           f"against the months before the matching window (pre-trend test p {_p_text(d['pretrend_p'])})"
                            + ("" if pre == FAIL else f", and the data cannot show the difference to be under the {100 * margin:g}% margin"))
         pl_p = _p(d["placebo_log_rr"], d["placebo_se"])
         placebo = check(d["placebo_log_rr"], d["placebo_se"], pl_p, margin, alpha, confidence)

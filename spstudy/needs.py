@@ -389,9 +389,7 @@ def referral_rates_by_practice(area: str, *, referrals: pd.DataFrame, years: flo
     out["reference_rate"] = 1000 * ref_rate
     out = out.sort_values(label).reset_index(drop=True)
     if reference_row:
-        from .cells import area_code
-
-        row = {level: area_code(reference_area), label: f"{reference.area_name(reference_area)} (all practices)",
+        row = {level: reference.area_code(reference_area), label: f"{reference.area_name(reference_area)} (all practices)",
                "registered_patients": int(ref_gp["registered_patients"].sum()), "referrals": ref_n,
                "person_years": ref_gp["registered_patients"].sum() * years, "reference_rate": 1000 * ref_rate}
         if "pcn_name" in out.columns and label != "pcn_name":

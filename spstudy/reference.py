@@ -58,6 +58,18 @@ def borough_codes(area: str) -> list[str]:
     return list(BOROUGHS.loc[BOROUGHS["borough"] == area, "borough_code"])
 
 
+NCL_CODE = "E54000028"  # ONS code of the North Central London ICB / STP area
+
+
+def area_code(area: str) -> str:
+    """ONS code of a pack's area ('ncl' -> E54000028, a borough slug -> its LAD22 code)."""
+    if area == "ncl":
+        return NCL_CODE
+    if area not in BOROUGH_SLUGS:
+        raise ValueError(f"unknown area {area!r}; expected one of {', '.join(AREAS)}")
+    return str(BOROUGHS.loc[BOROUGHS["borough"] == area, "borough_code"].iloc[0])
+
+
 def area_name(area: str) -> str:
     return "North Central London" if area == "ncl" else area.capitalize()
 

@@ -370,10 +370,13 @@ def write_manifest(pack: Pack, st: Path, info: dict, commit: str, rep, parameter
             inputs[f"parameters/{f.name}"] = sha256(f)
     from .contract import TABLES
 
-    for t in TABLES:
-        for cand in sorted(ex.glob(f"{t}*")):
-            if cand.is_file() and cand.name.split(".")[0] == t:
-                inputs[f"extract/{cand.name}"] = sha256(cand)
+    # A real (non-synthetic) extract's checksums stay on the machine that holds it: a published hash of a
+    # person-level file would confirm a leaked copy; a borough can checksum its files where they are held.
+    if info.get("synthetic"):
+        for t in TABLES:
+            for cand in sorted(ex.glob(f"{t}*")):
+                if cand.is_file() and cand.name.split(".")[0] == t:
+                    inputs[f"extract/{cand.name}"] = sha256(cand)
     if (ex / "extract_info.json").exists():
         inputs["extract/extract_info.json"] = sha256(ex / "extract_info.json")
     lock = root / "requirements.lock"
