@@ -12,7 +12,7 @@ from spstudy import claims as C
 from spstudy import evaluation as E
 from spstudy.power import simulate_matched_counts
 
-REVIEW = Path("/work/shared/context/ncl-social-prescribing-review-2024.txt")
+REVIEW = Path(__file__).resolve().parents[2] / "shared/context/ncl-social-prescribing-review-2024.txt"  # optional, beside the checkout
 
 
 @pytest.mark.unit
