@@ -1,7 +1,7 @@
 """Coverage, bias and verdicts of the evaluation over many seeds of each simulated world.
 
-Runs :func:`spstudy.worlds.simulate_world` + :func:`spstudy.worlds.evaluate_world` for every world
-in ``spstudy.worlds.WORLDS`` and ``--seeds`` seeds, and prints, per world, setting and window:
+Runs :func:`spstudy.analyses.worlds.simulate_world` + :func:`spstudy.analyses.worlds.evaluate_world` for every world
+in ``spstudy.analyses.worlds.WORLDS`` and ``--seeds`` seeds, and prints, per world, setting and window:
 the mean truth, the mean matched DiD and trend-adjusted estimates, the share of 95% intervals
 covering the truth and excluding 1 (false positives in the null world), the headline's coverage
 and false-positive rate, and how often each verdict was given. Printed, never asserted (the
@@ -18,7 +18,7 @@ import warnings
 
 import pandas as pd
 
-from spstudy import worlds as W
+from spstudy.analyses import worlds as W
 
 
 def main(argv=None):

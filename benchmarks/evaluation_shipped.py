@@ -13,16 +13,16 @@ import warnings
 
 import pandas as pd
 
-from spstudy import evaluation as E
-from spstudy.extracts import load_extracts
-from spstudy.params import load_parameters
-from spstudy.reference import PROJECT_ROOT
+from spstudy.analyses import evaluation as E
+from spstudy.inputs import project
+from spstudy.inputs.extracts import load_extracts
+from spstudy.inputs.params import load_parameters
 
 
 def main(areas):
     pd.set_option("display.width", 220)
     pd.set_option("display.max_columns", 30)
-    truth = json.loads((PROJECT_ROOT / "data" / "truth" / "truth.json").read_text())["service_use"]
+    truth = json.loads((project.root() / "data" / "truth" / "truth.json").read_text())["service_use"]
     p = load_parameters("ncl")
     t0 = time.perf_counter()
     ex = load_extracts(p)

@@ -79,7 +79,7 @@ as ``by`` groups (e.g. ``group``). A person may have several index rows.
 
 Example
 -------
->>> from spstudy.engine import window_counts, STANDARD_WINDOWS
+>>> from spstudy.methods.engine import window_counts, STANDARD_WINDOWS
 >>> counts = window_counts('data/extracts/activity/*.parquet', index_df, STANDARD_WINDOWS)
 >>> counts.pivot_table(index='index_id', columns=['window', 'setting'], values='events')
 """

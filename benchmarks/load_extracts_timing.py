@@ -24,15 +24,15 @@ def _main_loader():
     for name in ("extracts", "contract"):
         src = subprocess.run(["git", "-C", str(ROOT), "show", f"main:spstudy/{name}.py"], capture_output=True, text=True, check=True).stdout
         (d / f"{name}.py").write_text(src)
-    (d / "reference.py").write_text("from spstudy.reference import *  # noqa\nfrom spstudy.reference import BOROUGHS  # noqa\n")
+    (d / "reference.py").write_text("from spstudy.inputs.reference import *  # noqa\nfrom spstudy.inputs.reference import BOROUGHS  # noqa\n")
     (d / "__init__.py").write_text("")
     sys.path.insert(0, str(d.parent))
     return importlib.import_module("spmain.extracts").load_extracts
 
 
 def main(runs: int = 3):
-    from spstudy.extracts import load_extracts
-    from spstudy.params import load_parameters
+    from spstudy.inputs.extracts import load_extracts
+    from spstudy.inputs.params import load_parameters
 
     p = load_parameters("ncl")
     old = _main_loader()

@@ -1,8 +1,8 @@
 """Polars competitor for the window-counting benchmark (benchmarks/run.py). Not used by spstudy.
 
-:func:`count_windows` gives the same wide table as :func:`spstudy.evaluation.count_windows`
+:func:`count_windows` gives the same wide table as :func:`spstudy.analyses.evaluation.count_windows`
 (one row per index_id, sorted by it, ``<setting>_<window>_events`` then ``<window>_days``) with
-the counting rules of :mod:`spstudy.engine`: an event counts in a window when
+the counting rules of :mod:`spstudy.methods.engine`: an event counts in a window when
 index_date + start_day <= date <= index_date + end_day and follow_start <= date <= follow_end.
 
 It is written the way a polars user would write it, lazily end to end so polars can push the

@@ -17,7 +17,7 @@ window counting (1x, 10x,       ``evaluation.count_windows`` = engine       spst
 matching 25,000 x 2,000,000     ``matching.nearest_neighbour_match``        spstudy before (legacy_matching.py), R MatchIt
 (score given; 1:1 and exact)    (greedy 1:1, 0.2 SD caliper on the logit)   >= 4.5.4 when Rscript has it (matchit_bench.R)
 propensity score + matching     ``matching.propensity_score`` + the above   spstudy before, R MatchIt ``distance = "glm"``
-import time                     ``import spstudy.engine`` / ``.matching``   (heavy modules loaded are listed)
+import time                     ``import spstudy.methods.engine`` / ``.matching``   (heavy modules loaded are listed)
 ==============================  ==========================================  =================================================
 
 Scales ("NCL-sample scale"): 1x = ``synth.generate(scale=0.1, pool_fraction=0.25)`` (about
@@ -133,9 +133,9 @@ def w_prepare(spec: dict) -> dict:
     """Generate the synthetic extracts and the cohort's index rows (evaluation.build_cohort)."""
     from types import SimpleNamespace
 
-    from spstudy import evaluation as E
     from spstudy import synth
-    from spstudy.params import load_parameters
+    from spstudy.analyses import evaluation as E
+    from spstudy.inputs.params import load_parameters
 
     _quiet()
     t0 = time.perf_counter()
@@ -166,8 +166,8 @@ def w_count(spec: dict) -> dict:
     """Window counting: spec['impl'] in spstudy | before | polars | pandas | spark."""
     import pandas as pd
 
-    from spstudy import evaluation as E
-    from spstudy.params import load_parameters
+    from spstudy.analyses import evaluation as E
+    from spstudy.inputs.params import load_parameters
 
     _quiet()
     d = Path(spec["data_dir"])
@@ -181,7 +181,7 @@ def w_count(spec: dict) -> dict:
     if impl in ("spstudy", "spark"):
         import duckdb  # noqa: F401
 
-        from spstudy import engine  # noqa: F401
+        from spstudy.methods import engine  # noqa: F401
     elif impl == "before":
         import duckdb  # noqa: F401
         import legacy_engine
@@ -191,7 +191,7 @@ def w_count(spec: dict) -> dict:
     elif impl == "pandas":
         import straightforward_pandas
     if impl == "spark":
-        from spstudy.engine import spark_session
+        from spstudy.methods.engine import spark_session
 
         t0 = time.perf_counter()
         spark_session()
@@ -222,7 +222,7 @@ def w_count(spec: dict) -> dict:
     else:
         same, msg = _same_frame(out, pd.read_parquet(ref)) if ref.exists() else (None, "no spstudy result to compare")
     if impl == "spark":
-        from spstudy.engine import spark_session
+        from spstudy.methods.engine import spark_session
 
         spark_session().stop()
         cpu = None  # Spark works in its JVM
@@ -300,7 +300,7 @@ def w_match(spec: dict) -> dict:
         peak, extra["poll_peak"] = None, True  # the R process's memory is polled by the parent
     else:
         if impl == "spstudy":
-            from spstudy import matching as M
+            from spstudy.methods import matching as M
         else:
             import legacy_matching as M
         extra["inputs_mb"] = _rss_mb()
@@ -349,8 +349,8 @@ def w_ncl_eval(spec: dict) -> dict:
     """The whole evaluation (evaluation.run) at full NCL scale, activity read by DuckDB."""
     from types import SimpleNamespace
 
-    from spstudy import evaluation as E
-    from spstudy.params import load_parameters
+    from spstudy.analyses import evaluation as E
+    from spstudy.inputs.params import load_parameters
 
     _quiet()
     p = load_parameters("ncl")
@@ -830,7 +830,7 @@ def main(argv=None) -> int:
         if not args.no_imports:
             log("import time ...")
             for _ in range(max(repeats, 5)):
-                for mod in ("pandas", "spstudy.engine", "spstudy.matching"):
+                for mod in ("pandas", "spstudy.methods.engine", "spstudy.methods.matching"):
                     measure("import", "import time", f"import {mod}", "spstudy", {"module": mod},
                             label="(floor: pandas itself)" if mod == "pandas" else "spstudy")
 

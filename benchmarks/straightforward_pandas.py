@@ -7,7 +7,7 @@ for, so that the benchmark can check that both give the same answer.
 * :func:`count_windows` - window counting: read activity into pandas, merge it to the index rows
   on ``person_id``, compute day offsets, keep events within follow-up, then filter to each window
   and ``groupby().size()``. Exposure days = days of the window inside follow-up. Output: the wide
-  table of :func:`spstudy.evaluation.count_windows` (one row per index_id;
+  table of :func:`spstudy.analyses.evaluation.count_windows` (one row per index_id;
   ``<setting>_<window>_events`` and ``<window>_days``).
 * :func:`match_naive` - propensity score from statsmodels' ``Logit`` on dummy-coded covariates,
   then greedy 1:1 nearest-neighbour matching without replacement on the logit, exact on the
@@ -16,7 +16,7 @@ for, so that the benchmark can check that both give the same answer.
   Run on the first ``max_treated`` treated units in matching order and extrapolated linearly
   (each scan costs the same) - the benchmark labels the figure as extrapolated.
 * :func:`effects_naive` - the matched difference in differences of
-  :func:`spstudy.evaluation.effects` (rates per 1,000 person-years, cluster bootstrap over
+  :func:`spstudy.analyses.evaluation.effects` (rates per 1,000 person-years, cluster bootstrap over
   matched sets, Poisson GLM ratio of rate ratios with cluster-robust errors) with the bootstrap
   written as a loop that resamples matched sets and re-aggregates with pandas each time. Run
   with ``boot_run`` replicates and extrapolated to ``boot`` (labelled as such).
@@ -48,7 +48,7 @@ def count_windows(activity_path, index: pd.DataFrame, windows, settings=SETTINGS
     index_id, person_id, index_date, follow_start, follow_end (datetimes). ``windows``: (name,
     start_day, end_day), inclusive offsets from index_date. An event counts in a window when
     index_date + start_day <= date <= index_date + end_day and follow_start <= date <= follow_end
-    (the rules of :mod:`spstudy.engine`). Returns (wide table, {"read_seconds": ...}).
+    (the rules of :mod:`spstudy.methods.engine`). Returns (wide table, {"read_seconds": ...}).
 
     Dates are read as datetime64 (``date_as_object=False``), which is the fast way to read them;
     the default (Python ``date`` objects) would make this baseline several times slower.
@@ -205,7 +205,7 @@ def did_naive(d, pairs, setting, months, cohort="itt", boot=500, boot_run=None, 
 
 
 def effects_naive(d, pairs, months_list, boot=500, boot_run=None) -> tuple[pd.DataFrame, dict]:
-    """The matched DiDs of :func:`spstudy.evaluation.effects` (main design), naive bootstrap.
+    """The matched DiDs of :func:`spstudy.analyses.evaluation.effects` (main design), naive bootstrap.
 
     Returns (estimates, timing) where timing has the measured seconds and the seconds
     extrapolated to ``boot`` replicates per estimate."""

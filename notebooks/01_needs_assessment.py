@@ -30,12 +30,13 @@ pack_dir = None       # set by `spstudy packs`; without it the notebook previews
 notebook = "01_needs_assessment"
 
 # %%
-from spstudy.publish import start
+from spstudy.publish.publisher import start
 
 ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
 
-from spstudy import cells, charts, findings, needs
-from spstudy.disclosure import Count, Estimate, Label, Public, Rate
+from spstudy.analyses import needs
+from spstudy.publish import cells, charts, findings
+from spstudy.publish.disclosure import Count, Estimate, Label, Public, Rate
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 years = ((p.study.referral_end - p.study.referral_start).days + 1) / 365.25

@@ -31,17 +31,19 @@ pack_dir = None       # set by `spstudy packs`; without it the notebook previews
 notebook = "02_equity_of_access"
 
 # %%
-from spstudy.publish import start
+from spstudy.publish.publisher import start
 
 ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
 
-from spstudy import cells, charts, equity, findings
-from spstudy.contract import CENSUS5_GROUPS, NOT_RECORDED
-from spstudy.disclosure import Count, Estimate, Label, Proportion, Public, Rate, RateRatio
+from spstudy.analyses import equity
+from spstudy.inputs.contract import CENSUS5_GROUPS, NOT_RECORDED
+from spstudy.methods import coding
+from spstudy.publish import cells, charts, findings
+from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Public, Rate, RateRatio
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 REF = p.equity.reference_ethnic_group
-REF_LANG = equity.PROFICIENCY_LABELS[p.equity.reference_language_group]
+REF_LANG = coding.PROFICIENCY_LABELS[p.equity.reference_language_group]
 here, NCL = cells.area_code(area), cells.NCL_CODE
 data = equity.prepare(ex, area, p.study.referral_start, p.study.referral_end, equity.read_pool_fraction(p.extracts_path()))
 refs = data.referrals
@@ -64,7 +66,7 @@ pub.table("ethnicity_coding", equity.coding_table(refs), "NHS ethnic category co
           rows={"code": "ethnicity"}, columns={"code": Label("Code"), "nhs_category": Label("NHS ethnic category"),
                                                "census2021_group": Label("Census 2021 group"), "referrals": svc},
           source="NHS Data Dictionary (Ethnic Category); ONS Census 2021 classification")
-detail = equity.registered_representation(data, "ethnic_detail", equity.DETAILED_GROUPS)
+detail = equity.registered_representation(data, "ethnic_detail", coding.DETAILED_GROUPS)
 pub.table("referrals_by_detailed_ethnicity", detail, "Referrals by detailed ethnic category against the registered population",
           rows={"group": "ethnicity"},
           columns={"group": Label("Ethnic category"), "referrals": svc,
@@ -164,7 +166,7 @@ pub.table("rates_by_english_proficiency", prof, f"Referral rates per 1,000 resid
           source="ONS Census 2021 TS029 (MSOA); registered-population age structure from the extract")
 pub.figure("forest_proficiency_rates", "Referral rate ratios by proficiency in English", charts.forest, "rates_by_english_proficiency",
            charts.alt_forest, label="group", measures=forest_measures,
-           where={"group": [g for g in equity.PROFICIENCY_LABELS.values() if g != REF_LANG]},
+           where={"group": [g for g in coding.PROFICIENCY_LABELS.values() if g != REF_LANG]},
            title=f"Referral rate ratios by proficiency in English, {ctx.area_name}",
            xlabel="Rate ratio (log scale; 1 = same rate as main language English)")
 pub.finding(findings.proficiency, priority=3)

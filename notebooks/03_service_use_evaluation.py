@@ -31,12 +31,15 @@ pack_dir = None       # set by `spstudy packs`; without it the notebook previews
 notebook = "03_service_use_evaluation"
 
 # %%
-from spstudy.publish import start
+from spstudy.publish.publisher import start
 
 ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
 
-from spstudy import charts, claims, evaluation, findings, plan, power, reference, subgroups, wellbeing
-from spstudy.disclosure import Count, Estimate, Label, Proportion, Public
+from spstudy.analyses import claims, evaluation
+from spstudy.inputs import reference
+from spstudy.methods import plan, power, subgroups, wellbeing
+from spstudy.publish import charts, findings
+from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Public
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 design = evaluation.design_from_parameters(p)

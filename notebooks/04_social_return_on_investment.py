@@ -31,14 +31,15 @@ pack_dir = None       # set by `spstudy packs`; without it the notebook previews
 notebook = "04_social_return_on_investment"
 
 # %%
-from spstudy.publish import start
+from spstudy.publish.publisher import start
 
 ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
 
 import pandas as pd
 
-from spstudy import charts, evaluation, findings, needs, valuation
-from spstudy.disclosure import Count, Estimate, Label, Public
+from spstudy.analyses import evaluation, needs, valuation
+from spstudy.publish import charts, findings
+from spstudy.publish.disclosure import Count, Estimate, Label, Public
 
 p, pub = ctx.params, ctx.publisher
 if ctx.build_dir:  # in a build, notebook 03 has written its result (Parquet tables, no pickle)

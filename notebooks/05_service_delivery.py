@@ -28,14 +28,15 @@ pack_dir = None       # set by `spstudy packs`; without it the notebook previews
 notebook = "05_service_delivery"
 
 # %%
-from spstudy.publish import start
+from spstudy.publish.publisher import start
 
 ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
 
 import pandas as pd
 
-from spstudy import cells, charts, findings, service
-from spstudy.disclosure import Count, Estimate, Label, Proportion, Public, Rate
+from spstudy.analyses import service
+from spstudy.publish import cells, charts, findings
+from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Public, Rate
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 here = cells.area_code(area)

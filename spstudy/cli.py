@@ -13,7 +13,7 @@ def _version() -> str:
 
 
 def _params(argv):
-    from .params import ParameterError, json_schema, load_parameters
+    from spstudy.inputs.params import ParameterError, json_schema, load_parameters
 
     ap = argparse.ArgumentParser(prog="spstudy params", description="Validate and show parameters, or print the JSON schema.")
     ap.add_argument("area", nargs="?", default="ncl")
@@ -35,8 +35,8 @@ def _params(argv):
 
 
 def _validate(argv):
-    from .extracts import ExtractError, load_extracts
-    from .params import ParameterError, load_parameters
+    from spstudy.inputs.extracts import ExtractError, load_extracts
+    from spstudy.inputs.params import ParameterError, load_parameters
 
     ap = argparse.ArgumentParser(prog="spstudy validate", description="Validate an extract folder against the data contract and print the data-quality ledger.")
     ap.add_argument("--area", default="ncl")
@@ -60,7 +60,7 @@ def _validate(argv):
 
 
 def _import(argv):
-    from .extracts import ExtractError
+    from spstudy.inputs.extracts import ExtractError
 
     ap = argparse.ArgumentParser(prog="spstudy import", description="Turn a clinical-system export into the data contract's tables "
                                  "(docs/extract_specification.md says what to ask for).")
@@ -74,7 +74,7 @@ def _import(argv):
     if a.kind != "coded-events":
         print(f"error: --from {a.kind!r} is not supported; the only kind is 'coded-events'", file=sys.stderr)
         return 2
-    from .coded import import_coded_events
+    from spstudy.inputs.coded import import_coded_events
 
     try:
         res = import_coded_events(a.src, a.out, pool_fraction=a.pool_fraction, codelists_dir=a.codelists)
@@ -93,7 +93,7 @@ def _export_coded(argv):
     ap.add_argument("--out", required=True)
     ap.add_argument("--format", choices=("csv", "parquet"), default="csv")
     a = ap.parse_args(argv)
-    from .coded import export_coded_events
+    from spstudy.inputs.coded import export_coded_events
 
     export_coded_events(a.src, a.out, fmt=a.format)
     print(f"coded extract written to {a.out}")
@@ -111,24 +111,24 @@ def _publish(argv):
     a = ap.parse_args(argv)
     from pathlib import Path
 
-    from .packs import NOTEBOOKS_DIR, _extract_info, git_commit
-    from .publish import PRIVATE
-    from .release import publish_release
+    from spstudy.publish.packs import _extract_info, default_notebooks_dir, git_commit
+    from spstudy.publish.publisher import PRIVATE
+    from spstudy.publish.release import publish_release
 
     b = Path(a.build)
     areas = a.areas or sorted(d.name for d in b.iterdir() if (d / PRIVATE).is_dir())
     if not areas:
         print(f"error: no area with recorded declarations in {b}", file=sys.stderr)
         return 2
-    res = publish_release(b, areas, Path(a.out), NOTEBOOKS_DIR, _extract_info(areas[0], a.parameters_dir, None), git_commit(),
+    res = publish_release(b, areas, Path(a.out), default_notebooks_dir(), _extract_info(areas[0], a.parameters_dir, None), git_commit(),
                           parameters_dir=a.parameters_dir)
     print(res.audit.text())
     return 0
 
 
 COMMANDS = {
-    "packs": ("spstudy.packs", "main", "build every area's pack (NCL and the boroughs) and publish them as one audited release"),
-    "audit": ("spstudy.audit", "main", "audit the packs in a folder as one release: can any suppressed cell be recovered?"),
+    "packs": ("spstudy.publish.packs", "main", "build every area's pack (NCL and the boroughs) and publish them as one audited release"),
+    "audit": ("spstudy.publish.audit", "main", "audit the packs in a folder as one release: can any suppressed cell be recovered?"),
     "validate": (None, _validate, "validate an extract folder and print the data-quality ledger"),
     "import": (None, _import, "turn a clinical-system coded export into the data contract's tables"),
     "export-coded": (None, _export_coded, "write a synthetic coded export from contract tables"),

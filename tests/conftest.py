@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spstudy import reference
+from spstudy.inputs import reference
 
 
 def tiny_tables() -> dict[str, pd.DataFrame]:

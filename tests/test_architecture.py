@@ -1,7 +1,8 @@
-"""The import rule of the package (docs/architecture.md): the data flows inputs -> methods -> analyses ->
-publish, and no module imports from a later stage. Analyses never import the publisher, so the
-disclosure rule can only be applied in one place. The synthetic-data generator stands beside the flow:
-it may use inputs and methods, and nothing imports it."""
+"""The import rule of the package (docs/architecture.md): the folders are the stages of the data flow,
+inputs -> methods -> analyses -> publish, and no module imports from a later stage. Analyses never
+import the publisher, so the disclosure rule can only be applied in one place. The synthetic-data
+generator (``synth/``) stands beside the flow: it may use inputs and methods, and nothing in the flow
+imports it. ``cli.py`` is the command line over all of them and nothing imports it."""
 
 import ast
 from pathlib import Path
@@ -10,59 +11,84 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-PKG = Path(__file__).resolve().parent.parent / "spstudy"
-
-STAGES = {
-    "inputs": ["contract", "reference", "params", "extracts", "coded", "checksums"],
-    "methods": ["stats", "matching", "engine", "wellbeing", "sroi", "spc", "diagnostics", "power", "subgroups", "plan"],
-    "analyses": ["needs", "equity", "evaluation", "service", "valuation", "claims", "worlds"],
-    "publish": ["cells", "disclosure", "audit", "publish", "release", "report", "charts", "figures", "findings", "packs", "cli"],
-    "synth": ["synth"],
-}
+PKG = next(d for d in Path(__file__).resolve().parents if (d / "pyproject.toml").exists()) / "spstudy"
 ORDER = {"inputs": 0, "methods": 1, "analyses": 2, "publish": 3}
-STAGE = {m: s for s, ms in STAGES.items() for m in ms}
+BESIDE = {"synth", "cli"}  # not in the flow
 
 
-def _imports(path: Path) -> set[str]:
+def _stage_of_module(dotted: str) -> str | None:
+    """'spstudy.methods.stats' -> 'methods'; 'spstudy.cli' -> 'cli'; 'spstudy' -> None."""
+    parts = dotted.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "spstudy" else None
+
+
+def _modules():
+    for p in sorted(PKG.rglob("*.py")):
+        rel = p.relative_to(PKG.parent).with_suffix("")
+        yield p, ".".join(rel.parts)
+
+
+def _imports(path: Path, dotted: str) -> set[str]:
+    """Stages (first folder under spstudy/) that a module imports from."""
     out = set()
+    package = dotted.rsplit(".", 1)[0] if path.name != "__init__.py" else dotted
     for n in ast.walk(ast.parse(path.read_text())):
         if isinstance(n, ast.ImportFrom):
-            if n.level == 1:
-                out.update([n.module.split(".")[0]] if n.module else [a.name for a in n.names])
-            elif n.level == 0 and n.module and n.module.split(".")[0] == "spstudy":
-                parts = n.module.split(".")
-                out.update([parts[1]] if len(parts) > 1 else [a.name for a in n.names])
+            if n.level:
+                base = package.split(".")
+                base = base[: len(base) - (n.level - 1)]
+                target = ".".join(base + ([n.module] if n.module else []))
+                names = [target] if n.module else [target + "." + a.name for a in n.names]
+            else:
+                names = [n.module] if n.module else []
+                if n.module == "spstudy":
+                    names = ["spstudy." + a.name for a in n.names]
+            out.update(s for s in map(_stage_of_module, names) if s)
         elif isinstance(n, ast.Import):
-            out.update(a.name.split(".")[1] for a in n.names if a.name.startswith("spstudy."))
+            out.update(s for s in (_stage_of_module(a.name) for a in n.names) if s)
     return out
 
 
-def test_every_module_has_a_stage():
-    mods = {p.stem for p in PKG.glob("*.py")} - {"__init__"}
-    assert mods == set(STAGE), f"modules without a stage: {sorted(mods - set(STAGE))}; stages naming no module: {sorted(set(STAGE) - mods)}"
+def test_the_folders_are_the_stages():
+    """Every module sits in a stage folder (or is the command line); no stray module at the top."""
+    top = {p.stem for p in PKG.glob("*.py")} - {"__init__"}
+    assert top == {"cli"}, f"modules outside a stage folder: {sorted(top - {'cli'})}"
+    folders = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == set(ORDER) | {"synth"}, folders
 
 
 def test_nothing_imports_from_a_later_stage():
     bad = []
-    for m, stage in STAGE.items():
-        for dep in sorted(_imports(PKG / f"{m}.py") & set(STAGE)):
-            d = STAGE[dep]
-            if d == "synth" and stage != "synth":
-                bad.append(f"{m} ({stage}) imports the generator {dep}")
-            elif stage == "synth" and d in ("analyses", "publish"):
-                bad.append(f"{m} (synth) imports {dep} ({d})")
-            elif stage != "synth" and d != "synth" and ORDER[d] > ORDER[stage]:
-                bad.append(f"{m} ({stage}) imports {dep} ({d})")
+    for path, dotted in _modules():
+        stage = _stage_of_module(dotted)
+        for dep in sorted(_imports(path, dotted) - {stage}):
+            if dep == "cli":
+                bad.append(f"{dotted} imports the command line")
+            elif dep == "synth" and stage != "cli":
+                bad.append(f"{dotted} ({stage}) imports the generator")
+            elif stage == "synth" and dep in ("analyses", "publish"):
+                bad.append(f"{dotted} (synth) imports {dep}")
+            elif stage in ORDER and dep in ORDER and ORDER[dep] > ORDER[stage]:
+                bad.append(f"{dotted} ({stage}) imports {dep}")
     assert not bad, "imports against the flow inputs -> methods -> analyses -> publish: " + "; ".join(bad)
 
 
+def test_the_rule_checker_sees_a_violation(tmp_path):
+    """The checker itself: an analysis that imports the publisher is caught, relative or absolute."""
+    f = tmp_path / "needs.py"
+    f.write_text("from ..publish import disclosure\nfrom spstudy.publish.cells import measure\nimport spstudy.methods.stats\n")
+    assert _imports(f, "spstudy.analyses.needs") == {"publish", "methods"}
+
+
 def test_only_the_publisher_knows_the_disclosure_rule():
-    """No analysis or method reads the threshold or rounds a count for publication."""
+    """No input, method, analysis or generator module reads the threshold or rounds a count for
+    publication (the parameter model that declares the rule is the one exception)."""
     bad = []
-    for m, stage in STAGE.items():
-        if stage in ("inputs", "methods", "analyses", "synth") and m != "params":
-            text = (PKG / f"{m}.py").read_text()
-            for word in ("rounding_base", "disclosure.threshold", "p.disclosure", "params.disclosure"):
+    for path, dotted in _modules():
+        stage = _stage_of_module(dotted)
+        if stage in ("inputs", "methods", "analyses", "synth") and dotted != "spstudy.inputs.params":
+            text = path.read_text()
+            for word in ("rounding_base", "disclosure.threshold", "p.disclosure", "params.disclosure", "protection_values"):
                 if word in text:
-                    bad.append(f"{m} mentions {word}")
+                    bad.append(f"{dotted} mentions {word}")
     assert not bad, bad

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy import claims as C
-from spstudy import evaluation as E
-from spstudy.power import simulate_matched_counts
+from spstudy.analyses import claims as C
+from spstudy.analyses import evaluation as E
+from spstudy.methods.power import simulate_matched_counts
 
 REVIEW = Path(__file__).resolve().parents[2] / "shared/context/ncl-social-prescribing-review-2024.txt"  # optional, beside the checkout
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spstudy import coded, contract
-from spstudy.coded import (
+from spstudy.inputs import coded, contract
+from spstudy.inputs.coded import (
     CODELIST_DIR,
     CODELIST_USES,
     CodedExtractError,
@@ -23,8 +23,8 @@ from spstudy.coded import (
     snomed_concept_id_valid,
     verhoeff_valid,
 )
-from spstudy.extracts import ExtractError, load_extracts, sample_extract
-from spstudy.params import load_parameters
+from spstudy.inputs.extracts import ExtractError, load_extracts, sample_extract
+from spstudy.inputs.params import load_parameters
 
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "extracts"
 KEYS = {"persons": ["person_id"], "referrals": ["referral_id"], "activity": ["person_id", "activity_date", "setting"],

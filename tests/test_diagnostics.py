@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy import diagnostics as dg
+from spstudy.methods import diagnostics as dg
 
 
 def _panel(n_sets=300, k=1, months=range(-6, 6), effect=0.8, seed=3):

@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spstudy import engine as E
-from spstudy.engine import (
+from spstudy.methods import engine as E
+from spstudy.methods.engine import (
     STANDARD_WINDOWS,
     day_number_sql,
     monthly_series,
@@ -615,7 +615,7 @@ def test_wide_form_equals_long_form_on_every_engine():
     import numpy as np
     import pandas as pd
 
-    from spstudy import engine as E
+    from spstudy.methods import engine as E
 
     rng = np.random.default_rng(5)
     n = 400

@@ -30,9 +30,9 @@ from conftest import tiny_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spstudy import equity as eq
-from spstudy import stats
-from spstudy.contract import CENSUS5_GROUPS, ETHNIC_TO_CENSUS5, NOT_RECORDED, NOT_STATED
+from spstudy.analyses import equity as eq
+from spstudy.inputs.contract import CENSUS5_GROUPS, ETHNIC_TO_CENSUS5, NOT_RECORDED, NOT_STATED
+from spstudy.methods import coding, stats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,35 +41,35 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_ethnicity_coding_keeps_missing_categories_separate():
     codes = pd.Series(list("ABCDEFGHJKLMNPRS") + ["Z", None, "", np.nan, " "])
-    g = eq.code_ethnicity(codes)
+    g = coding.code_ethnicity(codes)
     assert list(g[:16]) == [ETHNIC_TO_CENSUS5[c] for c in "ABCDEFGHJKLMNPRS"]
     assert g[14] == "Asian"  # R Chinese is Asian in Census 2021
     assert g[16] == NOT_STATED
     assert list(g[17:]) == [NOT_RECORDED] * 4
     assert "Other" not in set(g[16:])
-    d = eq.code_ethnicity(codes, "detailed")
+    d = coding.code_ethnicity(codes, "detailed")
     assert d[0] == "White - British" and d[16] == NOT_STATED and d[17] == NOT_RECORDED
-    assert set(d) <= set(eq.DETAILED_GROUPS)
+    assert set(d) <= set(coding.DETAILED_GROUPS)
 
 
 def test_coding_rejects_unknown_values():
     with pytest.raises(ValueError, match="ethnicity.*'Q'"):
-        eq.code_ethnicity(["A", "Q"])
+        coding.code_ethnicity(["A", "Q"])
     with pytest.raises(ValueError, match="level"):
-        eq.code_ethnicity(["A"], "fine")
+        coding.code_ethnicity(["A"], "fine")
     with pytest.raises(ValueError, match="english_proficiency.*'fluent'"):
-        eq.code_proficiency(["fluent"])
+        coding.code_proficiency(["fluent"])
     with pytest.raises(ValueError, match="main_language.*'Klingon'"):
-        eq.code_language(["Klingon"])
+        coding.code_language(["Klingon"])
     with pytest.raises(ValueError, match="interpreter_needed"):
-        eq.code_interpreter(["maybe"])
+        coding.code_interpreter(["maybe"])
 
 
 def test_language_proficiency_interpreter_coding():
-    assert list(eq.code_proficiency(["main_english", "not_at_all", None])) == [
+    assert list(coding.code_proficiency(["main_english", "not_at_all", None])) == [
         "Main language is English", "Cannot speak English", NOT_RECORDED]
-    assert list(eq.code_language(["Somali", None])) == ["Somali", NOT_RECORDED]
-    assert list(eq.code_interpreter([True, False, None, "true"])) == [
+    assert list(coding.code_language(["Somali", None])) == ["Somali", NOT_RECORDED]
+    assert list(coding.code_interpreter([True, False, None, "true"])) == [
         "Interpreter needed", "No interpreter needed", NOT_RECORDED, "Interpreter needed"]
 
 
@@ -81,11 +81,11 @@ def test_coding_table_lists_every_code():
 
 
 def test_bands_and_quintiles():
-    assert list(eq.esp_band([0, 4, 5, 89, 90, 104])) == ["0-4", "0-4", "5-9", "85-89", "90+", "90+"]
-    assert list(eq.model_age_band([15, 16, 29, 30, 80])) == [None, "16-29", "16-29", "30-44", "80+"]
-    assert list(eq.imd_quintile([1, 2, 3, 10])) == [1, 1, 2, 5]
+    assert list(coding.esp_band([0, 4, 5, 89, 90, 104])) == ["0-4", "0-4", "5-9", "85-89", "90+", "90+"]
+    assert list(coding.model_age_band([15, 16, 29, 30, 80])) == [None, "16-29", "16-29", "30-44", "80+"]
+    assert list(coding.imd_quintile([1, 2, 3, 10])) == [1, 1, 2, 5]
     with pytest.raises(ValueError, match="decile"):
-        eq.imd_quintile([11])
+        coding.imd_quintile([11])
 
 
 # ------------------------------------------------------------------------------- data set-up
@@ -308,7 +308,7 @@ def simulated_frame(n: int = 30000, rr=None, missing: float = 0.25, seed: int = 
     rr = rr or {"White": 1.0, "Asian": 0.6, "Black": 0.8, "Mixed": 0.9, "Other": 0.7}
     rng = np.random.default_rng(seed)
     g = rng.choice(list(rr), size=n, p=[0.55, 0.15, 0.13, 0.07, 0.10])
-    age = rng.choice([b for b, *_ in eq.MODEL_AGE_BANDS], size=n)
+    age = rng.choice([b for b, *_ in coding.MODEL_AGE_BANDS], size=n)
     sex = rng.choice(["F", "M"], size=n)
     q = rng.integers(1, 6, size=n)
     boro = rng.choice(["E09000007", "E09000019"], size=n)
@@ -359,7 +359,7 @@ def test_outcome_shares_wilson():
     o = eq.outcome_by_group(r)
     w = o[(o["group"] == "White") & (o["outcome"] == "dna")].iloc[0]
     assert (w["n"], w["referrals"]) == (10, 40) and w["pct"] == pytest.approx(25)
-    assert set(o["group"]) == set(eq.ETHNIC_GROUPS)  # every category, even with no referrals
+    assert set(o["group"]) == set(coding.ETHNIC_GROUPS)  # every category, even with no referrals
     t = eq.outcome_by_group(r, total=True)
     tot = t[t["group"] == "All"].set_index("outcome")
     assert tot.loc["dna", "n"] == 13 and (tot["referrals"] == 55).all()
@@ -387,8 +387,8 @@ TRUTH = ROOT / "data" / "truth" / "truth.json"
 
 @pytest.fixture(scope="module")
 def shipped():
-    from spstudy.extracts import load_extracts
-    from spstudy.params import load_parameters
+    from spstudy.inputs.extracts import load_extracts
+    from spstudy.inputs.params import load_parameters
 
     p = load_parameters("ncl")
     if not (p.extracts_path() / "extract_info.json").exists() or not TRUTH.exists():

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy import diagnostics as dg
-from spstudy import evaluation as E
-from spstudy import worlds as W
-from spstudy.params import load_parameters
+from spstudy.analyses import evaluation as E
+from spstudy.analyses import worlds as W
+from spstudy.inputs.params import load_parameters
+from spstudy.methods import diagnostics as dg
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def test_windows_are_whole_months_and_validated():
     assert w["pl_post"] == E.month_days(-3, -1) and w["pl_baseline"] == E.month_days(-9, -7)
     assert d.clean_months == list(range(-24, -15)) and d.washout_months == (-3, -1)
     assert d.seed_comparator_pool == p.evaluation.seeds.comparator_pool and d.confidence == 0.95
-    from spstudy.params import ParameterError
+    from spstudy.inputs.params import ParameterError
 
     with pytest.raises(ParameterError, match="matching window wholly before the baseline window"):
         load_parameters("ncl", overrides={"evaluation": {"matching_window_months": [-12, -4], "baseline_window_months": [-6, -4]}})
@@ -123,7 +123,7 @@ def test_balance_summary_reports_the_largest_imbalance_honestly():
 def _tiny_extract(tmp_path):
     from conftest import tiny_tables, write_tables
 
-    from spstudy.extracts import load_extracts
+    from spstudy.inputs.extracts import load_extracts
 
     t = tiny_tables()
     # P4 was referred before the study period: excluded from referrals by the loader, never a comparator
@@ -246,7 +246,7 @@ def test_shipped_extract_headlines_cover_truth_and_spark_matches_duckdb():
     """On the shipped sample (NCL): every estimate the verdict puts forward covers the planted
     12-month effect, the naive figures overstate it, the negative control shows no effect, and the
     Spark engine gives exactly the DuckDB counts on a subset."""
-    from spstudy.extracts import load_extracts
+    from spstudy.inputs.extracts import load_extracts
 
     p = load_parameters("ncl")
     ex = load_extracts(p)
@@ -282,7 +282,7 @@ def test_post_window_from_closure_shifts_the_post_period(tmp_path):
     """post_window_from='closure' measures the post windows from each referred person's case
     closure (comparators inherit their matched person's referral-to-closure interval)."""
     from spstudy import synth
-    from spstudy.extracts import load_extracts
+    from spstudy.inputs.extracts import load_extracts
 
     synth.generate(tmp_path, seed=5, scale=0.1, pool_fraction=0.25)
     base = {"data": {"extracts_dir": str(tmp_path)}}

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from conftest import tiny_tables, write_tables
 
-from spstudy.extracts import ExtractError, load_extracts
-from spstudy.params import load_parameters
+from spstudy.inputs.extracts import ExtractError, load_extracts
+from spstudy.inputs.params import load_parameters
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +211,10 @@ def test_seen_without_first_contact_and_registration_logic(tiny, params):
 def test_data_dictionary_matches_contract():
     from pathlib import Path
 
-    from spstudy.contract import data_dictionary_markdown
+    from spstudy.inputs.contract import data_dictionary_markdown
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "data_dictionary.md"
-    assert doc.read_text() == data_dictionary_markdown(), "regenerate docs/data_dictionary.md from spstudy.contract"
+    assert doc.read_text() == data_dictionary_markdown(), "regenerate docs/data_dictionary.md from spstudy.inputs.contract"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from spstudy.extracts import looks_like_nhs_number, nhs_number_valid, sample_extract  # noqa: E402
+from spstudy.inputs.extracts import looks_like_nhs_number, nhs_number_valid, sample_extract  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "extracts"
 
@@ -345,7 +345,7 @@ def test_nhs_numbers_as_activity_person_ids(copy, params):
 
 @pytest.mark.integration
 def test_practice_pcn_borough_and_lsoa_ward_must_agree(copy, params):
-    from spstudy import reference
+    from spstudy.inputs import reference
 
     gp = reference.gp_practices()
     r = _read(copy, "referrals")

@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from spstudy import figures, needs, stats
+from spstudy.analyses import needs
+from spstudy.methods import stats
+from spstudy.publish import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +90,7 @@ def test_shipped_funnels_classify_every_point_as_the_tables_do():
     r = pd.read_parquet(ROOT / "data/extracts/referrals.parquet", columns=["person_id", "referral_date", "practice_code"])
     r["referral_date"] = pd.to_datetime(r["referral_date"])
     p = pd.read_parquet(ROOT / "data/extracts/persons.parquet", columns=["person_id", "birth_year", "sex", "ward22_code"])
-    from spstudy.params import load_parameters
+    from spstudy.inputs.params import load_parameters
 
     w = load_parameters("ncl").needs.need_index_weights
     for area in ("ncl", "camden", "enfield"):
@@ -134,7 +136,7 @@ def test_ratio_map_legend_and_alt_text_come_from_the_values():
 
 @pytest.mark.unit
 def test_importing_figures_leaves_the_backend_to_the_user():
-    code = "import matplotlib; matplotlib.use('svg'); import spstudy.figures; print(matplotlib.get_backend())"
+    code = "import matplotlib; matplotlib.use('svg'); import spstudy.publish.figures; print(matplotlib.get_backend())"
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)

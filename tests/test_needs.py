@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy import needs, reference
-from spstudy.params import load_parameters
+from spstudy.analyses import needs
+from spstudy.inputs import reference
+from spstudy.inputs.params import load_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 AREAS = ("ncl", "barnet", "camden", "enfield", "haringey", "islington")
@@ -293,8 +294,9 @@ def test_pcn_coverage_counts_every_post_once_and_allocates_borough_wide_provider
 @pytest.mark.unit
 def test_workforce_extract_is_what_the_generator_writes():
     from spstudy import synth
+    from spstudy.synth.tables import _workforce_frame
 
-    expected = synth._workforce_frame(synth.load_synth_params())
+    expected = _workforce_frame(synth.load_synth_params())
     shipped = pd.read_csv(ROOT / "data/extracts/workforce.csv", dtype={"pcn_code": str}, keep_default_na=False)
     shipped["fte"] = shipped["fte"].astype(float)
     pd.testing.assert_frame_equal(shipped, expected.assign(fte=expected["fte"].astype(float)), check_dtype=False)

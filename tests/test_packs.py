@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from spstudy import packs
-from spstudy.params import ParameterError
+from spstudy.inputs.params import ParameterError
+from spstudy.publish import packs
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 HEADER = '# %% tags=["parameters"]\narea = "ncl"\npack_dir = None\nnotebook = "{name}"\n'
 OK_NB = HEADER + (
-    "# %%\nfrom spstudy.publish import start\n\nctx = start(globals())\n\n"
-    "import pandas as pd\nimport time\nfrom spstudy.disclosure import Count, Label\n"
+    "# %%\nfrom spstudy.publish.publisher import start\n\nctx = start(globals())\n\n"
+    "import pandas as pd\nimport time\nfrom spstudy.publish.disclosure import Count, Label\n"
     "time.sleep({sleep})\n"
     "ctx.publisher.table('small', pd.DataFrame({{'group': ['a', 'b'], 'n': [3, 40]}}), 'A small table',\n"
     "                    columns={{'group': Label('Group'), 'n': Count('People')}}, rows={{'group': 'g'}})\n")
@@ -68,9 +68,9 @@ def test_a_small_custom_release_is_published_audited_and_byte_identical_on_a_rer
 @pytest.mark.integration
 def test_two_runs_into_the_same_folder_do_not_touch_each_other(tmp_path):
     d = _nbdir(tmp_path, **{"01_ok": OK_NB.format(name="01_ok", sleep=3)})
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SPSTUDY_PROJECT=str(ROOT))
     cmd = [sys.executable, "-m", "spstudy.cli", "packs", "--out", str(tmp_path / "out"), "--jobs", "1"]
-    script = ("import sys; from pathlib import Path; from spstudy import packs; "
+    script = ("import sys; from pathlib import Path; from spstudy.publish import packs; "
               f"r, rel = packs.run([sys.argv[1]], Path(r'{tmp_path / 'out'}'), 1, notebooks_dir=Path(r'{d}'), log=lambda s: None); "
               "sys.exit(0 if r[0].ok else 1)")
     procs = [subprocess.Popen([sys.executable, "-c", script, a], env=env, cwd=tmp_path) for a in ("camden", "enfield")]
@@ -83,12 +83,12 @@ def test_two_runs_into_the_same_folder_do_not_touch_each_other(tmp_path):
 @pytest.mark.integration
 def test_ctrl_c_stops_the_build_publishes_nothing_and_starts_no_queued_area(tmp_path):
     d = _nbdir(tmp_path, **{"01_slow": OK_NB.format(name="01_slow", sleep=120)})
-    script = ("import sys; from pathlib import Path; from spstudy import packs; "
+    script = ("import sys; from pathlib import Path; from spstudy.publish import packs; "
               f"sys.exit(packs.main(['--borough', 'camden', '--borough', 'enfield', '--borough', 'haringey', '--jobs', '1', "
               f"'--out', r'{tmp_path / 'out'}']))")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SPSTUDY_PROJECT=str(ROOT))
     # point the runner at the slow notebook folder
-    script = script.replace("from spstudy import packs; ", f"from spstudy import packs; packs.NOTEBOOKS_DIR = Path(r'{d}'); ")
+    script = script.replace("from spstudy.publish import packs; ", f"from spstudy.publish import packs; packs.NOTEBOOKS_DIR = Path(r'{d}'); ")
     p = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "out").glob(".building-*/camden/notebooks")) and time.monotonic() < deadline:
@@ -105,8 +105,8 @@ def test_ctrl_c_stops_the_build_publishes_nothing_and_starts_no_queued_area(tmp_
 
 @pytest.mark.unit
 def test_invalid_or_misspelt_parameters_stop_before_anything_runs(tmp_path, monkeypatch):
-    from spstudy import params as P
-    from spstudy.publish import start
+    from spstudy.inputs import params as P
+    from spstudy.publish.publisher import start
 
     bad = tmp_path / "parameters"
     shutil.copytree(ROOT / "parameters", bad)

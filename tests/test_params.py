@@ -9,8 +9,11 @@ import pytest
 pytestmark = pytest.mark.unit
 import yaml
 
-from spstudy.params import PARAMETERS_DIR, ParameterError, json_schema, load_parameters
-from spstudy.reference import AREAS
+from spstudy.inputs import project
+from spstudy.inputs.params import ParameterError, json_schema, load_parameters
+
+PARAMETERS_DIR = project.parameters_dir()
+from spstudy.inputs.reference import AREAS
 
 
 @pytest.mark.parametrize("area", AREAS)

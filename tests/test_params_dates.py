@@ -8,7 +8,10 @@ import datetime as dt
 import pytest
 import yaml
 
-from spstudy.params import PARAMETERS_DIR, ParameterError, load_parameters, required_data_period
+from spstudy.inputs import project
+from spstudy.inputs.params import ParameterError, load_parameters, required_data_period
+
+PARAMETERS_DIR = project.parameters_dir()
 
 pytestmark = pytest.mark.unit
 

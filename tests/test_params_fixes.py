@@ -3,7 +3,7 @@ sensitivity seed and the one reference population for expected referrals."""
 
 import pytest
 
-from spstudy.params import ParameterError, load_parameters
+from spstudy.inputs.params import ParameterError, load_parameters
 
 
 @pytest.mark.unit

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from spstudy import plan as PL
-from spstudy.checksums import sha256
-from spstudy.params import load_parameters
+from spstudy.inputs.checksums import sha256
+from spstudy.inputs.params import load_parameters
+from spstudy.methods import plan as PL
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from spstudy import power as P
-from spstudy import subgroups as S
+from spstudy.methods import power as P
+from spstudy.methods import subgroups as S
 
 
 @pytest.mark.known_answer

@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.known_answer
 
-from spstudy import reference as ref
+from spstudy.inputs import reference as ref
 
 
 def test_wards_per_borough_match_ons_wd22():

@@ -28,11 +28,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy import audit as A
-from spstudy import cells as C
-from spstudy import disclosure as D
-from spstudy import packs, reference, release
-from spstudy.checksums import sha256
+from spstudy.inputs import reference
+from spstudy.inputs.checksums import sha256
+from spstudy.publish import audit as A
+from spstudy.publish import cells as C
+from spstudy.publish import disclosure as D
+from spstudy.publish import packs, release
 
 ROOT = Path(__file__).resolve().parent.parent
 AREAS = list(reference.AREAS)
@@ -133,6 +134,35 @@ def test_manifest_lets_a_partner_reproduce_the_pack(built):
         assert not k.startswith("/"), k
 
 
+GOLDEN = ROOT / "tests" / "data" / "release_golden.sha256"
+
+
+def _golden_files(out: Path) -> dict[str, str]:
+    """Every table, figure, disclosure record and analysis plan of every pack (not the manifest, the
+    HTML or the Excel file: those carry the commit and the build date)."""
+    found = {}
+    for area in AREAS:
+        d = out / area
+        files = [*d.glob("tables/*"), *d.glob("figures/*"), d / "disclosure.json", d / "analysis_plan.json", d / "analysis_plan.md"]
+        found.update({f"{area}/{f.relative_to(d).as_posix()}": sha256(f) for f in files if f.is_file()})
+    return dict(sorted(found.items()))
+
+
+def test_the_packs_are_byte_identical_to_the_recorded_release(built):
+    """Moving code does not move results. tests/data/release_golden.sha256 records the digests of the
+    six packs' tables, figures, disclosure records and plans as built before the package was split into
+    stage folders (issue 14); this build must give the same bytes. A deliberate change of output
+    rewrites the record (SPSTUDY_UPDATE_GOLDEN=1) in the same commit, and the diff shows which files moved."""
+    out, _, _ = built
+    got = _golden_files(out)
+    if os.environ.get("SPSTUDY_UPDATE_GOLDEN"):
+        GOLDEN.write_text("".join(f"{v}  {k}\n" for k, v in got.items()))
+    want = dict(reversed(line.split("  ", 1)) for line in GOLDEN.read_text().splitlines())
+    assert set(got) == set(want), f"files added {sorted(set(got) - set(want))[:5]}, missing {sorted(set(want) - set(got))[:5]}"
+    changed = sorted(k for k in want if got[k] != want[k])
+    assert not changed, f"{len(changed)} of {len(want)} published files differ from the recorded release: {changed[:10]}"
+
+
 def test_rerunning_the_release_gives_the_same_bytes(built, tmp_path):
     out, keep, _ = built
     b = next(keep.glob(".building-*")) if list(keep.glob(".building-*")) else keep
@@ -200,7 +230,7 @@ def test_attack_same_row_sums_in_completeness_tables(built):
 def test_attack_group_minus_subgroups_detailed_ethnicity(built):
     """A Census group's referrals minus its published detailed NHS categories must not pin the hidden one."""
     out, _, _ = built
-    from spstudy.contract import ETHNIC_CATEGORIES, ETHNIC_TO_CENSUS5
+    from spstudy.inputs.contract import ETHNIC_CATEGORIES, ETHNIC_TO_CENSUS5
 
     found = []
     for a in AREAS:
@@ -305,8 +335,8 @@ def test_figures_and_sentences_are_redrawn_from_the_published_tables_alone(built
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from spstudy import charts
-    from spstudy.publish import resolve
+    from spstudy.publish import charts
+    from spstudy.publish.publisher import resolve
 
     out, _, _ = built
     for a in ("ncl", "camden", "enfield"):
@@ -384,7 +414,7 @@ def test_the_same_unit_has_the_same_numbers_in_every_pack(built):
 
 
 def test_funnel_flags_agree_with_the_limits_drawn(built):
-    from spstudy import figures as F
+    from spstudy.publish import figures as F
 
     out, _, _ = built
     for a in ("ncl", "camden", "enfield"):
@@ -486,7 +516,7 @@ def test_excel_annex_holds_the_published_tables_cell_for_cell(built):
     rows and the same values as the published CSV (numbers as numbers, [c] and [x] as text)."""
     import openpyxl
 
-    from spstudy.report import NOT_AVAILABLE
+    from spstudy.publish.report import NOT_AVAILABLE
 
     out, _, _ = built
     for a in AREAS:

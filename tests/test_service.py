@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy import service
+from spstudy.analyses import service
 
 D = pd.Timestamp
 
@@ -159,8 +159,8 @@ def test_service_report_levels_and_tidy():
 
 @pytest.mark.integration
 def test_shipped_ncl_service_figures_are_sane():
-    from spstudy.extracts import load_extracts, sample_extract
-    from spstudy.params import load_parameters
+    from spstudy.inputs.extracts import load_extracts, sample_extract
+    from spstudy.inputs.params import load_parameters
 
     shipped = Path(__file__).resolve().parent.parent / "data" / "extracts"
     if not (shipped / "persons.parquet").exists():

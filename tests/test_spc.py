@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy.spc import xmr, xmr_figure
+from spstudy.methods.spc import xmr, xmr_figure
 
 
 def _series(values, **kw):

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spstudy import sroi
+from spstudy.methods import sroi
 
 
 def _row(**kw):

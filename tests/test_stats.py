@@ -37,7 +37,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from spstudy import stats as S
+from spstudy.methods import stats as S
 
 # ------------------------------------------------------------------------------------------------
 # ESP2013

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy import evaluation as E
-from spstudy import subgroups as S
-from spstudy.power import simulate_matched_counts
+from spstudy.analyses import evaluation as E
+from spstudy.methods import subgroups as S
+from spstudy.methods.power import simulate_matched_counts
 
 
 def _world(n_sets, seed, groups=None, effect=1.0, **kw):

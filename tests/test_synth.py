@@ -22,16 +22,18 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spstudy import reference, synth
-from spstudy.contract import ETHNIC_TO_CENSUS5
-from spstudy.extracts import load_extracts
-from spstudy.params import load_parameters
+from spstudy import synth
+from spstudy.inputs import project, reference
+from spstudy.inputs.contract import ETHNIC_TO_CENSUS5
+from spstudy.inputs.extracts import load_extracts
+from spstudy.inputs.params import load_parameters
+from spstudy.synth import draws, generator
 
-ROOT = reference.PROJECT_ROOT
+ROOT = project.root()
 SHIPPED = ROOT / "data" / "extracts"
 TRUTH = ROOT / "data" / "truth" / "truth.json"
 SMALL = dict(seed=7, scale=0.03, pool_fraction=1.0)
-STUDY = synth._study_period()          # study and data periods from parameters/ncl.yaml
+STUDY = generator._study_period()          # study and data periods from parameters/ncl.yaml
 DATA_START, DATA_END = pd.Timestamp(STUDY.data_start), pd.Timestamp(STUDY.data_end)
 REF_START, REF_END = pd.Timestamp(STUDY.referral_start), pd.Timestamp(STUDY.referral_end)
 Z = 4.0  # z bound for "within sampling error" (two-sided p about 6e-5 per comparison)
@@ -581,7 +583,7 @@ def test_shipped_sample_regenerates_byte_identical(tmp_path):
 @pytest.mark.unit
 def test_add_months_matches_pandas(d, k):
     day = np.array([np.datetime64(d, "D").astype(np.int64)])
-    got = synth._add_months(day, k)[0]
+    got = draws._add_months(day, k)[0]
     want = (pd.Timestamp(d) + pd.DateOffset(months=k)).to_datetime64().astype("datetime64[D]").astype(np.int64)
     assert got == want
 
@@ -593,7 +595,7 @@ def test_categorical_draws_follow_probabilities(w):
     p = np.array(w) / sum(w)
     rng = np.random.default_rng(1)
     n = 20000
-    idx = synth._cat(rng, np.tile(synth._cum(p)[None, :], (n, 1)))
+    idx = draws._cat(rng, np.tile(draws._cum(p)[None, :], (n, 1)))
     freq = np.bincount(idx, minlength=len(p)) / n
     assert np.all(np.abs(freq - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-12)
     assert not np.any(idx[p[idx] == 0])

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spstudy import sroi, valuation
-from spstudy.params import load_parameters
+from spstudy.analyses import valuation
+from spstudy.inputs.params import load_parameters
+from spstudy.methods import sroi
 
 
 @pytest.fixture(scope="module")

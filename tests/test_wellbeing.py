@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spstudy import wellbeing as wb
+from spstudy.methods import wellbeing as wb
 
 # R datasets::sleep (Student 1908; Cushny & Peebles 1905): extra hours of sleep, drug 1 and 2.
 SLEEP_G1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from spstudy import diagnostics as dg
-from spstudy import worlds as W
+from spstudy.analyses import worlds as W
+from spstudy.methods import diagnostics as dg
 
 pytestmark = pytest.mark.simulation
 
