@@ -177,12 +177,12 @@ pub.table("rates_naive", nv, "Referred people only: rates before and after refer
           columns={**ecols, "n_referred": Count("Referred people", measure="evaluated_referred", at=by_cohort),
                    "events_pre": Count("Events before"), "events_post": Count("Events after"),
                    "rate_ratio": rr("Rate ratio after / before", ("events_pre", "events_post")),
-                   "rr_lower": rr("Lower 95% limit", ("events_pre", "events_post")), "rr_upper": rr("Upper 95% limit", ("events_pre", "events_post"))},
+                   "rate_ratio_lower": rr("Lower 95% limit", ("events_pre", "events_post")), "rate_ratio_upper": rr("Upper 95% limit", ("events_pre", "events_post"))},
           show=False)
 pub.table("rates_matched", res.matched, "Ratio of rate ratios, referred against matched comparators", rows=rows_e,
           columns={**ecols, "n_treated": Count("Matched referred people", measure="matched_referred", at=by_cohort),
-                   "ratio_of_rate_ratios": rr("Ratio of rate ratios", ("n_treated",)), "rrr_lower": rr("Lower 95% limit", ("n_treated",)),
-                   "rrr_upper": rr("Upper 95% limit", ("n_treated",)),
+                   "ratio_of_rate_ratios": rr("Ratio of rate ratios", ("n_treated",)), "ratio_of_rate_ratios_lower": rr("Lower 95% limit", ("n_treated",)),
+                   "ratio_of_rate_ratios_upper": rr("Upper 95% limit", ("n_treated",)),
                    "did_per_1000py": Estimate("Difference in differences per 1,000 person-years", ("n_treated",), "rate")}, show=False)
 
 # %% [markdown]
@@ -297,8 +297,8 @@ if len(wb_change):
     w = lambda label: Estimate(label, ("n_pairs",), "score")  # noqa: E731
     pub.table("wellbeing_change", wb_change, "Paired change in wellbeing among people seen", rows={"measure": "measure"},
               columns={"measure": Label("Measure"), "n_pairs": Count("People with both scores"), "mean_baseline": w("Mean at first contact"),
-                       "mean_follow_up": w("Mean at follow-up"), "mean_change": w("Mean change"), "ci_lower": w("Lower 95% limit"),
-                       "ci_upper": w("Upper 95% limit"), "n_improved": Count("Improved meaningfully"),
+                       "mean_follow_up": w("Mean at follow-up"), "mean_change": w("Mean change"), "mean_change_lower": w("Lower 95% limit"),
+                       "mean_change_upper": w("Upper 95% limit"), "n_improved": Count("Improved meaningfully"),
                        "pct_improved": Proportion("% improved meaningfully", count="n_improved", total="n_pairs")})
     seen = d[(d["treated"] == 1) & (d["seen"] == 1)]
     sc = wellbeing.score_instruments(ex.wellbeing.loc[ex.wellbeing["referral_id"].isin(set(seen["referral_id"])),

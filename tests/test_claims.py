@@ -61,7 +61,7 @@ def test_claim_estimates_use_the_evaluation_estimators_on_the_borough():
     nv = est.naive.set_index("claim_id").loc["enfield_gp_rate"]
     ref = E.naive_before_after(d[enf.to_numpy()], "gp", 6, "per_protocol")
     assert nv["n_referred"] == ref["n_referred"] and nv["rate_ratio"] == pytest.approx(ref["rate_ratio"])
-    assert nv["rate_ratio_lower"] == pytest.approx(ref["rr_lower"], rel=1e-4)
+    assert nv["rate_ratio_lower"] == pytest.approx(ref["rate_ratio_lower"], rel=1e-4)
     mt = est.matched.set_index("claim_id").loc["enfield_gp_rate"]
     sub = pairs[pairs["treated_id"].map(t["borough"]) == "Enfield"]
     assert mt["ratio_of_rate_ratios"] == pytest.approx(E.did(d, sub, "gp", 6, "per_protocol", boot=2)["ratio_of_rate_ratios"], rel=1e-10)

@@ -45,7 +45,7 @@ def test_did_toy_known_answer():
     assert r["ratio_of_rate_ratios"] == pytest.approx(0.5, rel=1e-8)
     pp = E.did(d, pairs, "gp", 12, "per_protocol", boot=50)
     assert pp["n_treated"] == 1 and pp["ratio_of_rate_ratios"] == pytest.approx(5 / 10, rel=1e-8)
-    assert np.isnan(pp["rrr_lower"])  # no interval from fewer than three matched sets
+    assert np.isnan(pp["ratio_of_rate_ratios_lower"])  # no interval from fewer than three matched sets
 
 
 @pytest.mark.unit
@@ -54,9 +54,9 @@ def test_naive_before_after_toy_and_confidence():
     n = E.naive_before_after(d, "gp", 12)
     assert n["rate_ratio"] == pytest.approx(0.5) and n["pct_change"] == pytest.approx(-50)
     se = np.sqrt(1 / 30 + 1 / 15)  # log-normal interval on summed counts
-    assert n["rr_lower"] == pytest.approx(0.5 * np.exp(-1.959964 * se), rel=1e-6)
+    assert n["rate_ratio_lower"] == pytest.approx(0.5 * np.exp(-1.959964 * se), rel=1e-6)
     n99 = E.naive_before_after(d, "gp", 12, confidence=0.99)
-    assert n99["rr_lower"] == pytest.approx(0.5 * np.exp(-2.575829 * se), rel=1e-6)
+    assert n99["rate_ratio_lower"] == pytest.approx(0.5 * np.exp(-2.575829 * se), rel=1e-6)
 
 
 @pytest.mark.unit

@@ -152,7 +152,8 @@ def test_notebooks_pass_nbval_when_explored_interactively(tmp_path):
         jupytext.write(n, tmp_path / f"{nb.stem}.ipynb", fmt="ipynb")
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "--nbval-lax",
                         "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-q", str(tmp_path)],
-                       cwd=ROOT / "notebooks", capture_output=True, text=True, timeout=1800)
+                       cwd=ROOT / "notebooks", capture_output=True, text=True, timeout=1800,
+                       env=dict(os.environ, SPSTUDY_PROJECT=str(ROOT)))  # the copies live outside the project folder
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert re.search(r"\d+ passed", r.stdout)
 

@@ -167,7 +167,7 @@ def test_rerunning_the_release_gives_the_same_bytes(built, tmp_path):
     out, keep, _ = built
     b = next(keep.glob(".building-*")) if list(keep.glob(".building-*")) else keep
     info = packs._extract_info("ncl", None, None)
-    release.publish_release(b, AREAS, tmp_path, packs.NOTEBOOKS_DIR, info, packs.git_commit(), jobs=2)
+    release.publish_release(b, AREAS, tmp_path, packs.default_notebooks_dir(), info, packs.git_commit(), jobs=2)
     for a in AREAS:
         for f in sorted((out / a).rglob("*")):
             if f.is_file():

@@ -29,7 +29,7 @@ def _matched(gp=(-1000.0, -1500.0, -500.0), ae=(-50.0, -100.0, 0.0)):
 
 
 def _wb(measure="ons4_life_satisfaction", change=1.0, lo=0.8, hi=1.2, n=500):
-    return pd.DataFrame([{"measure": measure, "n_pairs": n, "mean_change": change, "ci_lower": lo, "ci_upper": hi}])
+    return pd.DataFrame([{"measure": measure, "n_pairs": n, "mean_change": change, "mean_change_lower": lo, "mean_change_upper": hi}])
 
 
 @pytest.mark.known_answer

@@ -166,8 +166,8 @@ def test_paired_change_sleep_t_test_matches_r():
     assert res["mean_change"] == pytest.approx(-1.58, abs=1e-12)
     assert res["t"] == pytest.approx(-4.0621, abs=5e-5)
     assert res["p_t"] == pytest.approx(0.002833, abs=5e-7)
-    assert res["ci_lower"] == pytest.approx(-2.4598858, abs=5e-8)
-    assert res["ci_upper"] == pytest.approx(-0.7001142, abs=5e-8)
+    assert res["mean_change_lower"] == pytest.approx(-2.4598858, abs=5e-8)
+    assert res["mean_change_upper"] == pytest.approx(-0.7001142, abs=5e-8)
     assert res["mean_baseline"] == pytest.approx(2.33) and res["mean_follow_up"] == pytest.approx(0.75)
 
 
@@ -288,7 +288,7 @@ def test_paired_change_properties(pairs):
     assert flipped["pct_improved"] == pytest.approx(res["pct_worsened"])
     if res["sd_change"] > 0:
         assert flipped["d_z"] == pytest.approx(-res["d_z"])
-        assert res["ci_lower"] <= res["mean_change"] <= res["ci_upper"]
+        assert res["mean_change_lower"] <= res["mean_change"] <= res["mean_change_upper"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,8 +307,8 @@ def test_attrition_difference_matches_r_welch():
     assert a.loc["lost_to_follow_up", "pct_of_baseline"] == pytest.approx(50.0)
     d = a.loc["difference"]
     assert d["mean_baseline"] == pytest.approx(-1.58)
-    assert d["ci_lower"] == pytest.approx(-3.3654832, abs=5e-8)
-    assert d["ci_upper"] == pytest.approx(0.2054832, abs=5e-8)
+    assert d["mean_baseline_lower"] == pytest.approx(-3.3654832, abs=5e-8)
+    assert d["mean_baseline_upper"] == pytest.approx(0.2054832, abs=5e-8)
     assert d["p_value"] == pytest.approx(0.07939, abs=5e-6)
 
 
@@ -319,7 +319,7 @@ def test_attrition_counts_only_baseline_responders():
     assert a.loc["difference", "n"] == 3
     assert a.loc["followed_up", "mean_baseline"] == 40
     assert a.loc["lost_to_follow_up", "mean_baseline"] == 55
-    assert np.isnan(a.loc["difference", "ci_lower"])  # one followed-up person: no interval
+    assert np.isnan(a.loc["difference", "mean_baseline_lower"])  # one followed-up person: no interval
 
 
 # ---------------------------------------------------------------------------------------------

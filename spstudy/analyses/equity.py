@@ -611,7 +611,7 @@ def registered_representation(data: EquityData, group_col: str, groups: Sequence
     (= rate / rate of all people with the field recorded, log-normal interval, approximate because
     the group is part of the comparator). Missing categories (Not stated / Not recorded) get counts
     and shares only. Columns: group, referrals, pct_of_referrals, registered_py, rate, lower, upper,
-    pct_of_recorded, pct_of_registered, representation_ratio, rr_lower, rr_upper.
+    pct_of_recorded, pct_of_registered, representation_ratio, representation_ratio_lower, representation_ratio_upper.
     """
     require_columns(data.persons, argument="persons", columns=[group_col, "exposure"])
     c = stats._check_confidence(confidence)
@@ -632,10 +632,10 @@ def registered_representation(data: EquityData, group_col: str, groups: Sequence
             row.update(registered_py=py, rate=cr["rate"], lower=cr["lower"], upper=cr["upper"],
                        pct_of_recorded=100 * x / X if X else np.nan, pct_of_registered=100 * py / N,
                        representation_ratio=rr["rate_ratio"] if rr is not None else np.nan,
-                       rr_lower=rr["lower"] if rr is not None else np.nan, rr_upper=rr["upper"] if rr is not None else np.nan)
+                       representation_ratio_lower=rr["lower"] if rr is not None else np.nan, representation_ratio_upper=rr["upper"] if rr is not None else np.nan)
         rows.append(row)
     cols = ["group", "referrals", "pct_of_referrals", "registered_py", "rate", "lower", "upper", "pct_of_recorded",
-            "pct_of_registered", "representation_ratio", "rr_lower", "rr_upper"]
+            "pct_of_registered", "representation_ratio", "representation_ratio_lower", "representation_ratio_upper"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
 

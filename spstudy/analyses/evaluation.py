@@ -603,7 +603,7 @@ def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int | str, c
         else:
             fit = model.fit()
             b, se = fit.params["treated_post"], np.nan
-    out["ratio_of_rate_ratios"], out["rrr_lower"], out["rrr_upper"] = np.exp(b), np.exp(b - z * se), np.exp(b + z * se)
+    out["ratio_of_rate_ratios"], out["ratio_of_rate_ratios_lower"], out["ratio_of_rate_ratios_upper"] = np.exp(b), np.exp(b - z * se), np.exp(b + z * se)
     out["log_rrr"], out["log_rrr_se"] = float(b), float(se)
     out["rrr_p_value"] = float(fit.pvalues["treated_post"]) if np.isfinite(se) else np.nan
     return out
@@ -623,7 +623,7 @@ def naive_before_after(d: pd.DataFrame, setting: str, months: int, cohort: str =
     se = np.sqrt(1 / max(e0, 1) + 1 / max(e1, 1))
     return {"setting": setting, "window_months": months, "cohort": cohort, "n_referred": len(t), "events_pre": int(e0), "events_post": int(e1),
             "rate_pre": r0, "rate_post": r1, "pct_change": 100 * (rr - 1), "rate_ratio": rr,
-            "rr_lower": rr * np.exp(-z * se), "rr_upper": rr * np.exp(z * se)}
+            "rate_ratio_lower": rr * np.exp(-z * se), "rate_ratio_upper": rr * np.exp(z * se)}
 
 
 def effects(d: pd.DataFrame, pairs: pd.DataFrame, months_list: list[int], boot: int = 500, conventional: bool = False,
@@ -643,16 +643,16 @@ def effects(d: pd.DataFrame, pairs: pd.DataFrame, months_list: list[int], boot: 
 def side_by_side(naive: pd.DataFrame, matched: pd.DataFrame, conventional: pd.DataFrame | None = None) -> pd.DataFrame:
     """Naive % change beside the matched estimate (% change = 100 x (ratio of rate ratios - 1)) and,
     if given, the conventional matched design (sensitivity)."""
-    m = matched.assign(matched_pct_change=100 * (matched["ratio_of_rate_ratios"] - 1), matched_lower=100 * (matched["rrr_lower"] - 1),
-                       matched_upper=100 * (matched["rrr_upper"] - 1))
-    n = naive.assign(naive_lower=100 * (naive["rr_lower"] - 1), naive_upper=100 * (naive["rr_upper"] - 1))
+    m = matched.assign(matched_pct_change=100 * (matched["ratio_of_rate_ratios"] - 1), matched_pct_change_lower=100 * (matched["ratio_of_rate_ratios_lower"] - 1),
+                       matched_pct_change_upper=100 * (matched["ratio_of_rate_ratios_upper"] - 1))
+    n = naive.assign(naive_pct_change_lower=100 * (naive["rate_ratio_lower"] - 1), naive_pct_change_upper=100 * (naive["rate_ratio_upper"] - 1))
     keys = ["setting", "window_months", "cohort"]
-    out = n[keys + ["n_referred", "pct_change", "naive_lower", "naive_upper"]].merge(
-        m[keys + ["n_treated", "matched_pct_change", "matched_lower", "matched_upper", "did_per_1000py", "did_lower", "did_upper"]], on=keys)
+    out = n[keys + ["n_referred", "pct_change", "naive_pct_change_lower", "naive_pct_change_upper"]].merge(
+        m[keys + ["n_treated", "matched_pct_change", "matched_pct_change_lower", "matched_pct_change_upper", "did_per_1000py", "did_lower", "did_upper"]], on=keys)
     if conventional is not None:
         c = conventional.assign(conventional_pct_change=100 * (conventional["ratio_of_rate_ratios"] - 1),
-                                conventional_lower=100 * (conventional["rrr_lower"] - 1), conventional_upper=100 * (conventional["rrr_upper"] - 1))
-        out = out.merge(c[keys + ["conventional_pct_change", "conventional_lower", "conventional_upper"]], on=keys)
+                                conventional_pct_change_lower=100 * (conventional["ratio_of_rate_ratios_lower"] - 1), conventional_pct_change_upper=100 * (conventional["ratio_of_rate_ratios_upper"] - 1))
+        out = out.merge(c[keys + ["conventional_pct_change", "conventional_pct_change_lower", "conventional_pct_change_upper"]], on=keys)
     return out.rename(columns={"pct_change": "naive_pct_change", "n_treated": "n_matched_referred"})
 
 
@@ -746,8 +746,8 @@ class EvaluationResult:
 
     def sroi_inputs(self) -> pd.DataFrame:
         """The estimates the SROI may value, in the columns valuation.impact_map reads (setting,
-        window_months, cohort, did_per_1000py, did_lower, did_upper, ratio_of_rate_ratios, rrr_lower,
-        rrr_upper) plus verdict, valued, estimator and reason. One row per outcome setting, window and
+        window_months, cohort, did_per_1000py, did_lower, did_upper, ratio_of_rate_ratios, ratio_of_rate_ratios_lower,
+        ratio_of_rate_ratios_upper) plus verdict, valued, estimator and reason. One row per outcome setting, window and
         cohort; the values are the headline estimate's, and NaN where the verdict is not credible
         (valued False): such an estimate is never valued."""
         v = self.verdicts
@@ -757,7 +757,7 @@ class EvaluationResult:
             "did_lower": v["difference_per_1000py_lower"].where(v["valued"]),
             "did_upper": v["difference_per_1000py_upper"].where(v["valued"]),
             "ratio_of_rate_ratios": v["rate_ratio"].where(v["valued"]),
-            "rrr_lower": v["rate_ratio_lower"].where(v["valued"]), "rrr_upper": v["rate_ratio_upper"].where(v["valued"]),
+            "ratio_of_rate_ratios_lower": v["rate_ratio_lower"].where(v["valued"]), "ratio_of_rate_ratios_upper": v["rate_ratio_upper"].where(v["valued"]),
             "verdict": v["verdict"], "valued": v["valued"].astype(bool), "estimator": v["headline_estimator"], "reason": v["reason"]})
         return out.reset_index(drop=True)
 
@@ -888,12 +888,12 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
     est_rows = []
     for r in naive.itertuples():
         est_rows.append({"setting": r.setting, "window_months": r.window_months, "cohort": r.cohort, "estimator": "naive", "n_referred": r.n_referred,
-                         "rate_ratio": r.rate_ratio, "rate_ratio_lower": r.rr_lower, "rate_ratio_upper": r.rr_upper, "p_value": np.nan,
+                         "rate_ratio": r.rate_ratio, "rate_ratio_lower": r.rate_ratio_lower, "rate_ratio_upper": r.rate_ratio_upper, "p_value": np.nan,
                          "difference_per_1000py": r.rate_post - r.rate_pre, "difference_per_1000py_lower": np.nan, "difference_per_1000py_upper": np.nan})
     for tab, name in ((matched, "matched_did"), (conv, "conventional")):
         for r in tab.itertuples():
             est_rows.append({"setting": r.setting, "window_months": r.window_months, "cohort": r.cohort, "estimator": name, "n_referred": r.n_treated,
-                             "rate_ratio": r.ratio_of_rate_ratios, "rate_ratio_lower": r.rrr_lower, "rate_ratio_upper": r.rrr_upper,
+                             "rate_ratio": r.ratio_of_rate_ratios, "rate_ratio_lower": r.ratio_of_rate_ratios_lower, "rate_ratio_upper": r.ratio_of_rate_ratios_upper,
                              "p_value": r.rrr_p_value, "difference_per_1000py": r.did_per_1000py, "difference_per_1000py_lower": r.did_lower,
                              "difference_per_1000py_upper": r.did_upper})
     mi = matched.set_index(["setting", "window_months", "cohort"])
@@ -1045,7 +1045,7 @@ def placebo(ex, params, area: str, engine: str = "duckdb", shift_months: int | N
             seed: int | None = None) -> pd.DataFrame:
     """Older call used by notebook 03: the placebo nearest referral on its own (see
     :func:`placebo_design`), ITT, with the columns the notebook reads (setting, n_treated,
-    ratio_of_rate_ratios, rrr_lower, rrr_upper, placebo_shift_months)."""
+    ratio_of_rate_ratios, ratio_of_rate_ratios_lower, ratio_of_rate_ratios_upper, placebo_shift_months)."""
     design = params if isinstance(params, Design) else design_from_parameters(params)
     if shift_months is not None:
         design = dataclasses.replace(design, placebo_shift_months=shift_months)
@@ -1058,7 +1058,7 @@ def placebo(ex, params, area: str, engine: str = "duckdb", shift_months: int | N
     feats = add_features(index, counts, design)
     pl = placebo_design(feats, design, OUTCOME_SETTINGS, OUTCOME_SETTINGS)
     pl = pl[pl["cohort"] == "itt"]
-    return pl.assign(ratio_of_rate_ratios=pl["rate_ratio"], rrr_lower=pl["rate_ratio_lower"], rrr_upper=pl["rate_ratio_upper"],
+    return pl.assign(ratio_of_rate_ratios=pl["rate_ratio"], ratio_of_rate_ratios_lower=pl["rate_ratio_lower"], ratio_of_rate_ratios_upper=pl["rate_ratio_upper"],
                      placebo_shift_months=design.placebo_shift_months).reset_index(drop=True)
 
 
@@ -1116,9 +1116,9 @@ def upc_comparison(d: pd.DataFrame, matched: pd.DataFrame, upc) -> pd.DataFrame:
     rows = [
         {"measure": "Take up (share of referred people seen)", "expected": 100 * upc.uptake, "observed": 100 * t["seen"].mean(), "lower": np.nan, "upper": np.nan},
         {"measure": f"Change in GP appointments, matched, {w} months (%)", "expected": -100 * upc.gp_reduction,
-         "observed": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios"] - 1), "lower": 100 * (m.loc[("gp", w), "rrr_lower"] - 1), "upper": 100 * (m.loc[("gp", w), "rrr_upper"] - 1)},
+         "observed": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios"] - 1), "lower": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_lower"] - 1), "upper": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_upper"] - 1)},
         {"measure": f"Change in A&E attendances, matched, {w} months (%)", "expected": -100 * upc.ae_reduction,
-         "observed": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios"] - 1), "lower": 100 * (m.loc[("ae", w), "rrr_lower"] - 1), "upper": 100 * (m.loc[("ae", w), "rrr_upper"] - 1)},
+         "observed": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios"] - 1), "lower": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios_lower"] - 1), "upper": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios_upper"] - 1)},
     ]
     return pd.DataFrame(rows)
 

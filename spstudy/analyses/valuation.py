@@ -127,7 +127,7 @@ def impact_map(matched: pd.DataFrame, *, n_referred: int, wellbeing_change: pd.D
 
     ``matched``: evaluation.effects() matched table (setting, window_months, cohort, did_per_1000py,
     did_lower, did_upper); ``n_referred``: referred people in the year; ``wellbeing_change``:
-    evaluation.wellbeing_change() table (measure, n_pairs, mean_change, ci_lower, ci_upper), empty or
+    evaluation.wellbeing_change() table (measure, n_pairs, mean_change, mean_change_lower, mean_change_upper), empty or
     None if nothing was measured; ``assumptions``: the ``sroi`` parameters as plain values;
     ``credibility``: {(setting, window_months, cohort): verdict} from the evaluation's diagnostics
     (None = not assessed, every estimate may be valued).
@@ -196,7 +196,7 @@ def impact_map(matched: pd.DataFrame, *, n_referred: int, wellbeing_change: pd.D
             continue
         v = values[measure]
         per, (per_lo, per_hi), source = float(v["wellbys_per_point"]), v["wellbys_per_point_range"], v["source"]
-        change, lo, hi = float(c["mean_change"]), float(c["ci_lower"]), float(c["ci_upper"])
+        change, lo, hi = float(c["mean_change"]), float(c["mean_change_lower"]), float(c["mean_change_upper"])
         sign = 1.0 if change >= 0 else -1.0  # a fall in wellbeing is a negative outcome: negative proxy
         rows.append({"stakeholder": "People seen by a link worker", "outcome": label, "indicator": indicator + ", valued in WELLBYs",
                      "quantity": n_w * abs(change), "financial_proxy": sign * wv * per,

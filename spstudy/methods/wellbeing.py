@@ -410,8 +410,8 @@ def paired_change(
     -------
     One-row DataFrame. Change is follow-up minus baseline on the measure's own scale (so for
     ``ons4_anxious`` a negative change is an improvement). Columns: ``n_pairs``,
-    ``mean_baseline``, ``mean_follow_up``, ``mean_change``, ``sd_change``, ``ci_lower``,
-    ``ci_upper`` (t interval), ``t``, ``df``, ``p_t`` (paired t-test), ``wilcoxon_v``,
+    ``mean_baseline``, ``mean_follow_up``, ``mean_change``, ``sd_change``, ``mean_change_lower``,
+    ``mean_change_upper`` (t interval), ``t``, ``df``, ``p_t`` (paired t-test), ``wilcoxon_v``,
     ``p_wilcoxon`` (signed-rank, R conventions), ``d_z`` (mean change / SD of change),
     ``d_av`` (mean change / mean of the two SDs), ``threshold``, ``pct_improved``,
     ``pct_worsened``, ``pct_no_meaningful_change`` (denominator: n_pairs), with Wilson limits
@@ -460,8 +460,8 @@ def paired_change(
         "mean_follow_up": float(fu.mean()),
         "mean_change": float(d.mean()),
         "sd_change": sd_d,
-        "ci_lower": float(ci.low),
-        "ci_upper": float(ci.high),
+        "mean_change_lower": float(ci.low),
+        "mean_change_upper": float(ci.high),
         "confidence": confidence,
         "t": float(tt.statistic),
         "df": int(tt.df),
@@ -521,7 +521,7 @@ def attrition(scores: pd.DataFrame, measure: str, confidence: float = 0.95) -> p
         return {
             "measure": measure, "group": name, "n": n,
             "pct_of_baseline": 100 * n / n_total if n_total else float("nan"),
-            "mean_baseline": mean, "sd_baseline": sd, "ci_lower": lo, "ci_upper": hi,
+            "mean_baseline": mean, "sd_baseline": sd, "mean_baseline_lower": lo, "mean_baseline_upper": hi,
             "p_value": float("nan"),
         }
 
@@ -530,13 +530,13 @@ def attrition(scores: pd.DataFrame, measure: str, confidence: float = 0.95) -> p
         "measure": measure, "group": "difference", "n": n_total,
         "pct_of_baseline": 100.0 if n_total else float("nan"),
         "mean_baseline": rows[1]["mean_baseline"] - rows[0]["mean_baseline"],
-        "sd_baseline": float("nan"), "ci_lower": float("nan"), "ci_upper": float("nan"),
+        "sd_baseline": float("nan"), "mean_baseline_lower": float("nan"), "mean_baseline_upper": float("nan"),
         "p_value": float("nan"),
     }
     if len(followed) > 1 and len(lost) > 1:
         res = stats.ttest_ind(lost, followed, equal_var=False)
         ci = res.confidence_interval(confidence_level=confidence)
-        diff.update(ci_lower=float(ci.low), ci_upper=float(ci.high), p_value=float(res.pvalue))
+        diff.update(mean_baseline_lower=float(ci.low), mean_baseline_upper=float(ci.high), p_value=float(res.pvalue))
     rows.append(diff)
     out = pd.DataFrame(rows)
     out["confidence"] = confidence
