@@ -14,7 +14,7 @@ import warnings
 import pandas as pd
 
 from spstudy.analyses import evaluation as E
-from spstudy.inputs import project
+from spstudy.inputs import project, reference
 from spstudy.inputs.extracts import load_extracts
 from spstudy.inputs.params import load_parameters
 
@@ -32,7 +32,7 @@ def main(areas):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            r = E.run(ex, E.design_from_parameters(pa), area, engine=pa.evaluation.engine)
+            r = E.run(ex, E.design_from_parameters(pa), reference.area(area), engine=pa.evaluation.engine)
         secs = time.perf_counter() - t0
         v = r.verdicts.copy()
         v["truth_ncl"] = [truth[s][f"{w}m"]["itt_rate_ratio_referred" if c == "itt" else "att_rate_ratio_seen"] for s, w, c in

@@ -130,11 +130,12 @@ def _activity_path(data_dir: str) -> str:
 
 
 def w_prepare(spec: dict) -> dict:
-    """Generate the synthetic extracts and the cohort's index rows (evaluation.build_cohort)."""
+    """Generate the synthetic extracts and the cohort's index rows (evaluation.cohort)."""
     from types import SimpleNamespace
 
     from spstudy import synth
     from spstudy.analyses import evaluation as E
+    from spstudy.inputs import reference
     from spstudy.inputs.params import load_parameters
 
     _quiet()
@@ -144,7 +145,7 @@ def w_prepare(spec: dict) -> dict:
     gen_s = time.perf_counter() - t0
     ex = SimpleNamespace(persons=_read_table(spec["data_dir"], "persons"), referrals=_read_table(spec["data_dir"], "referrals"),
                          activity=_activity_path(spec["data_dir"]))
-    index, _ = E.build_cohort(ex, load_parameters("ncl"), "ncl")
+    index, _ = E.cohort(ex.persons, ex.referrals, reference.WHOLE_REGION, E.design_from_parameters(load_parameters("ncl")))
     index.to_parquet(Path(spec["data_dir"]) / "bench_index.parquet")
     return {"seconds": gen_s, "peak_mb": _maxrss_mb(), "row_counts": s["row_counts"], "index_rows": len(index)}
 
@@ -172,7 +173,7 @@ def w_count(spec: dict) -> dict:
     _quiet()
     d = Path(spec["data_dir"])
     index = pd.read_parquet(d / "bench_index.parquet")
-    windows = E.design_windows(load_parameters("ncl"))
+    windows = E.design_windows(E.design_from_parameters(load_parameters("ncl")))
     act = _activity_path(str(d))
     impl = spec["impl"]
     cols = ["index_id", "person_id", "index_date", "follow_start", "follow_end"]
@@ -350,6 +351,7 @@ def w_ncl_eval(spec: dict) -> dict:
     from types import SimpleNamespace
 
     from spstudy.analyses import evaluation as E
+    from spstudy.inputs import reference
     from spstudy.inputs.params import load_parameters
 
     _quiet()
@@ -359,7 +361,7 @@ def w_ncl_eval(spec: dict) -> dict:
     t0 = time.perf_counter()
     ex = SimpleNamespace(persons=_read_table(spec["data_dir"], "persons"), referrals=_read_table(spec["data_dir"], "referrals"),
                          activity=_activity_path(spec["data_dir"]))
-    res = E.run(ex, p, "ncl", engine="duckdb", boot=500)
+    res = E.run(ex, E.design_from_parameters(p), reference.WHOLE_REGION, engine="duckdb", boot=500)
     return {"seconds": time.perf_counter() - t0, "peak_mb": _maxrss_mb(), "index_rows": len(res["index"]),
             "persons": len(ex.persons), "same": None, "check": ""}
 
@@ -762,7 +764,7 @@ def parse_args(argv):
 NOTES = [
     "Window counting: the 12 windows of `evaluation.design_windows` (quarters of the year before, last month, the matching "
     "window's quarters, the DiD baseline, 6- and 12-month pre/post; they overlap) for every index row (referred people and a "
-    "comparator pool of 10 per referral, as `build_cohort` draws it); the same wide table (`<setting>_<window>_events`, "
+    "comparator pool of 10 per referral, as `evaluation.cohort` draws it); the same wide table (`<setting>_<window>_events`, "
     "`<window>_days`, int64) from every implementation, read from the same Parquet folder inside the timing.",
     "spstudy before = the engine and matching code before the speed work, kept verbatim in benchmarks/legacy_engine.py and "
     "benchmarks/legacy_matching.py; its results must be identical.",

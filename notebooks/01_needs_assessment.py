@@ -35,7 +35,8 @@ from spstudy.publish.publisher import start
 ctx = start(globals())  # validates the parameters (a misspelt injected one is an error) and sets up the publisher
 
 from spstudy.analyses import needs
-from spstudy.publish import cells, charts, findings
+from spstudy.inputs import reference
+from spstudy.publish import charts, findings
 from spstudy.publish.disclosure import Count, Estimate, Label, Public, Rate
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
@@ -52,8 +53,8 @@ pub.section(f"Need and referrals in {ctx.area_name}",
 # composite need index (weighted mean of z-scores against all NCL wards; weights in the parameters).
 
 # %%
-profile = needs.ward_needs_profile(area, referrals=ex.referrals, reference_referrals=ex.referrals, persons=ex.persons, weights=W,
-                                   years=years, reference_area=p.needs.reference_area,
+profile = needs.ward_needs_profile(ctx.scope, referrals=ex.referrals, reference_referrals=ex.referrals, persons=ex.persons, weights=W,
+                                   years=years, reference_area=reference.area(p.needs.reference_area),
                                    reference_min_count=pub.min_publishable_count, reference_count_transform=pub.count_as_published)
 ward = {"ward22_code": Label("Ward code"), "ward22_name": Label("Ward"), "borough_name": Label("Borough")}
 pct = lambda label: Public(label, "percent")  # noqa: E731
@@ -123,9 +124,10 @@ pub.figure("map_referral_ratio", "Standardised referral ratio by ward", charts.m
 
 # %%
 for level, unit in (("pcn_code", "PCN"), ("practice_code", "practice")):
-    pr = needs.referral_rates_by_practice(area, referrals=ex.referrals, years=years, level=level, reference_area=p.needs.reference_area,
+    pr = needs.referral_rates_by_practice(ctx.scope, referrals=ex.referrals, years=years, level=level,
+                                          reference_area=reference.area(p.needs.reference_area),
                                           reference_row=True)
-    ncl_code = cells.area_code(p.needs.reference_area)
+    ncl_code = reference.area(p.needs.reference_area).code
     name = "pcn_name" if level == "pcn_code" else "practice_name"
     cols = {level: Label(f"{unit} code"), name: Label(unit)}
     if level == "practice_code":
@@ -187,11 +189,11 @@ pub.table("workforce_review_totals", needs.workforce_totals(), "The review's NCL
                    "sum_of_boroughs": Public("Sum of borough figures", "fte"), "difference": Public("Difference", "fte"),
                    "boroughs_without_figure": Label("Boroughs without a figure"), "units": Label("Units"), "flag": Label("Check")},
           source="NCL Training Hub review (2024), p.13 and borough sections")
-here = None if area == "ncl" else cells.area_code(area)
+here = ctx.scope.only_borough  # a borough pack leads with its own borough; the NCL pack with none
 pub.finding(findings.workforce, priority=2, area_code=here)
 pub.finding(findings.workforce_review_checks, priority=5, area_code=here)
 units = needs.review_link_worker_units() if ctx.synthetic else None
-pcn = needs.pcn_coverage(ex.workforce, area, p.workforce.target_link_workers_per_10000, units=units)
+pcn = needs.pcn_coverage(ctx.local.workforce, ctx.scope, p.workforce.target_link_workers_per_10000, units=units)
 pub.table("workforce_coverage_by_pcn", pcn, "Link workers per 10,000 registered patients by PCN",
           columns={"borough_name": Label("Borough"), "pcn_code": Label("PCN code"), "pcn_name": Label("PCN"),
                    "registered_patients": Public("Registered patients", "count"), "link_workers_own": Public("Link workers employed by the PCN", "fte"),

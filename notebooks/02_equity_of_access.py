@@ -44,8 +44,8 @@ from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Publi
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 REF = p.equity.reference_ethnic_group
 REF_LANG = coding.PROFICIENCY_LABELS[p.equity.reference_language_group]
-here, NCL = cells.area_code(area), cells.NCL_CODE
-data = equity.prepare(ex, area, p.study.referral_start, p.study.referral_end, equity.read_pool_fraction(p.extracts_path()))
+here, NCL = ctx.scope.code, cells.NCL_CODE
+data = equity.prepare(ex, ctx.scope, p.study.referral_start, p.study.referral_end, equity.read_pool_fraction(p.extracts_path()))
 refs = data.referrals
 pub.section(f"Equity of access in {ctx.area_name}",
             f"Referrals between {p.study.referral_start} and {p.study.referral_end}, against Census 2021 populations and the "
@@ -181,12 +181,12 @@ frame = equity.model_frame(data)
 adj = equity.adjusted_rate_ratios(frame, REF)
 seed, m_imp = p.equity.imputation_seed, p.equity.imputations
 sens = equity.missing_ethnicity_sensitivity(frame, REF, m=m_imp, seed=seed)
-pub.text(equity.MODEL_NOTE.format(borough=" x borough" if "borough_code" in adj.attrs["adjusted_for"] else "",
-                                  dispersion=adj.attrs["dispersion"], m=m_imp, seed=seed))
+pub.text(equity.MODEL_NOTE.format(borough=" x borough" if "borough_code" in adj.adjusted_for else "",
+                                  dispersion=adj.dispersion, m=m_imp, seed=seed))
 model_n = Count("Referrals in the model (aged 16+)")
 model_py = Count("Registered person-years in the model (weighted)", continuous=True)
 est = lambda label: Estimate(label, ("referrals", "exposure"))  # noqa: E731
-pub.table("adjusted_rate_ratios", adj, "Adjusted referral rate ratios by ethnic group (complete cases)", rows={"group": "ethnicity"},
+pub.table("adjusted_rate_ratios", adj.table, "Adjusted referral rate ratios by ethnic group (complete cases)", rows={"group": "ethnicity"},
           columns={"group": Label("Ethnic group"), "referrals": model_n, "exposure": model_py, "rate_ratio": est("Adjusted rate ratio"),
                    "lower": est("Lower 95% limit"), "upper": est("Upper 95% limit"), "p": Estimate("p-value", ("referrals", "exposure"), "p")},
           notes=f"Reference: {REF}. Exposure = weighted registered person-years aged 16+ with the group recorded.")
@@ -265,7 +265,7 @@ pub.table("sii_rii", sii, f"Slope and relative index of inequality of referral r
                    "sii_upper": sest2("SII: upper 95% limit"), "rii": Estimate("Relative index of inequality", ()),
                    "rii_lower": Estimate("RII: lower 95% limit", ()), "rii_upper": Estimate("RII: upper 95% limit", ())},
           notes="SII: modelled difference in rate between the least and the most deprived ends of the area's population (negative = "
-                "more referrals where more deprived). RII: their ratio.")
+                "more referrals where more deprived). RII: their ratio." + ("" if len(sii) else " " + equity.SII_NOT_COMPUTED.capitalize() + "."))
 pub.figure("bar_rates_by_deprivation", "Referral rates by deprivation", charts.bars, "rates_by_deprivation", charts.alt_bars,
            label="imd_quantile", value="rate", lower="lower", upper="upper", title=f"Referral rate by deprivation, {ctx.area_name}",
            xlabel=f"IMD 2025 national {qname} (1 = most deprived)", ylabel="Referrals per 1,000 residents per year (95% CI)")
@@ -286,7 +286,7 @@ pub.table("english_proficiency_residents_vs_referrals", pc,
                    "recorded": Count("Referrals with proficiency recorded", measure="referrals_res", at={"proficiency": "Recorded"}),
                    "pct_referrals": Proportion("% of referrals with it recorded", count="referrals", total="recorded", **ci_)},
           source="ONS Census 2021 TS029 (MSOA)")
-pub.table("household_language", equity.household_language(area), "Household language (Census 2021 TS025), households in the area's wards",
+pub.table("household_language", equity.household_language(ctx.scope), "Household language (Census 2021 TS025), households in the area's wards",
           columns={"category": Label("Household language"), "households": Public("Households", "count"), "pct": Public("%", "percent")},
           source="ONS Census 2021 TS025, ward estimates derived from output areas")
 langs = equity.top_languages(data, 10)

@@ -44,7 +44,7 @@ from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Publi
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
 design = evaluation.design_from_parameters(p)
 W = max(p.evaluation.windows_months)
-factors = ["ethnic_group", "imd_quintile", "age_band", "main_reason"] + (["borough"] if area == "ncl" else [])
+factors = ["ethnic_group", "imd_quintile", "age_band", "main_reason"] + (["borough"] if ctx.scope.several_boroughs else [])
 
 # %% [markdown]
 # ## Pre-specified analysis plan
@@ -53,7 +53,7 @@ factors = ["ethnic_group", "imd_quintile", "age_band", "main_reason"] + (["borou
 
 # %%
 pl = plan.plan_from_parameters(
-    p.to_dict(), covariates=evaluation.ps_covariates(p), seeds=dict(p.evaluation.seeds.model_dump()),
+    p.to_dict(), covariates=evaluation.ps_covariates(design), seeds=dict(p.evaluation.seeds.model_dump()),
     subgroups={"factors": factors, "defined_by": "referred member of each matched set", "main_reason_rule": "first",
                "min_matched_sets": 20, "interaction_test": "Wald test of subgroup x treated x post terms, cluster-robust by matched set",
                "multiplicity": "Holm over all interaction tests; Holm over all subgroup estimates"},
@@ -75,7 +75,7 @@ else:
              "with; the plan above is what this run did.")
 
 # %%
-res = evaluation.run(ex, design, area, engine=p.evaluation.engine)
+res = evaluation.run(ex, design, ctx.scope, engine=p.evaluation.engine)
 res.to_parquet(ctx.shared("evaluation")) if ctx.build_dir else None
 d = subgroups.add_subgroup_columns(res["data"], ex.referrals, reference.gp_practices(), reference.BOROUGHS)
 pairs = res["match"].pairs
@@ -257,7 +257,7 @@ pub.finding(findings.who_benefits, priority=3)
 # same data for the same borough and outcome.
 
 # %%
-if area == "ncl":
+if ctx.scope.several_boroughs:  # the boroughs' claims side by side, in the pack that covers them all
     specs = claims.claim_specs(claims.review_facts())
     ce = claims.claim_estimates(d, pairs, specs, hiu_min_ae_12m=p.evaluation.high_intensity_ae_per_year)
     ct = claims.claims_table(specs, ce.naive, ce.matched, ce.shares)
@@ -290,7 +290,7 @@ pub.table("upc_comparison", upc, "Observed against the Universal Personalised Ca
 
 # %%
 seen_ids = d.loc[(d["treated"] == 1) & (d["seen"] == 1), "referral_id"]
-wb_change, wb_att = evaluation.wellbeing_change(ex.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds)
+wb_change, wb_att = evaluation.wellbeing_change(ctx.local.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds)
 if ctx.build_dir:
     wb_change.to_parquet(ctx.shared("evaluation") / "wellbeing_change.parquet")
 if len(wb_change):
@@ -301,9 +301,9 @@ if len(wb_change):
                        "mean_change_upper": w("Upper 95% limit"), "n_improved": Count("Improved meaningfully"),
                        "pct_improved": Proportion("% improved meaningfully", count="n_improved", total="n_pairs")})
     seen = d[(d["treated"] == 1) & (d["seen"] == 1)]
-    sc = wellbeing.score_instruments(ex.wellbeing.loc[ex.wellbeing["referral_id"].isin(set(seen["referral_id"])),
+    sc = wellbeing.score_instruments(ctx.local.wellbeing.loc[ctx.local.wellbeing["referral_id"].isin(set(seen["referral_id"])),
                                                       ["referral_id", "timepoint", "instrument", "item", "score"]])
-    cov = ["age_band", "sex", "imd_q", "ethnic_group"] + (["borough"] if area == "ncl" else [])
+    cov = ["age_band", "sex", "imd_q", "ethnic_group"] + (["borough"] if ctx.scope.several_boroughs else [])
     wa = wellbeing.attrition_adjusted_changes(sc, seen[["referral_id"] + cov], cov)
     a = lambda label, kind="score": Estimate(label, ("n_baseline", "n_followed_up"), kind)  # noqa: E731
     pub.table("wellbeing_attrition_adjusted", wa.estimates, "Wellbeing change allowing for missing follow-up",

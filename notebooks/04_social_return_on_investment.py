@@ -48,17 +48,17 @@ if ctx.build_dir:  # in a build, notebook 03 has written its result (Parquet tab
     wbc = pd.read_parquet(shared / "wellbeing_change.parquet") if (shared / "wellbeing_change.parquet").exists() else pd.DataFrame()
 else:  # run on its own (interactive): run the evaluation now
     ex = ctx.extracts
-    res = evaluation.run(ex, evaluation.design_from_parameters(p), area, engine=p.evaluation.engine)
+    res = evaluation.run(ex, evaluation.design_from_parameters(p), ctx.scope, engine=p.evaluation.engine)
     seen = res["data"].loc[(res["data"]["treated"] == 1) & (res["data"]["seen"] == 1), "referral_id"]
-    wbc, _ = evaluation.wellbeing_change(ex.wellbeing, seen, p.evaluation.wellbeing_thresholds)
+    wbc, _ = evaluation.wellbeing_change(ctx.local.wellbeing, seen, p.evaluation.wellbeing_thresholds)
 cov = needs.workforce_coverage(p.workforce.target_link_workers_per_10000)
-fte = float(cov["link_workers"].sum() if area == "ncl" else cov.loc[cov["borough_name"] == ctx.area_name, "link_workers"].iloc[0])
+fte = float(cov.loc[ctx.scope.covers(cov["borough_code"]).to_numpy(), "link_workers"].sum())
 # Quantities are people x effect per person: computed from the people counts as published (rounded), so
 # dividing a published quantity by a published effect gives back only what the pack already shows.
 if len(wbc):
     wbc = wbc.assign(n_pairs=wbc["n_pairs"].map(pub.count_as_published))
-out = valuation.analyse_from_parameters(p, res.sroi_inputs(), n_referred=pub.count_as_published(res.n_referred), wellbeing_change=wbc,
-                                        link_worker_fte=fte, credibility=res.verdict_mapping())
+out = valuation.analyse(res.sroi_inputs(), n_referred=pub.count_as_published(res.n_referred), wellbeing_change=wbc, link_worker_fte=fte,
+                        assumptions=valuation.assumptions_from_parameters(p), seed=p.sroi.seed, credibility=res.verdict_mapping())
 
 # %% [markdown]
 # ## Impact map

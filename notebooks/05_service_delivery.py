@@ -39,9 +39,8 @@ from spstudy.publish import cells, charts, findings
 from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Public, Rate
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
-here = cells.area_code(area)
-r = ex.referrals[ex.referrals["borough_code"].isin(ctx.borough_codes)]
-wf = ex.workforce[ex.workforce["borough_code"].isin(ctx.borough_codes)]
+here = ctx.scope.code
+r, wf = ctx.local.referrals, ctx.local.workforce
 rep = service.service_report(r, wf, p.study.referral_start, p.study.referral_end, p.study.referral_end)
 K = lambda t: service.keyed(t, here, ctx.area_name)  # noqa: E731
 keys = {"unit": Label("Area, borough, PCN or provider"), "level": Label("Level"), "geo": Label("Code"), "provider": Label("Provider")}

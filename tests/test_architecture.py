@@ -92,3 +92,88 @@ def test_only_the_publisher_knows_the_disclosure_rule():
                 if word in text:
                     bad.append(f"{dotted} mentions {word}")
     assert not bad, bad
+
+
+NOTEBOOKS = PKG.parent / "notebooks"
+
+
+def _calls_and_attributes(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            yield node
+
+
+def test_no_result_travels_in_dataframe_attrs():
+    """Results are typed (dataclasses holding tidy tables), never ``DataFrame.attrs``: attrs are lost
+    by most pandas operations and by Parquet, so a value read from them can silently be missing.
+    The only use allowed is clearing them before a table is written."""
+    bad = []
+    files = [p for p, _ in _modules()] + sorted(NOTEBOOKS.glob("*.py"))
+    for path in files:
+        tree = ast.parse(path.read_text())
+        cleared = {id(n.targets[0]) for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1
+                   and isinstance(n.targets[0], ast.Attribute) and n.targets[0].attr == "attrs"
+                   and isinstance(n.value, ast.Dict) and not n.value.keys}
+        for node in _calls_and_attributes(tree):
+            if node.attr == "attrs" and id(node) not in cleared:
+                bad.append(f"{path.parent.name}/{path.name}:{node.lineno}")
+    assert not bad, bad
+
+
+def _functions(tree: ast.AST):
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def test_methods_and_analyses_take_plain_values_not_the_parameters():
+    """No parameter object inside a method: only an adapter named ``*_from_parameters`` (which turns
+    the parameters into plain values for a notebook) takes one, and no method or analysis loads them."""
+    bad = []
+    for path, dotted in _modules():
+        if _stage_of_module(dotted) not in ("methods", "analyses"):
+            continue
+        tree = ast.parse(path.read_text())
+        for f in _functions(tree):
+            names = [a.arg for a in f.args.args + f.args.kwonlyargs]
+            if {"params", "parameters"} & set(names) and not f.name.endswith("_from_parameters") and not f.name.startswith("_"):
+                bad.append(f"{dotted}.{f.name} takes the parameters")
+        for imp in _imports(path, dotted):
+            if imp.startswith("spstudy.inputs.params"):
+                bad.append(f"{dotted} imports {imp}")
+    assert not bad, bad
+
+
+def test_the_area_is_resolved_once():
+    """An area key ('ncl', 'camden') becomes a :class:`spstudy.inputs.reference.Area` in one place
+    (``reference.area``; the notebook context hands it out as ``ctx.scope``). Methods and analyses
+    receive the Area and never look an area up or test its key; notebooks never branch on the key."""
+    bad = []
+    for path, dotted in _modules():
+        if _stage_of_module(dotted) not in ("methods", "analyses"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "area" and isinstance(node.value, ast.Name) and node.value.id == "reference":
+                bad.append(f"{dotted}:{node.lineno} calls reference.area")
+            if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value == "ncl" for c in node.comparators):
+                bad.append(f"{dotted}:{node.lineno} compares with 'ncl'")
+    for nb in sorted(NOTEBOOKS.glob("*.py")):
+        tree = ast.parse(nb.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "area":
+                bad.append(f"{nb.name}:{node.lineno} branches on the area key")
+            if isinstance(node, ast.Attribute) and node.attr == "borough_codes" and isinstance(node.value, ast.Name) and node.value.id == "reference":
+                bad.append(f"{nb.name}:{node.lineno} looks up the boroughs itself")
+    assert not bad, bad
+
+
+def test_the_notebook_checks_see_a_violation(tmp_path, monkeypatch):
+    """The notebook checks above are not vacuous: a notebook that branches on the area key or reads
+    a result from ``attrs`` is caught."""
+    nb = tmp_path / "notebooks"
+    nb.mkdir()
+    (nb / "09_bad.py").write_text('area = "ncl"\nif area == "ncl":\n    x = adj.attrs["dispersion"]\n')
+    monkeypatch.setitem(globals(), "NOTEBOOKS", nb)
+    with pytest.raises(AssertionError, match="branches on the area key"):
+        test_the_area_is_resolved_once()
+    with pytest.raises(AssertionError, match="09_bad.py:3"):
+        test_no_result_travels_in_dataframe_attrs()

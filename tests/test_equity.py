@@ -31,6 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spstudy.analyses import equity as eq
+from spstudy.inputs import reference
 from spstudy.inputs.contract import CENSUS5_GROUPS, ETHNIC_TO_CENSUS5, NOT_RECORDED, NOT_STATED
 from spstudy.methods import coding, stats
 
@@ -97,7 +98,7 @@ def test_prepare_tiny_extract_weights_and_person_years(tmp_path):
                                    registration_end=pd.to_datetime(ex.persons["registration_end"]),
                                    interpreter_needed=ex.persons["interpreter_needed"])
     ex.referrals = ex.referrals.assign(referral_date=pd.to_datetime(ex.referrals["referral_date"]))
-    d = eq.prepare(ex, "camden", "2023-04-01", "2024-03-31", pool_fraction=0.5)
+    d = eq.prepare(ex, reference.area("camden"), "2023-04-01", "2024-03-31", pool_fraction=0.5)
     assert len(d.referrals) == 3
     w = d.persons.set_index("person_id")["weight"]
     assert w["P1"] == 1.0 and w["P4"] == 2.0  # P4 not referred: 1 / pool_fraction
@@ -106,7 +107,7 @@ def test_prepare_tiny_extract_weights_and_person_years(tmp_path):
     assert set(d.referrals["ethnic_group"]) == {"White", "Black", NOT_RECORDED}
     assert d.years == pytest.approx(366 / 365.25)
     with pytest.raises(ValueError, match="pool_fraction"):
-        eq.prepare(ex, "camden", "2023-04-01", "2024-03-31", pool_fraction=0)
+        eq.prepare(ex, reference.area("camden"), "2023-04-01", "2024-03-31", pool_fraction=0)
 
 
 def test_read_pool_fraction(tmp_path):
@@ -220,21 +221,23 @@ EBA1977_R = {"Intercept": (-5.6321, 0.2003), "city[Horsens]": (-0.3301, 0.1815),
 
 
 def test_poisson_glm_eba1977_matches_r():
-    t = eq.poisson_glm(EBA1977, "cases", "pop", {"city": "Fredericia", "age": "40-54"}, scale=1.0).set_index("term")
+    fit = eq.poisson_glm(EBA1977, "cases", "pop", {"city": "Fredericia", "age": "40-54"}, scale=1.0)
+    t = fit.coefficients.set_index("term")
     for term, (est, se) in EBA1977_R.items():
         assert t.loc[term, "estimate"] == pytest.approx(est, abs=6e-5), term
         assert t.loc[term, "se"] == pytest.approx(se, abs=6e-5), term
-    assert t.attrs["deviance"] == pytest.approx(23.447, abs=6e-4) and t.attrs["df_resid"] == 15
+    assert fit.deviance == pytest.approx(23.447, abs=6e-4) and fit.df_resid == 15 and fit.n == 24
     assert t.loc["city[Kolding]", "rate_ratio"] == pytest.approx(np.exp(-0.3715), rel=1e-4)
 
 
 def test_quasi_poisson_scales_standard_errors():
     p = eq.poisson_glm(EBA1977, "cases", "pop", {"city": "Fredericia", "age": "40-54"}, scale=1.0)
     q = eq.poisson_glm(EBA1977, "cases", "pop", {"city": "Fredericia", "age": "40-54"}, scale="X2")
-    phi = p.attrs["pearson_chi2"] / 15
-    assert q.attrs["dispersion"] == pytest.approx(phi)
-    assert np.allclose(q["se"], p["se"] * np.sqrt(phi)) and np.allclose(q["estimate"], p["estimate"])
-    assert "quasi-Poisson" in q.attrs["method"]
+    phi = p.pearson_chi2 / 15
+    assert q.dispersion == pytest.approx(phi) and p.dispersion == 1.0
+    qc, pc = q.coefficients, p.coefficients
+    assert np.allclose(qc["se"], pc["se"] * np.sqrt(phi)) and np.allclose(qc["estimate"], pc["estimate"])
+    assert "quasi-Poisson" in q.method
 
 
 def test_glm_input_errors():
@@ -252,7 +255,8 @@ def test_logistic_glm_beetle_mortality_matches_dobson():
     y = [6, 13, 18, 28, 52, 53, 61, 60]
     rows = [(d, 1) for d, k in zip(dose, y) for _ in range(k)] + [(d, 0) for d, m, k in zip(dose, n, y) for _ in range(m - k)]
     df = pd.DataFrame(rows, columns=["dose", "dead"])
-    t = eq.logistic_glm(df, "dead", {}, numeric=["dose"]).set_index("term")
+    fit = eq.logistic_glm(df, "dead", {}, numeric=["dose"])
+    t = fit.coefficients.set_index("term")
     # Dobson & Barnett (2008) s.7.3, Table 7.3 (logistic model): b1 = -60.72 (5.18), b2 = 34.27 (2.91)
     assert t.loc["Intercept", "estimate"] == pytest.approx(-60.72, abs=0.005)
     assert t.loc["Intercept", "se"] == pytest.approx(5.18, abs=0.005)
@@ -347,8 +351,8 @@ def test_sensitivity_is_deterministic_for_a_seed():
 def test_adjusted_rate_ratios_drops_single_level_adjusters():
     f = simulated_frame(n=8000).assign(borough_code="E09000007")
     a = eq.adjusted_rate_ratios(f)
-    assert "borough_code" not in a.attrs["adjusted_for"]
-    assert a.set_index("group").loc["White", "rate_ratio"] == 1.0
+    assert "borough_code" not in a.adjusted_for
+    assert a.table.set_index("group").loc["White", "rate_ratio"] == 1.0
 
 
 # ------------------------------------------------------------------------------- uptake, disclosure, summary
@@ -394,7 +398,7 @@ def shipped():
     if not (p.extracts_path() / "extract_info.json").exists() or not TRUTH.exists():
         pytest.skip("shipped synthetic extract or truth file not present (make synth)")
     ex = load_extracts(p)
-    data = eq.prepare(ex, "ncl", p.study.referral_start, p.study.referral_end, eq.read_pool_fraction(p.extracts_path()))
+    data = eq.prepare(ex, reference.area("ncl"), p.study.referral_start, p.study.referral_end, eq.read_pool_fraction(p.extracts_path()))
     return p, ex, data
 
 
@@ -420,7 +424,7 @@ def test_shipped_extract_recovers_planted_under_referral(shipped):
     targeted = [g for g in CENSUS5_GROUPS if g != "White"]
     assert (truth[targeted] < 0.95).all()  # the generator planted under-referral of every minority group
     frame = eq.model_frame(data)
-    cc = eq.adjusted_rate_ratios(frame, "White").set_index("group")
+    cc = eq.adjusted_rate_ratios(frame, "White").table.set_index("group")
     # "Consistent with the truth": within 0.1 of the implied ratio. Not "inside the 95% interval": the
     # generator also plants practice-level referral propensities (log-normal, SD 0.35) that the cell model
     # (adjusted for age, sex, IMD quintile and borough) does not see, so its intervals are somewhat narrow.
@@ -452,7 +456,7 @@ def test_shipped_extract_deprivation_gradient(shipped):
     q5 = eq.deprivation_rates(data, 5)
     q10 = eq.deprivation_rates(data, 10)
     assert len(q5) == 5 and len(q10) == 10
-    assert q5["residents"].sum() == pytest.approx(eq.census_ethnicity_totals("ncl")["residents"].sum())
+    assert q5["residents"].sum() == pytest.approx(eq.census_ethnicity_totals(reference.WHOLE_REGION)["residents"].sum())
     assert q5["referrals"].sum() == q10["referrals"].sum() == data.resident_referrals["imd_quintile"].notna().sum()
     sii = eq.deprivation_sii(q5, seed=1, reps=10_000)
     # the generator raises need (and referral) with the IMD score: more referrals where more deprived

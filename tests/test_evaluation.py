@@ -14,6 +14,7 @@ import pytest
 
 from spstudy.analyses import evaluation as E
 from spstudy.analyses import worlds as W
+from spstudy.inputs import reference
 from spstudy.inputs.params import load_parameters
 from spstudy.methods import diagnostics as dg
 
@@ -144,13 +145,13 @@ def test_comparators_were_never_referred_at_any_time(tmp_path):
     led = ex.ledger.to_frame()
     assert led.loc[(led["table"] == "referrals") & (led["step"] == "rows excluded"), "rows"].sum() == 1
     d = dataclasses.replace(E.design_from_parameters(p), comparator_pool_per_referral=50)
-    idx, flow = E.cohort(ex.persons, ex.referrals, "camden", d, referred_ever=ex.referred_ever)
+    idx, flow = E.cohort(ex.persons, ex.referrals, reference.area("camden"), d, referred_ever=ex.referred_ever)
     assert "P4" not in set(idx.loc[idx["treated"] == 0, "person_id"])
     f = flow.set_index("step")["n"]
     assert f["Registered people in the area's practices referred only outside the study period (not comparators)"] == 1
     assert f["Registered people in the area's practices never referred at any time in the data (comparator pool)"] == 1
     # without referred_ever (an older Extracts) P4 would be in the comparator pool
-    _, flow2 = E.cohort(ex.persons, ex.referrals, "camden", d)
+    _, flow2 = E.cohort(ex.persons, ex.referrals, reference.area("camden"), d)
     assert flow2.set_index("step")["n"].iloc[4] == 2
 
 
@@ -252,7 +253,7 @@ def test_shipped_extract_headlines_cover_truth_and_spark_matches_duckdb():
     ex = load_extracts(p)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = E.run(ex, E.design_from_parameters(p, bootstrap_draws=100), "ncl")
+        res = E.run(ex, E.design_from_parameters(p, bootstrap_draws=100), reference.area("ncl"))
     truth = _truth(ROOT / "data" / "truth")
     v = res.verdicts.set_index(["setting", "window_months", "cohort"])
     n = res.naive.set_index(["setting", "window_months", "cohort"])
@@ -291,8 +292,8 @@ def test_post_window_from_closure_shifts_the_post_period(tmp_path):
     ex = load_extracts(p_ref)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = E.run(ex, E.design_from_parameters(p_ref, bootstrap_draws=50, conventional=False), "haringey")
-        b = E.run(ex, E.design_from_parameters(p_clo, bootstrap_draws=50, conventional=False), "haringey")
+        a = E.run(ex, E.design_from_parameters(p_ref, bootstrap_draws=50, conventional=False), reference.area("haringey"))
+        b = E.run(ex, E.design_from_parameters(p_clo, bootstrap_draws=50, conventional=False), reference.area("haringey"))
     ta = a.units[a.units["treated"] == 1].set_index("index_id")
     tb = b.units[b.units["treated"] == 1].set_index("index_id")
     closed = ta["closure_date"].notna() & (ta["closure_date"] > ta["index_date"] + pd.Timedelta(days=30))

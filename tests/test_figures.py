@@ -17,6 +17,7 @@ import pytest
 from scipy import stats as st
 
 from spstudy.analyses import needs
+from spstudy.inputs import reference
 from spstudy.methods import stats
 from spstudy.publish import figures
 
@@ -95,12 +96,12 @@ def test_shipped_funnels_classify_every_point_as_the_tables_do():
     w = load_parameters("ncl").needs.need_index_weights
     for area in ("ncl", "camden", "enfield"):
         for level in ("pcn_code", "practice_code"):
-            pr = needs.referral_rates_by_practice(area, referrals=r, level=level)
+            pr = needs.referral_rates_by_practice(reference.area(area), referrals=r, level=level)
             pts = pr[pr["referrals"] > 0]
             fd = figures.funnel_data(pts, "person_years", "rate", "rate", count="referrals", target=pr["reference_rate"].iloc[0], multiplier=1000)
             assert (fd.points["position"].to_numpy() == pts["funnel"].to_numpy()).all(), (area, level)
             assert (fd.points["funnel"].to_numpy() == pts["funnel"].to_numpy()).all(), (area, level)
-        prof = needs.ward_needs_profile(area, referrals=r, reference_referrals=r, persons=p, weights=w)
+        prof = needs.ward_needs_profile(reference.area(area), referrals=r, reference_referrals=r, persons=p, weights=w)
         fd = figures.funnel_data(prof, "expected", "referral_ratio", "ratio", count="referrals", multiplier=100)
         assert (fd.points["position"].to_numpy() == prof["funnel"].to_numpy()).all(), area
 
@@ -121,7 +122,7 @@ def test_ratio_scale_is_log_symmetric_and_never_negative():
 
 @pytest.mark.unit
 def test_ratio_map_legend_and_alt_text_come_from_the_values():
-    wards = needs.ward_indicators("camden")[["ward22_code", "ward22_name"]]
+    wards = needs.ward_indicators(reference.area("camden"))[["ward22_code", "ward22_name"]]
     vals = wards.assign(referral_ratio=np.linspace(440, 860, len(wards)))  # every Camden ward far above 100 (today's bug)
     fig = figures.choropleth(vals, "referral_ratio", "camden", "t", "Observed / expected x 100", center=100)
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]

@@ -20,7 +20,7 @@ BOROUGHS = AREAS[1:]
 
 @pytest.fixture(scope="module")
 def ind():
-    return needs.ward_indicators("ncl")
+    return needs.ward_indicators()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_need_index_is_standardised_against_ncl_and_ranked_the_same_in_every_pac
     assert q.index.tolist() == [1, 2, 3, 4, 5] and q.between(21, 22).all()  # 107 wards in fifths
     ncl = ni.set_index("ward22_code")
     for area in BOROUGHS:
-        b = needs.need_index(needs.ward_indicators(area), weights).set_index("ward22_code")
+        b = needs.need_index(needs.ward_indicators(reference.area(area)), weights).set_index("ward22_code")
         # the same ward has the same index, NCL rank and quintile in its borough pack as in the NCL pack
         pd.testing.assert_frame_equal(b[["need_index", "need_rank", "need_quintile"]], ncl.loc[b.index, ["need_index", "need_rank", "need_quintile"]])
         assert sorted(b["need_rank_in_area"]) == list(range(1, len(b) + 1))
@@ -67,8 +67,8 @@ def test_need_cut_is_the_ncl_quantile(ind, weights):
 
 @pytest.mark.unit
 def test_sensitivity_ranks_wards_among_ncl_so_packs_agree(weights):
-    ncl_w, _ = needs.need_index_sensitivity(needs.ward_indicators("ncl"), weights, draws=100, seed=3)
-    cam_w, comps = needs.need_index_sensitivity(needs.ward_indicators("camden"), weights, draws=100, seed=3)
+    ncl_w, _ = needs.need_index_sensitivity(needs.ward_indicators(), weights, draws=100, seed=3)
+    cam_w, comps = needs.need_index_sensitivity(needs.ward_indicators(reference.area("camden")), weights, draws=100, seed=3)
     assert (cam_w["rank_p05"] <= cam_w["rank_median"]).all() and (cam_w["rank_median"] <= cam_w["rank_p95"]).all()
     assert cam_w["rank_p95"].max() <= 107 and len(comps) == len(weights) and comps["spearman_with_base_ranking"].between(-1, 1).all()
     cols = ["need_rank", "rank_median", "rank_p05", "rank_p95", "pct_draws_top_fifth"]
@@ -81,7 +81,7 @@ def _simulated_world(multipliers: dict[str, float], seed: int = 11, base_rate: f
     """Referrals drawn as Poisson(population x base rate x age weight x ward multiplier) in every NCL
     ward-age-sex stratum: the true ratio of a ward is 100 x its multiplier / the NCL-wide mean."""
     rng = np.random.default_rng(seed)
-    pop = needs.ward_population_age_sex("ncl")
+    pop = needs.ward_population_age_sex()
     age_w = pd.Series(np.linspace(0.3, 1.6, len(needs.AGE_BANDS)), index=needs.AGE_BANDS)
     lam = pop["population"] * base_rate * pop["age_band"].map(age_w) * pop["ward22_code"].map(multipliers).fillna(1.0)
     n = rng.poisson(lam.to_numpy())
@@ -101,20 +101,20 @@ def _simulated_world(multipliers: dict[str, float], seed: int = 11, base_rate: f
 def test_reference_rates_and_expected_counts_by_hand():
     referrals, persons = _simulated_world({})
     rates = needs.reference_referral_rates(referrals, persons, years=1.0)
-    pop = needs.ward_population_age_sex("ncl")
+    pop = needs.ward_population_age_sex()
     # rate of a stratum = its NCL referrals / its NCL population (PHEindicatormethods calculate_ISRatio x_ref / n_ref)
     f = rates.set_index(["age_band", "sex"]).loc[("40-44", "F")]
     n_f = (persons.merge(referrals, on="person_id")[lambda d: (d["birth_year"] == 2023 - 40 - 2) & (d["sex"] == "F")]).shape[0]
     assert f["referrals"] == n_f
     assert f["rate"] == pytest.approx(n_f / pop[(pop["age_band"] == "40-44") & (pop["sex"] == "F")]["population"].sum())
-    r = needs.referral_rates_by_ward("ncl", referrals=referrals, reference_referrals=referrals, persons=persons)
+    r = needs.referral_rates_by_ward(reference.area("ncl"), referrals=referrals, reference_referrals=referrals, persons=persons)
     # expected counts use NCL age-sex rates, so over all NCL wards observed = expected (ratio 100)
     assert r["referrals"].sum() == len(referrals)
     assert r["expected"].sum() == pytest.approx(len(referrals), rel=1e-9)
     assert (r["referral_ratio"] >= 0).all()
     assert {"crude_rate_lower", "dsr_rate_upper", "referral_ratio_lower", "referral_ratio_upper", "reference"} <= set(r.columns)
     with pytest.raises(ValueError, match="reference_referrals: 1 referrals have no person record"):
-        needs.referral_rates_by_ward("camden", referrals=referrals, persons=persons,
+        needs.referral_rates_by_ward(reference.area("camden"), referrals=referrals, persons=persons,
                                      reference_referrals=pd.concat([referrals, referrals.head(1).assign(person_id="nobody")]))
 
 
@@ -128,7 +128,7 @@ def test_every_pack_gives_a_ward_the_same_ratio_and_finds_the_planted_under_refe
     planted = {wards.loc["St Pancras & Somers Town", "ward22_code"]: 0.4, wards.loc["Edmonton Green", "ward22_code"]: 0.4}
     referrals, persons = _simulated_world(planted)
     cut = needs.need_cut(weights, 0.8)
-    prof = {a: needs.ward_needs_profile(a, referrals=referrals, reference_referrals=referrals, persons=persons, weights=weights)
+    prof = {a: needs.ward_needs_profile(reference.area(a), referrals=referrals, reference_referrals=referrals, persons=persons, weights=weights)
             for a in AREAS}
     ncl = prof["ncl"].set_index("ward22_code")
     cols = ["referrals", "expected", "referral_ratio", "referral_ratio_lower", "referral_ratio_upper", "funnel", "need_index", "need_rank"]
@@ -145,7 +145,7 @@ def test_every_pack_gives_a_ward_the_same_ratio_and_finds_the_planted_under_refe
         assert code in set(out["ward22_code"])
         assert out.loc[out["ward22_code"] == code, "evidence"].item().startswith("significantly")
         ncl_out = needs.outreach_candidates(prof["ncl"], need_cut=cut, ratio_below=100)
-        assert out["ward22_code"].tolist() == ncl_out.loc[ncl_out["borough_name"] == reference.area_name(a), "ward22_code"].tolist()
+        assert out["ward22_code"].tolist() == ncl_out.loc[ncl_out["borough_name"] == reference.area(a).name, "ward22_code"].tolist()
     # un-planted wards scatter around 100: the planted wards are the two lowest, and hardly any other ward is
     # outside the 99.8% limits (0.2% of 105 wards expected by chance)
     assert set(prof["ncl"].nsmallest(2, "referral_ratio")["ward22_code"]) == set(planted)
@@ -156,7 +156,7 @@ def test_every_pack_gives_a_ward_the_same_ratio_and_finds_the_planted_under_refe
 @pytest.mark.unit
 def test_outreach_needs_the_cut_as_an_argument_not_attrs(weights):
     referrals, persons = _simulated_world({})
-    prof = needs.ward_needs_profile("camden", referrals=referrals, reference_referrals=referrals, persons=persons, weights=weights)
+    prof = needs.ward_needs_profile(reference.area("camden"), referrals=referrals, reference_referrals=referrals, persons=persons, weights=weights)
     assert not prof.attrs
     with pytest.raises(TypeError):
         needs.outreach_candidates(prof, 0.8, 100)  # keyword-only: need_cut is a need-index value, not a quantile
@@ -178,7 +178,7 @@ def test_shipped_packs_agree_ward_by_ward_and_recover_the_planted_referral_volum
     prm = load_parameters("ncl")
     years = ((prm.study.referral_end - prm.study.referral_start).days + 1) / 365.25
     cut = needs.need_cut(weights, prm.needs.outreach_need_quantile)
-    prof = {a: needs.ward_needs_profile(a, referrals=referrals, reference_referrals=referrals, persons=persons, weights=weights, years=years)
+    prof = {a: needs.ward_needs_profile(reference.area(a), referrals=referrals, reference_referrals=referrals, persons=persons, weights=weights, years=years)
             for a in AREAS}
     ncl = prof["ncl"].set_index("ward22_code")
     cols = [c for c in prof["camden"].columns if c not in ("ward22_code", "need_rank_in_area")]
@@ -206,7 +206,7 @@ def test_shipped_packs_agree_ward_by_ward_and_recover_the_planted_referral_volum
         assert srr == pytest.approx(planted, rel=0.08), a  # age-sex standardisation moves it a little
         out = needs.outreach_candidates(prof[a], need_cut=cut, ratio_below=prm.needs.outreach_referral_ratio_below)
         ncl_out = needs.outreach_candidates(prof["ncl"], need_cut=cut, ratio_below=prm.needs.outreach_referral_ratio_below)
-        assert out["ward22_code"].tolist() == ncl_out.loc[ncl_out["borough_name"] == reference.area_name(a), "ward22_code"].tolist()
+        assert out["ward22_code"].tolist() == ncl_out.loc[ncl_out["borough_name"] == reference.area(a).name, "ward22_code"].tolist()
         if planted < 60:  # Camden (PCN-employed link workers' caseloads not simulated) and Enfield (one PCN with no provision)
             assert len(out) > 0 and (out["referral_ratio_upper"] < 100).all(), a
         if planted > 150:  # Haringey: referred at twice the NCL rate, no ward is under-referred
@@ -219,18 +219,18 @@ def test_shipped_packs_agree_ward_by_ward_and_recover_the_planted_referral_volum
 def test_practice_and_pcn_rates_are_classified_against_one_reference_in_every_pack():
     referrals, _ = _shipped()
     for level in ("practice_code", "pcn_code"):
-        ncl = needs.referral_rates_by_practice("ncl", referrals=referrals, level=level).set_index(level)
+        ncl = needs.referral_rates_by_practice(reference.area("ncl"), referrals=referrals, level=level).set_index(level)
         # reference: all referrals at NCL practices / all NCL registered patients (per 1,000 per year)
         gp = reference.gp_practices()
         assert ncl["reference_rate"].iloc[0] == pytest.approx(1000 * len(referrals) / gp["registered_patients"].sum())
         assert ncl["referrals"].sum() == len(referrals)
         for a in ("camden", "enfield"):
-            b = needs.referral_rates_by_practice(a, referrals=referrals, level=level).set_index(level)
+            b = needs.referral_rates_by_practice(reference.area(a), referrals=referrals, level=level).set_index(level)
             cols = ["referrals", "rate", "rate_lower", "rate_upper", "funnel", "reference_rate"]
             pd.testing.assert_frame_equal(b[cols], ncl.loc[b.index, cols])
     bad = referrals.head(3).assign(practice_code="Z99999")
     with pytest.raises(ValueError, match="practice_code.*3 referrals at practices not in the NCL practice list"):
-        needs.referral_rates_by_practice("camden", referrals=bad)
+        needs.referral_rates_by_practice(reference.area("camden"), referrals=bad)
 
 
 # --------------------------------------------------------------------------------- workforce
@@ -269,7 +269,7 @@ def test_ncl_total_discrepancy_is_flagged():
 def test_pcn_coverage_counts_every_post_once_and_allocates_borough_wide_providers():
     wf = pd.read_csv(ROOT / "data/extracts/workforce.csv", dtype={"pcn_code": str})
     units = needs.review_link_worker_units()
-    pcn = needs.pcn_coverage(wf, "ncl", 1.0, units=units)
+    pcn = needs.pcn_coverage(wf, reference.area("ncl"), 1.0, units=units)
     # every link-worker post counted once: borough sums equal the review's borough figures (25, 16, 7, 13, 15.5)
     by = pcn.groupby("borough_name")["link_workers"].sum()
     assert by.to_dict() == pytest.approx({"Barnet": 25, "Camden": 16, "Enfield": 7, "Haringey": 13, "Islington": 15.5})
@@ -285,10 +285,10 @@ def test_pcn_coverage_counts_every_post_once_and_allocates_borough_wide_provider
     assert len(edm) == 1 and edm["link_workers"].item() == 1 and "Edmonton" in edm["pcn_name"].item()
     assert e.loc[e["pcn_name"] == "ENFIELD CARE NETWORK PCN", "link_workers"].item() == 0  # "no social prescribing provision" (p.39)
     # a borough's pack shows the same rows as the NCL pack
-    cam = needs.pcn_coverage(wf, "camden", 1.0, units=units)
+    cam = needs.pcn_coverage(wf, reference.area("camden"), 1.0, units=units)
     pd.testing.assert_frame_equal(cam.reset_index(drop=True), pcn[pcn["borough_name"] == "Camden"].reset_index(drop=True))
     assert list(pcn.columns) == needs.PCN_COVERAGE_COLUMNS
-    assert (needs.pcn_coverage(wf, "ncl", 1.0)["unit"] == "FTE").all()  # the data contract's meaning without the review's units
+    assert (needs.pcn_coverage(wf, reference.area("ncl"), 1.0)["unit"] == "FTE").all()  # the data contract's meaning without the review's units
 
 
 @pytest.mark.unit

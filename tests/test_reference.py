@@ -4,6 +4,7 @@ Expected values are from data/reference/SOURCES.md, which quotes the ONS / NHS D
 Census 2021 TS021 residents by borough, TS001 ward sums, WD22 ward counts, the May 2022 GP list sizes.
 """
 
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.known_answer
@@ -30,7 +31,7 @@ def test_census_ts001_ward_population_sums():
     assert len(pop) == 107
     assert pop.groupby("borough_code")["residents"].sum().to_dict() == {
         "E09000003": 389348, "E09000007": 210124, "E09000010": 329980, "E09000014": 264234, "E09000019": 216607}
-    assert len(ref.census_population("camden")) == 20
+    assert len(ref.census_population(ref.area("camden"))) == 20
 
 
 def test_gp_practices_totals():
@@ -56,7 +57,16 @@ def test_population_age_bands_and_imd():
 
 def test_unknown_area_is_rejected():
     with pytest.raises(ValueError, match="unknown area 'hackney'"):
-        ref.borough_codes("hackney")
+        ref.area("hackney")
+
+
+def test_an_area_is_resolved_once_with_its_name_code_and_boroughs():
+    ncl, cam = ref.area("ncl"), ref.area("camden")
+    assert ncl is ref.WHOLE_REGION and ncl.code == "E54000028" and len(ncl.borough_codes) == 5 and ncl.several_boroughs
+    assert (cam.name, cam.code, cam.borough_codes, cam.several_boroughs, cam.only_borough) == ("Camden", "E09000007", ("E09000007",), False, "E09000007")
+    assert ncl.only_borough is None
+    assert ref.area("camden") is cam  # one value per area
+    assert cam.covers(pd.Series(["E09000007", "E09000003"])).tolist() == [True, False]
 
 
 def test_reference_read_from_project_not_shared():

@@ -187,7 +187,7 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
 
 def _expected_by_borough():
     """Census-based expectations per borough computed from the reference files (not from the generator)."""
-    wards = reference.census_population("ncl")
+    wards = reference.census_population()
     n_w = np.rint(wards["residents"] * SMALL["scale"])
     wards = wards.assign(n=n_w)
     cw = reference.census_ward()

@@ -139,7 +139,8 @@ def test_analyse_is_seeded_by_an_explicit_argument_from_the_parameters(params, a
     s = x.monte_carlo.iloc[0]
     assert s["ratio_lower"] < s["ratio_median"] < s["ratio_upper"] and s["seed"] == 7
     assert {"input", "break_even_value"} <= set(x.break_even.columns)
-    via = valuation.analyse_from_parameters(params, _matched(), n_referred=2000, wellbeing_change=_wb(), link_worker_fte=5.0)
+    via = valuation.analyse(_matched(), n_referred=2000, wellbeing_change=_wb(), link_worker_fte=5.0,
+                            assumptions=valuation.assumptions_from_parameters(params), seed=params.sroi.seed)  # as notebook 04
     assert via.monte_carlo["seed"].item() == params.sroi.seed != params.sroi.price_year
     assert {"table", "measure", "value"} == set(x.tidy().columns)
     with pytest.raises(ValueError, match="missing key"):

@@ -150,8 +150,7 @@ class EquityData:
         study period, ``exposure`` = weight x person_years and ``referrals`` (count in the period).
     """
 
-    area: str
-    borough_codes: list[str]
+    area: reference.Area
     referrals: pd.DataFrame
     persons: pd.DataFrame
     years: float
@@ -173,7 +172,7 @@ def _quarter_label(d: pd.Series) -> pd.Series:
     return pd.Series([f"{x.year} Q{x.quarter}" for x in p], index=d.index, dtype=object)
 
 
-def prepare(extracts, area: str, study_start, study_end, pool_fraction: float = 1.0) -> EquityData:
+def prepare(extracts, area: reference.Area, study_start, study_end, pool_fraction: float = 1.0) -> EquityData:
     """Code the extract for ``area`` (a :class:`spstudy.inputs.extracts.Extracts`, or anything with
     ``persons`` and ``referrals`` DataFrames in the data contract).
 
@@ -191,7 +190,7 @@ def prepare(extracts, area: str, study_start, study_end, pool_fraction: float = 
                                         "interpreter_needed", "lsoa21_code", "practice_code", "registration_start", "registration_end"])
     require_columns(referrals, argument="referrals", columns=["referral_id", "person_id", "referral_date", "source", "borough_code", "pcn_code",
                                             "practice_code", "outcome"])
-    codes = reference.borough_codes(area)
+    codes = area.borough_codes
     start, end = pd.Timestamp(study_start), pd.Timestamp(study_end)
     if end < start:
         raise ValueError(f"study_end {study_end} is before study_start {study_start}")
@@ -266,7 +265,7 @@ def prepare(extracts, area: str, study_start, study_end, pool_fraction: float = 
     in_service = out["borough_code"].isin(codes).to_numpy()
     all_out = out
     out = out[in_service].reset_index(drop=True)
-    return EquityData(area=area, borough_codes=codes, referrals=out, persons=pop, years=years,
+    return EquityData(area=area, referrals=out, persons=pop, years=years,
                       pool_fraction=float(pool_fraction), start=start, end=end, all_referrals=all_out)
 
 
@@ -366,24 +365,24 @@ def completeness_rating(pct: float) -> str:
 
 # ------------------------------------------------------------------------------------ denominators
 
-def census_ethnicity_totals(area: str) -> pd.DataFrame:
+def census_ethnicity_totals(area: reference.Area) -> pd.DataFrame:
     """Census 2021 TS021 usual residents by five ethnic groups for ``area`` (sum over its LSOAs).
 
     Columns: group, residents. Source: ONS Census 2021 TS021 (LSOA 2021), data/reference.
     """
     e = reference.ethnicity_lsoa21()
-    e = e[e["borough_code"].isin(reference.borough_codes(area))]
+    e = e[e["borough_code"].isin(area.borough_codes)]
     t = e.groupby("group")["residents"].sum().reindex(CENSUS5_GROUPS).fillna(0).astype("int64")
     return t.rename_axis("group").reset_index()
 
 
-def census_proficiency_totals(area: str) -> pd.DataFrame:
+def census_proficiency_totals(area: reference.Area) -> pd.DataFrame:
     """Census 2021 TS029 usual residents aged 3+ by proficiency in English for ``area`` (sum over its MSOAs).
 
     Columns: group (PROFICIENCY_LABELS), key (contract key), residents. Source: ONS Census 2021 TS029 (MSOA 2021).
     """
     t = reference.english_proficiency_msoa21()
-    t = t[t["borough_code"].isin(reference.borough_codes(area)) & t["category"].isin(TS029_TO_KEY)]
+    t = t[t["borough_code"].isin(area.borough_codes) & t["category"].isin(TS029_TO_KEY)]
     s = t.groupby("category")["residents"].sum()
     rows = [{"group": PROFICIENCY_LABELS[k], "key": k, "residents": int(s.get(c, 0))} for c, k in TS029_TO_KEY.items()]
     return pd.DataFrame(rows)
@@ -571,7 +570,6 @@ def group_rates(referrals: pd.DataFrame, denominators: pd.DataFrame, group_col: 
             "rr_area", "rr_area_lower", "rr_area_upper", "pct_of_recorded", "pct_of_population", "representation_ratio", "note"]
     out = pd.DataFrame(rows).reindex(columns=cols)
     out["note"] = out["note"].fillna("")
-    out.attrs["reference_group"] = reference_group
     return out
 
 
@@ -707,8 +705,47 @@ def _not_estimable(df: pd.DataFrame, y: np.ndarray, terms: list[dict], factors: 
     return out
 
 
+@dataclass(frozen=True)
+class ModelFit:
+    """A fitted GLM: its coefficient table and the fit statistics that go with it.
+
+    ``coefficients``: one row per term (see :func:`poisson_glm`, :func:`logistic_glm`); ``method``
+    names the model; ``dispersion`` is 1 unless estimated (quasi-Poisson); ``pearson_chi2`` is NaN
+    where not computed; ``n`` is the number of rows (cells or people) fitted.
+    """
+
+    coefficients: pd.DataFrame
+    method: str
+    dispersion: float
+    deviance: float
+    pearson_chi2: float
+    df_resid: float
+    n: int
+
+
+@dataclass(frozen=True)
+class AdjustedRatios:
+    """Adjusted rate ratios by group (:func:`adjusted_rate_ratios`): the table and how it was made.
+
+    ``table``: group, referrals, exposure, log_rr, se, rate_ratio, lower, upper, p; ``adjusted_for``:
+    the adjustment variables actually used (one-level ones dropped); ``fit``: the underlying model.
+    """
+
+    table: pd.DataFrame
+    adjusted_for: tuple[str, ...]
+    fit: ModelFit
+
+    @property
+    def dispersion(self) -> float:
+        return self.fit.dispersion
+
+    @property
+    def method(self) -> str:
+        return self.fit.method
+
+
 def poisson_glm(df: pd.DataFrame, count: str, exposure: str, factors: Mapping[str, object], numeric: Sequence[str] = (),
-                scale: str | float = "X2", confidence: float = 0.95) -> pd.DataFrame:
+                scale: str | float = "X2", confidence: float = 0.95) -> ModelFit:
     """Poisson log-linear model of ``count`` with offset log(``exposure``); rate ratios with intervals.
 
     ``scale='X2'``: quasi-Poisson standard errors, dispersion = Pearson chi-squared / residual df
@@ -716,10 +753,10 @@ def poisson_glm(df: pd.DataFrame, count: str, exposure: str, factors: Mapping[st
     scale with the normal quantile). ``scale=1.0``: plain Poisson (R ``family = poisson``).
     Fitted by IRLS with statsmodels ``GLM``.
 
-    Returns one row per coefficient: term, factor, level, reference, estimate (log rate ratio), se,
-    z, p, rate_ratio, lower, upper, note (a factor level with no events is 'not estimable' and
-    blanked rather than reported as a rate ratio of ~0); ``attrs`` holds dispersion, deviance, pearson_chi2, df_resid,
-    n_cells and method.
+    Returns a :class:`ModelFit` whose ``coefficients`` has one row per coefficient: term, factor,
+    level, reference, estimate (log rate ratio), se, z, p, rate_ratio, lower, upper, note (a factor
+    level with no events is 'not estimable' and blanked rather than reported as a rate ratio of ~0);
+    ``n`` is the number of cells.
     """
     import statsmodels.api as sm
 
@@ -734,20 +771,18 @@ def poisson_glm(df: pd.DataFrame, count: str, exposure: str, factors: Mapping[st
     model = sm.GLM(y, X, family=sm.families.Poisson(), offset=np.log(e))
     res = model.fit(scale=scale if scale == "X2" else float(scale))
     out = _coef_table(res, terms, stats._check_confidence(confidence), "rate_ratio", _not_estimable(df, y, terms, factors, False))
-    out.attrs.update(dispersion=float(res.scale), deviance=float(res.deviance), pearson_chi2=float(res.pearson_chi2),
-                     df_resid=float(res.df_resid), n_cells=int(len(df)),
-                     method="quasi-Poisson (Pearson X2/df)" if scale == "X2" else "Poisson")
-    return out
+    return ModelFit(out, "quasi-Poisson (Pearson X2/df)" if scale == "X2" else "Poisson", float(res.scale),
+                    float(res.deviance), float(res.pearson_chi2), float(res.df_resid), int(len(df)))
 
 
 def logistic_glm(df: pd.DataFrame, outcome: str, factors: Mapping[str, object], numeric: Sequence[str] = (),
-                 confidence: float = 0.95) -> pd.DataFrame:
+                 confidence: float = 0.95) -> ModelFit:
     """Logistic regression (binomial GLM, logit link) of a 0/1 ``outcome``; odds ratios with Wald intervals.
 
     Fitted by IRLS with statsmodels ``GLM(family=Binomial())`` (as R ``glm(family = binomial)``).
-    Returns term, factor, level, reference, n and events (rows and outcomes at the level; the whole
-    sample for the intercept and numeric terms), estimate (log odds ratio), se, z, p, odds_ratio,
-    lower, upper; ``attrs``: deviance, df_resid, n.
+    Returns a :class:`ModelFit` whose ``coefficients`` are term, factor, level, reference, n and
+    events (rows and outcomes at the level; the whole sample for the intercept and numeric terms),
+    estimate (log odds ratio), se, z, p, odds_ratio, lower, upper.
     """
     import statsmodels.api as sm
 
@@ -770,8 +805,7 @@ def logistic_glm(df: pd.DataFrame, outcome: str, factors: Mapping[str, object], 
             ev.append(int(y.sum()))
     out.insert(4, "n", n)
     out.insert(5, "events", ev)
-    out.attrs.update(deviance=float(res.deviance), df_resid=float(res.df_resid), n=int(len(df)))
-    return out
+    return ModelFit(out, "logistic", 1.0, float(res.deviance), float("nan"), float(res.df_resid), int(len(df)))
 
 
 def rubin_pool(estimates, variances, confidence: float = 0.95) -> pd.DataFrame:
@@ -839,7 +873,7 @@ def _adjusters(frame: pd.DataFrame, adjust: Sequence[str]) -> list[str]:
 
 
 def _fit_cells(frame: pd.DataFrame, groups: Sequence[str], reference_group: str, adjust: Sequence[str],
-               confidence: float) -> pd.DataFrame:
+               confidence: float) -> ModelFit:
     keys = ["group"] + list(adjust)
     cells = frame.groupby(keys, observed=True)[["referrals", "exposure"]].sum().reset_index()
     cells = cells[cells["exposure"] > 0]
@@ -864,23 +898,22 @@ def _group_rows(coefs: pd.DataFrame, groups: Sequence[str], reference_group: str
 
 def adjusted_rate_ratios(frame: pd.DataFrame, reference_group: str = "White", groups: Sequence[str] = CENSUS5_GROUPS,
                          adjust: Sequence[str] = ("model_age_band", "sex", "imd_quintile", "borough_code"),
-                         confidence: float = 0.95) -> pd.DataFrame:
+                         confidence: float = 0.95) -> AdjustedRatios:
     """Complete-case adjusted referral rate ratios by group (quasi-Poisson GLM on cells, offset log
     weighted person-years), adjusting for ``adjust`` (variables with one level are dropped).
 
     Only people with a recorded group (in ``groups``) enter, referred or not. Returns group,
     referrals (recorded referrals in the model), exposure (weighted person-years), log_rr, se,
-    rate_ratio, lower, upper, p; ``attrs``: dispersion, adjusted_for, method.
+    rate_ratio, lower, upper, p, as the ``table`` of an :class:`AdjustedRatios`.
     """
     adj = _adjusters(frame, adjust)
     d = frame[frame["group"].isin(groups)]
-    coefs = _fit_cells(d, groups, reference_group, adj, confidence)
-    out = _group_rows(coefs, groups, reference_group)
+    fit = _fit_cells(d, groups, reference_group, adj, confidence)
+    out = _group_rows(fit.coefficients, groups, reference_group)
     tot = d.groupby("group")[["referrals", "exposure"]].sum()
     out.insert(1, "referrals", out["group"].map(tot["referrals"]).fillna(0).to_numpy())
     out.insert(2, "exposure", out["group"].map(tot["exposure"]).fillna(0).to_numpy())
-    out.attrs.update(dispersion=coefs.attrs["dispersion"], adjusted_for=adj, method=coefs.attrs["method"], coefficients=coefs)
-    return out
+    return AdjustedRatios(out, tuple(adj), fit)
 
 
 def _stratum_shares(frame: pd.DataFrame, who: np.ndarray, weight: str, groups: Sequence[str],
@@ -991,7 +1024,7 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
     n_missing = float(frame.loc[referred & ~known, "referrals"].sum())
     rows = []
 
-    cc = adjusted_rate_ratios(frame, reference_group, groups, adj, c)
+    cc = adjusted_rate_ratios(frame, reference_group, groups, adj, c).table
     for _, r in cc.iterrows():
         rows.append({"method": "Complete cases", **r[["group", "rate_ratio", "lower", "upper", "log_rr", "se"]].to_dict()})
 
@@ -1030,7 +1063,7 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
                 boot = rng.multinomial(n_obs, cnt / n_obs)          # ABB step 1: resample the donors
                 g_new[ix] = np.asarray(groups, dtype=object)[rng.choice(len(groups), size=len(ix), p=boot / n_obs)]
             imp = ref_missing.assign(group=g_new)[cell_keys + ["referrals", "exposure"]]
-            fit = adjusted_rate_ratios(pd.concat([base, imp], ignore_index=True), reference_group, groups, adj, c)
+            fit = adjusted_rate_ratios(pd.concat([base, imp], ignore_index=True), reference_group, groups, adj, c).table
             fit = fit[fit["group"] != reference_group].set_index("group")
             est.append(fit["log_rr"])
             var.append(fit["se"] ** 2)
@@ -1050,20 +1083,19 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
             if g == reference_group:
                 continue
             up = pd.concat([base, ref_missing.assign(group=g)[cell_keys + ["referrals", "exposure"]]], ignore_index=True)
-            fu = adjusted_rate_ratios(up, reference_group, groups, adj, c).set_index("group").loc[g]
+            fu = adjusted_rate_ratios(up, reference_group, groups, adj, c).table.set_index("group").loc[g]
             rows.append({"method": "Bound: all unrecorded assigned to the group", "group": g,
                          **fu[["rate_ratio", "lower", "upper", "log_rr", "se"]].to_dict()})
             lo_alloc = _allocate(frame.assign(_w=frame["referrals"]), groups, referred & ~known, referred & known,
                                  ["_w", "referrals", "exposure"], exclude=g, strata_levels=strata)
             lo = pd.concat([base, lo_alloc[cell_keys + ["referrals", "exposure"]]], ignore_index=True)
-            fl = adjusted_rate_ratios(lo, reference_group, groups, adj, c).set_index("group").loc[g]
+            fl = adjusted_rate_ratios(lo, reference_group, groups, adj, c).table.set_index("group").loc[g]
             rows.append({"method": "Bound: none assigned to the group", "group": g,
                          **fl[["rate_ratio", "lower", "upper", "log_rr", "se"]].to_dict()})
     out = pd.DataFrame(rows)
     if "fmi" not in out.columns:
         out["fmi"] = np.nan
     out["missing_referrals"] = n_missing
-    out.attrs.update(adjusted_for=adj, dispersion=cc.attrs["dispersion"], method=cc.attrs["method"])
     return out[["method", "group", "rate_ratio", "lower", "upper", "log_rr", "se", "fmi", "missing_referrals"]]
 
 
@@ -1123,7 +1155,7 @@ def dna_model(referrals: pd.DataFrame, reference_group: str = "White", group_col
 
     Logistic GLM (:func:`logistic_glm`); Not stated and Not recorded stay in the model as their own
     categories (never dropped). Referrals under 16 or without an IMD quintile are left out.
-    Returns the coefficient table with ``odds_ratio``; ``attrs['n']`` is the number of referrals used.
+    Returns the coefficient table with ``odds_ratio`` (the intercept row's ``n`` is the number of referrals used).
     """
     require_columns(referrals, argument="referrals", columns=[group_col, "outcome"] + list(adjust))
     d = referrals[referrals["model_age_band"].notna() & referrals["imd_quintile"].notna()].copy()
@@ -1136,7 +1168,7 @@ def dna_model(referrals: pd.DataFrame, reference_group: str = "White", group_col
     for a in adjust:
         if d[a].nunique() > 1:
             factors[a] = "gp" if a == "source" and (d[a] == "gp").any() else None
-    return logistic_glm(d, "dna", factors, confidence=confidence)
+    return logistic_glm(d, "dna", factors, confidence=confidence).coefficients
 
 
 # ------------------------------------------------------------------------------------ inequality summaries
@@ -1148,12 +1180,12 @@ def deprivation_rates(data: EquityData, quantiles: int = 5, confidence: float = 
     Population: Census 2021 usual residents of the area's LSOAs (TS021 summed over groups) by the
     LSOA's IMD 2025 national quantile; referrals: the area's residents by the quantile of their LSOA
     of residence. Crude rates with Byar's / exact intervals. Columns: imd_quantile, residents,
-    referrals, rate, lower, upper; ``attrs['quantiles']``.
+    referrals, rate, lower, upper.
     """
     if quantiles not in (5, 10):
         raise ValueError(f"quantiles must be 5 (quintiles) or 10 (deciles); got {quantiles!r}")
     e = reference.ethnicity_lsoa21()
-    e = e[e["borough_code"].isin(data.borough_codes)]
+    e = e[e["borough_code"].isin(data.area.borough_codes)]
     pop = e.groupby("lsoa21_code")["residents"].sum()
     dec = reference.imd2025().set_index("lsoa21_code")["imd2025_imd_decile"]
     q = dec if quantiles == 10 else imd_quintile(dec)
@@ -1170,9 +1202,10 @@ def deprivation_rates(data: EquityData, quantiles: int = 5, confidence: float = 
             cr = stats.crude_rate(x, n_pop * data.years, multiplier, confidence).iloc[0]
             row.update(rate=cr["rate"], lower=cr["lower"], upper=cr["upper"])
         rows.append(row)
-    out = pd.DataFrame(rows).reindex(columns=["imd_quantile", "residents", "referrals", "rate", "lower", "upper"])
-    out.attrs["quantiles"] = quantiles
-    return out
+    return pd.DataFrame(rows).reindex(columns=["imd_quantile", "residents", "referrals", "rate", "lower", "upper"])
+
+
+SII_NOT_COMPUTED = "not computed: every IMD quantile needs residents and at least one referral"
 
 
 def deprivation_sii(rates: pd.DataFrame, seed: int | np.random.Generator = 2024, reps: int = 100_000,
@@ -1182,13 +1215,12 @@ def deprivation_sii(rates: pd.DataFrame, seed: int | np.random.Generator = 2024,
 
     SII: the modelled difference in rate (per 1,000 per year) between the least and the most deprived
     ends of the area's population (positive = more referrals where less deprived). RII: their ratio.
-    Returns an empty frame with a ``note`` attribute when a quintile has no residents or no referrals.
+    Returns an empty frame (the columns, no rows) when a quantile has no residents or no referrals:
+    the index is not computed then (:data:`SII_NOT_COMPUTED` says why).
     """
     d = rates.dropna(subset=["rate"])
     if len(d) < len(rates) or len(d) < 5 or (d["rate"] <= 0).any() or (d["residents"] <= 0).any():
-        out = pd.DataFrame(columns=["confidence", "sii", "sii_lower", "sii_upper", "rii", "rii_lower", "rii_upper", "reps"])
-        out.attrs["note"] = "not computed: every IMD quantile needs residents and at least one referral"
-        return out
+        return pd.DataFrame(columns=["confidence", "sii", "sii_lower", "sii_upper", "rii", "rii_lower", "rii_upper", "reps"])
     return stats.sii_rii(d, "rate", "lower", "upper", "residents", "imd_quantile", confidence=confidence, reps=reps,
                          seed=seed, value_type="rate")
 
@@ -1242,14 +1274,14 @@ def proficiency_comparison(data: EquityData, confidence: float = 0.95, total: bo
     return out
 
 
-def household_language(area: str) -> pd.DataFrame:
+def household_language(area: reference.Area) -> pd.DataFrame:
     """Household language (Census 2021 TS025) for the area's wards: households and percent by category.
 
     Ward estimates are derived from output areas (data/reference SOURCES.md section 3), so counts
     are estimates (not whole numbers). Columns: category, households, pct.
     """
     cw = reference.census_ward()
-    d = cw[(cw["table"] == "TS025") & cw["borough_code"].isin(reference.borough_codes(area))]
+    d = cw[(cw["table"] == "TS025") & cw["borough_code"].isin(area.borough_codes)]
     t = d.groupby(["category_code", "category_name"], sort=True)["estimate"].sum().reset_index()
     t["pct"] = 100 * t["estimate"] / t["estimate"].sum()
     return t.rename(columns={"category_name": "category", "estimate": "households"})[["category", "households", "pct"]]

@@ -186,11 +186,8 @@ def design_windows_months(design: Design) -> list[tuple[str, int, int]]:
     return uniq
 
 
-def design_windows(design) -> list[tuple[str, int, int]]:
-    """:func:`design_windows_months` as inclusive day offsets (the engine's windows).
-    Accepts a :class:`Design` or, for older callers, the parameters."""
-    if not isinstance(design, Design):
-        design = design_from_parameters(design)
+def design_windows(design: Design) -> list[tuple[str, int, int]]:
+    """:func:`design_windows_months` as inclusive day offsets (the engine's windows)."""
     return [(n, *month_days(a, b)) for n, a, b in design_windows_months(design)]
 
 
@@ -207,12 +204,9 @@ def _match_quarters(design: Design, prefix: str = "match") -> list[str]:
     return [f"{prefix}_q{i + 1}" for i in range(n_q)]
 
 
-def ps_covariates(design, settings=OUTCOME_SETTINGS, prefix: str = "match") -> list[str]:
+def ps_covariates(design: Design, settings=OUTCOME_SETTINGS, prefix: str = "match") -> list[str]:
     """Propensity-score covariates of the main design: age (spline basis), sex, deprivation
-    quintile, ethnic group, and GP and A&E use per quarter of the matching window (spline basis).
-    Accepts a :class:`Design` or the parameters."""
-    if not isinstance(design, Design):
-        design = design_from_parameters(design)
+    quintile, ethnic group, and GP and A&E use per quarter of the matching window (spline basis)."""
     cols = ["age"] + [f"age_rcs{j}" for j in range(1, design.age_spline_knots - 1)] + ["age_band", "sex", "imd_q", "ethnic_group"]
     for s in settings:
         for q in _match_quarters(design, prefix):
@@ -222,9 +216,13 @@ def ps_covariates(design, settings=OUTCOME_SETTINGS, prefix: str = "match") -> l
 
 # ============================================================================ cohort
 
-def cohort(persons: pd.DataFrame, referrals: pd.DataFrame, area: str, design: Design,
+def cohort(persons: pd.DataFrame, referrals: pd.DataFrame, area: reference.Area, design: Design,
            referred_ever=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Referred and comparator index rows for ``area``, and the cohort flow (counts of people).
+
+    ``persons`` and ``referrals`` are the whole region's, not the area's cut: a person referred by
+    the area's services may be registered at a practice elsewhere, and a comparator must not have
+    been referred by any service.
 
     ``referrals``: the study period's referrals (validated); ``referred_ever``: person ids referred
     at ANY time in the data, including referrals the loader excluded as outside the study period
@@ -235,7 +233,7 @@ def cohort(persons: pd.DataFrame, referrals: pd.DataFrame, area: str, design: De
     follow_end, treated (0/1), seen (0/1, referred only), referral_id, closure_date, age, sex,
     ethnic_group, imd_quintile, pcn_code, practice_code. ``flow``: step, n (people).
     """
-    codes = reference.borough_codes(area)
+    codes = area.borough_codes
     p = persons.copy()
     gp = reference.gp_practices()[["practice_code", "pcn_code", "borough_code"]]
     p = p.merge(gp, on="practice_code", how="left", validate="many_to_one")
@@ -292,15 +290,6 @@ def cohort(persons: pd.DataFrame, referrals: pd.DataFrame, area: str, design: De
         bad = idx.loc[idx["imd_quintile"].isna(), "person_id"].head(5).tolist()
         raise ValueError(f"persons: {int(idx['imd_quintile'].isna().sum())} cohort members have an LSOA without IMD 2025 (first person ids: {bad})")
     return idx.reset_index(drop=True), pd.DataFrame(flow, columns=["step", "n"])
-
-
-def build_cohort(ex, params, area: str, seed: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Older call: :func:`cohort` with the design read from ``params`` (``seed`` overrides
-    ``evaluation.seeds.comparator_pool``)."""
-    d = design_from_parameters(params)
-    if seed is not None:
-        d = dataclasses.replace(d, seed_comparator_pool=seed)
-    return cohort(ex.persons, ex.referrals, area, d, referred_ever=getattr(ex, "referred_ever", None))
 
 
 # ============================================================================ counting
@@ -450,11 +439,6 @@ def match(data: pd.DataFrame, design: Design, covariates: list[str] | None = Non
     d["matched"] = d["weight"] > 0
     d["subclass"] = d["index_id"].map(res.pairs.drop_duplicates("treated_id").set_index("treated_id")["subclass"])
     return d, res
-
-
-def match_cohort(data: pd.DataFrame, params, covariates: list[str] | None = None):
-    """Older call: :func:`match` with the design read from ``params``."""
-    return match(data, params if isinstance(params, Design) else design_from_parameters(params), covariates)
 
 
 def sample_sizes(res, flow: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -999,20 +983,18 @@ def placebo_design(features: pd.DataFrame, design: Design, outcomes, settings, c
     return pd.DataFrame(rows)
 
 
-def run(ex, design, area: str, engine: str = "duckdb", boot: int | None = None, seed: int | None = None) -> EvaluationResult:
+def run(ex, design: Design, area: reference.Area, engine: str = "duckdb", boot: int | None = None, seed: int | None = None) -> EvaluationResult:
     """The whole evaluation for ``area`` from validated extracts (``ex``: persons, referrals,
-    activity, referred_ever). ``design``: a :class:`Design` (or, for older callers, the
-    parameters, read by :func:`design_from_parameters`); ``boot`` and ``seed`` override the
-    bootstrap draws and the comparator-pool seed."""
-    if not isinstance(design, Design):
-        design = design_from_parameters(design)
+    activity, referred_ever). ``design``: a :class:`Design` (:func:`design_from_parameters` makes
+    one from the parameters); ``boot`` and ``seed`` override the bootstrap draws and the
+    comparator-pool seed."""
     if boot is not None:
         design = dataclasses.replace(design, bootstrap_draws=boot)
     if seed is not None:
         design = dataclasses.replace(design, seed_comparator_pool=seed)
     index, flow = cohort(ex.persons, ex.referrals, area, design, referred_ever=getattr(ex, "referred_ever", None))
     if index["treated"].sum() == 0:
-        raise ValueError(f"no referred people in {area} meet the cohort criteria")
+        raise ValueError(f"no referred people in {area.name} meet the cohort criteria")
     present = set(pd.unique(ex.activity["setting"]))
     settings = list(OUTCOME_SETTINGS) + ([design.negative_control_setting] if design.negative_control_setting in present else [])
     counts = count_windows(ex.activity, index, design_windows(design), engine, settings)
@@ -1039,27 +1021,6 @@ def _post_from_closure(activity, data, pairs, months, engine, data_end, settings
     post = [w for w in windows_for(months) if w[0].startswith("post")]
     c = count_windows(activity, idx, post, engine, settings)
     return data.drop(columns=[c_ for c_ in c.columns if c_ != "index_id"]).merge(c, on="index_id")
-
-
-def placebo(ex, params, area: str, engine: str = "duckdb", shift_months: int | None = None, months: int | None = None, boot: int = 300,
-            seed: int | None = None) -> pd.DataFrame:
-    """Older call used by notebook 03: the placebo nearest referral on its own (see
-    :func:`placebo_design`), ITT, with the columns the notebook reads (setting, n_treated,
-    ratio_of_rate_ratios, ratio_of_rate_ratios_lower, ratio_of_rate_ratios_upper, placebo_shift_months)."""
-    design = params if isinstance(params, Design) else design_from_parameters(params)
-    if shift_months is not None:
-        design = dataclasses.replace(design, placebo_shift_months=shift_months)
-    if months is not None:
-        design = dataclasses.replace(design, placebo_window_months=months)
-    if seed is not None:
-        design = dataclasses.replace(design, seed_comparator_pool=seed)
-    index, _ = cohort(ex.persons, ex.referrals, area, design, referred_ever=getattr(ex, "referred_ever", None))
-    counts = count_windows(ex.activity, index, design_windows(design), engine)
-    feats = add_features(index, counts, design)
-    pl = placebo_design(feats, design, OUTCOME_SETTINGS, OUTCOME_SETTINGS)
-    pl = pl[pl["cohort"] == "itt"]
-    return pl.assign(ratio_of_rate_ratios=pl["rate_ratio"], ratio_of_rate_ratios_lower=pl["rate_ratio_lower"], ratio_of_rate_ratios_upper=pl["rate_ratio_upper"],
-                     placebo_shift_months=design.placebo_shift_months).reset_index(drop=True)
 
 
 def event_study(activity, d: pd.DataFrame, pairs: pd.DataFrame, engine: str = "duckdb", months: int = 12) -> pd.DataFrame:

@@ -45,14 +45,14 @@ OTHER_INDICATORS = {
 }
 
 
-def ward_indicators(area: str = "ncl") -> pd.DataFrame:
+def ward_indicators(area: reference.Area = reference.WHOLE_REGION) -> pd.DataFrame:
     """One row per ward with the needs indicators (percentages 0-100), for ``area``.
 
     Columns: ward22_code, ward22_name, borough_code, borough_name, residents, then every key of
     INDICATORS and OTHER_INDICATORS. Sources: see INDICATORS / OTHER_INDICATORS descriptions.
     """
     out = _ward_indicators_ncl()
-    out = out[out["borough_code"].isin(reference.borough_codes(area))]
+    out = out[out["borough_code"].isin(area.borough_codes)]
     return out.reset_index(drop=True).copy()
 
 
@@ -100,7 +100,7 @@ def need_index(indicators: pd.DataFrame, weights: dict[str, float], reference_fr
     among the wards given (1 = highest need in the pack's area); ``need_quintile``: fifth of the
     reference wards (1 = highest-need fifth of NCL wards).
     """
-    ref = reference_frame if reference_frame is not None else ward_indicators("ncl")
+    ref = reference_frame if reference_frame is not None else ward_indicators()
     unknown = [k for k in weights if k not in ref.columns]
     if unknown:
         raise ValueError(f"need index weights name unknown indicators: {unknown}")
@@ -130,7 +130,7 @@ def need_cut(weights: dict[str, float], need_quantile: float, reference_frame: p
     are "high need" in every pack (parameters ``needs.outreach_need_quantile``)."""
     if not 0 < need_quantile < 1:
         raise ValueError(f"need_quantile: must be in (0, 1), got {need_quantile!r}")
-    ref = reference_frame if reference_frame is not None else ward_indicators("ncl")
+    ref = reference_frame if reference_frame is not None else ward_indicators()
     return float(np.quantile(need_index(ref, weights, ref)["need_index"], need_quantile))
 
 
@@ -148,7 +148,7 @@ def need_index_sensitivity(indicators: pd.DataFrame, weights: dict[str, float], 
     Returns (ward table, component table).
     """
     rng = np.random.default_rng(seed)
-    ref = reference_frame if reference_frame is not None else ward_indicators("ncl")
+    ref = reference_frame if reference_frame is not None else ward_indicators()
     base = need_index(indicators, weights, ref)
     keys = list(weights)
     alpha = np.array([max(weights[k], 1e-3) for k in keys]) * concentration
@@ -184,7 +184,7 @@ def need_index_sensitivity(indicators: pd.DataFrame, weights: dict[str, float], 
 age_band = esp_band  # five-year ESP 2013 band ('0-4' ... '90+'): one rule, in methods.coding
 
 
-def ward_population_age_sex(area: str = "ncl") -> pd.DataFrame:
+def ward_population_age_sex(area: reference.Area = reference.WHOLE_REGION) -> pd.DataFrame:
     """Ward population by age band and sex.
 
     Age by ward: ONS mid-2020 estimates apportioned to 2022 wards (persons only). Sex by ward:
@@ -194,13 +194,13 @@ def ward_population_age_sex(area: str = "ncl") -> pd.DataFrame:
     Columns: ward22_code, borough_code, age_band, sex ('F'/'M'), population.
     """
     out = _ward_population_age_sex_ncl()
-    return out[out["borough_code"].isin(reference.borough_codes(area))].reset_index(drop=True).copy()
+    return out[out["borough_code"].isin(area.borough_codes)].reset_index(drop=True).copy()
 
 
 @functools.lru_cache(maxsize=1)
 def _ward_population_age_sex_ncl() -> pd.DataFrame:
     age = reference.population_ward_age()
-    ind = ward_indicators("ncl").set_index("ward22_code")
+    ind = ward_indicators().set_index("ward22_code")
     age = age.merge(age.groupby("ward22_code")["population"].sum().rename("tot"), on="ward22_code")
     age["population"] = age["population"] / age["tot"] * age["ward22_code"].map(ind["residents"])
     parts = []
@@ -234,7 +234,7 @@ def referral_counts(referrals: pd.DataFrame, persons: pd.DataFrame, argument: st
 
 
 def reference_referral_rates(reference_referrals: pd.DataFrame, persons: pd.DataFrame, years: float = 1.0,
-                             reference_area: str = "ncl", min_count: int = 0, count_transform=None) -> pd.DataFrame:
+                             reference_area: reference.Area = reference.WHOLE_REGION, min_count: int = 0, count_transform=None) -> pd.DataFrame:
     """Age-sex referral rates of the reference population, the basis of every expected count.
 
     Rate = referrals of residents of ``reference_area`` (all NCL by default; ``reference_referrals``
@@ -287,9 +287,9 @@ def reference_referral_rates(reference_referrals: pd.DataFrame, persons: pd.Data
     return g[["age_band", "sex", "stratum", "referrals", "person_years", "rate"]]
 
 
-def referral_rates_by_ward(area: str, *, referrals: pd.DataFrame, reference_referrals: pd.DataFrame, persons: pd.DataFrame,
-                           years: float = 1.0, reference_area: str = "ncl", confidence: float = 0.95, reference_min_count: int = 0,
-                           reference_count_transform=None) -> pd.DataFrame:
+def referral_rates_by_ward(area: reference.Area, *, referrals: pd.DataFrame, reference_referrals: pd.DataFrame, persons: pd.DataFrame,
+                           years: float = 1.0, reference_area: reference.Area = reference.WHOLE_REGION, confidence: float = 0.95,
+                           reference_min_count: int = 0, reference_count_transform=None) -> pd.DataFrame:
     """Ward referral rates and the standardised referral ratio for the wards of ``area``.
 
     Observed: referrals of the ward's residents (``persons.ward22_code``) whichever borough's service
@@ -331,16 +331,16 @@ def referral_rates_by_ward(area: str, *, referrals: pd.DataFrame, reference_refe
     isr = stats.indirectly_standardised_ratio(w["referrals"], w["expected"], multiplier=100, confidence=confidence)
     w["referral_ratio"], w["referral_ratio_lower"], w["referral_ratio_upper"] = isr["ratio"].to_numpy(), isr["lower"].to_numpy(), isr["upper"].to_numpy()
     w["funnel"] = stats.funnel_flag(w["referrals"], w["expected"], statistic="ratio").to_numpy()
-    w["reference"] = (f"{reference.area_name(reference_area)} referral rates by age band and sex: all referrals of "
-                      f"{reference.area_name(reference_area)} residents over its Census 2021 population")
+    w["reference"] = (f"{reference_area.name} referral rates by age band and sex: all referrals of "
+                      f"{reference_area.name} residents over its Census 2021 population")
     names = reference.wards().set_index("ward22_code")
     w.insert(1, "ward22_name", w["ward22_code"].map(names["ward22_name"]))
     w.insert(2, "borough_name", w["ward22_code"].map(names["borough_name"]))
     return w.sort_values(["borough_name", "ward22_name"]).reset_index(drop=True)
 
 
-def referral_rates_by_practice(area: str, *, referrals: pd.DataFrame, years: float = 1.0, level: str = "practice_code",
-                               reference_area: str = "ncl", confidence: float = 0.95, reference_row: bool = False) -> pd.DataFrame:
+def referral_rates_by_practice(area: reference.Area, *, referrals: pd.DataFrame, years: float = 1.0, level: str = "practice_code",
+                               reference_area: reference.Area = reference.WHOLE_REGION, confidence: float = 0.95, reference_row: bool = False) -> pd.DataFrame:
     """Referrals per 1,000 registered patients per year by practice or PCN (``level``) of ``area``.
 
     Observed: referrals whose ``practice_code`` (the person's practice) is one of the practice's /
@@ -367,10 +367,10 @@ def referral_rates_by_practice(area: str, *, referrals: pd.DataFrame, years: flo
         raise ValueError(f"referrals: column 'practice_code': {int(unknown.sum())} referrals at practices not in the NCL practice list "
                          f"(rows {np.flatnonzero(unknown.to_numpy())[:8].tolist()}, codes {sorted(referrals.loc[unknown, 'practice_code'].astype(str).unique())[:5]})")
     r = referrals[["practice_code"]].merge(gp_all[["practice_code", "pcn_code", "borough_code"]], on="practice_code", how="left")
-    ref_gp = gp_all[gp_all["borough_code"].isin(reference.borough_codes(reference_area))]
-    ref_n = int(r["borough_code"].isin(reference.borough_codes(reference_area)).sum())
+    ref_gp = gp_all[gp_all["borough_code"].isin(reference_area.borough_codes)]
+    ref_n = int(r["borough_code"].isin(reference_area.borough_codes).sum())
     ref_rate = ref_n / (ref_gp["registered_patients"].sum() * years)  # per person-year
-    gp = gp_all[gp_all["borough_code"].isin(reference.borough_codes(area))]
+    gp = gp_all[gp_all["borough_code"].isin(area.borough_codes)]
     if level == "pcn_code":
         den = gp.groupby(["pcn_code", "pcn_name"], as_index=False)["registered_patients"].sum()
         label = "pcn_name"
@@ -387,7 +387,7 @@ def referral_rates_by_practice(area: str, *, referrals: pd.DataFrame, years: flo
     out["reference_rate"] = 1000 * ref_rate
     out = out.sort_values(label).reset_index(drop=True)
     if reference_row:
-        row = {level: reference.area_code(reference_area), label: f"{reference.area_name(reference_area)} (all practices)",
+        row = {level: reference_area.code, label: f"{reference_area.name} (all practices)",
                "registered_patients": int(ref_gp["registered_patients"].sum()), "referrals": ref_n,
                "person_years": ref_gp["registered_patients"].sum() * years, "reference_rate": 1000 * ref_rate}
         if "pcn_name" in out.columns and label != "pcn_name":
@@ -423,15 +423,15 @@ def outreach_candidates(profile: pd.DataFrame, *, need_cut: float, ratio_below: 
     return out.sort_values(["need_index", "ward22_code"], ascending=[False, True]).reset_index(drop=True)
 
 
-def ward_needs_profile(area: str, *, referrals: pd.DataFrame, reference_referrals: pd.DataFrame, persons: pd.DataFrame,
-                       weights: dict[str, float], years: float = 1.0, reference_area: str = "ncl", confidence: float = 0.95,
+def ward_needs_profile(area: reference.Area, *, referrals: pd.DataFrame, reference_referrals: pd.DataFrame, persons: pd.DataFrame,
+                       weights: dict[str, float], years: float = 1.0, reference_area: reference.Area = reference.WHOLE_REGION, confidence: float = 0.95,
                        reference_min_count: int = 0, reference_count_transform=None) -> pd.DataFrame:
     """Ward indicators + need index (:func:`need_index`) + referral rates and ratios
     (:func:`referral_rates_by_ward`) in one table for the wards of ``area``. ``referrals``: every
     referral in the extract; ``reference_referrals``: the referrals behind the expected counts (every
     referral of NCL residents by default)."""
     ind = ward_indicators(area)
-    ni = need_index(ind, weights, ward_indicators("ncl"))
+    ni = need_index(ind, weights, ward_indicators())
     rates = referral_rates_by_ward(area, referrals=referrals, reference_referrals=reference_referrals, persons=persons,
                                    years=years, reference_area=reference_area, confidence=confidence,
                                    reference_min_count=reference_min_count, reference_count_transform=reference_count_transform)
@@ -586,7 +586,7 @@ PCN_COVERAGE_COLUMNS = ["borough_name", "pcn_code", "pcn_name", "registered_pati
                         "link_workers", "unit", "per_10000", "gap_to_target", "allocation"]
 
 
-def pcn_coverage(workforce: pd.DataFrame, area: str, target_per_10000: float = 1.0, *, units: dict[str, str] | None = None) -> pd.DataFrame:
+def pcn_coverage(workforce: pd.DataFrame, area: reference.Area, target_per_10000: float = 1.0, *, units: dict[str, str] | None = None) -> pd.DataFrame:
     """Link workers per 10,000 registered patients by PCN, every link-worker post of the area counted once.
 
     ``workforce`` is the extract's workforce table (borough_code, pcn_code, role, fte, employer).
@@ -607,7 +607,7 @@ def pcn_coverage(workforce: pd.DataFrame, area: str, target_per_10000: float = 1
     if not need <= set(workforce.columns):
         raise ValueError(f"workforce: missing column(s) {sorted(need - set(workforce.columns))}")
     gp = reference.gp_practices()
-    codes = reference.borough_codes(area)
+    codes = area.borough_codes
     lw = workforce[(workforce["role"] == "link_worker") & workforce["borough_code"].isin(codes)].copy()
     lw["pcn_code"] = lw["pcn_code"].where(lw["pcn_code"].notna() & (lw["pcn_code"].astype(str) != ""), None)
     pcn_borough = dict(zip(gp["pcn_code"], gp["borough_code"]))

@@ -306,10 +306,3 @@ def analyse(matched: pd.DataFrame, *, n_referred: int, wellbeing_change: pd.Data
               f"Not valued: {'; '.join(unvalued)} (see the impact map). The ratio counts only the valued outcomes and understates "
               f"the return by whatever those are worth; ratio_service_use_only (GP and A&E use alone) compares areas like for like."))
     return SroiResult(impact_map=imap, investment=pd.DataFrame([inv]), summary=summary, monte_carlo=mc, tornado=tor, break_even=be)
-
-
-def analyse_from_parameters(params, matched: pd.DataFrame, *, n_referred: int, wellbeing_change: pd.DataFrame | None,
-                            link_worker_fte: float, credibility: Mapping | None = None) -> SroiResult:
-    """Adapter for notebook 04: :func:`analyse` with the assumptions and seed from ``params.sroi``."""
-    return analyse(matched, n_referred=n_referred, wellbeing_change=wellbeing_change, link_worker_fte=link_worker_fte,
-                   assumptions=assumptions_from_parameters(params), seed=int(params.sroi.seed), credibility=credibility)

@@ -1044,3 +1044,43 @@ class ValidatedExtracts:
             return led
 
         return self._read("ledger", "ledger.csv", read)
+
+
+class AreaExtracts:
+    """One area's rows of the validated extracts, cut once (the notebook context hands this out as
+    ``ctx.local``): ``referrals`` made by the area's services (their ``borough_code``), ``workforce``
+    of the area's boroughs, ``persons`` registered with the area's practices (NHS Digital practice
+    list), ``wellbeing`` of the area's referrals. ``region`` is the whole validated extract, for what
+    is defined over all of NCL: reference rates, residents of the area referred by any NCL service,
+    and people referred anywhere (never comparators). Each cut is made the first time it is used."""
+
+    def __init__(self, extracts, area):
+        self.region = extracts
+        self.area = area
+        self._cache: dict = {}
+
+    def _cut(self, name, make):
+        if name not in self._cache:
+            self._cache[name] = make().reset_index(drop=True)
+        return self._cache[name]
+
+    @property
+    def referrals(self) -> pd.DataFrame:
+        r = self.region.referrals
+        return self._cut("referrals", lambda: r[self.area.covers(r["borough_code"]).to_numpy()])
+
+    @property
+    def workforce(self) -> pd.DataFrame:
+        w = self.region.workforce
+        return self._cut("workforce", lambda: w[self.area.covers(w["borough_code"]).to_numpy()])
+
+    @property
+    def persons(self) -> pd.DataFrame:
+        p = self.region.persons
+        practice_borough = reference.gp_practices().set_index("practice_code")["borough_code"]
+        return self._cut("persons", lambda: p[self.area.covers(p["practice_code"].map(practice_borough)).to_numpy()])
+
+    @property
+    def wellbeing(self) -> pd.DataFrame:
+        w = self.region.wellbeing
+        return self._cut("wellbeing", lambda: w[w["referral_id"].isin(set(self.referrals["referral_id"])).to_numpy()])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -50,29 +51,48 @@ def _read_csv(name: str, **kw) -> pd.DataFrame:
     return pd.read_csv(path, **kw)
 
 
-def borough_codes(area: str) -> list[str]:
-    """LAD22 codes covered by ``area`` ('ncl' or a borough slug)."""
-    if area == "ncl":
-        return list(BOROUGHS["borough_code"])
-    if area not in BOROUGH_SLUGS:
-        raise ValueError(f"unknown area {area!r}; expected one of {', '.join(AREAS)}")
-    return list(BOROUGHS.loc[BOROUGHS["borough"] == area, "borough_code"])
-
-
 NCL_CODE = "E54000028"  # ONS code of the North Central London ICB / STP area
+REGION = "ncl"  # the area that holds every borough
 
 
-def area_code(area: str) -> str:
-    """ONS code of a pack's area ('ncl' -> E54000028, a borough slug -> its LAD22 code)."""
-    if area == "ncl":
-        return NCL_CODE
-    if area not in BOROUGH_SLUGS:
-        raise ValueError(f"unknown area {area!r}; expected one of {', '.join(AREAS)}")
-    return str(BOROUGHS.loc[BOROUGHS["borough"] == area, "borough_code"].iloc[0])
+@dataclass(frozen=True)
+class Area:
+    """A pack's area, resolved once from its key (:func:`area`): the key ('ncl' or a borough slug),
+    its name, its ONS code (E54000028 for NCL, the LAD22 code for a borough) and the LAD22 codes of
+    the boroughs it covers. Analyses take an Area and never look an area up by its key."""
+
+    key: str
+    name: str
+    code: str
+    borough_codes: tuple[str, ...]
+
+    @property
+    def several_boroughs(self) -> bool:
+        """True when the area holds more than one borough (borough is then a variable to adjust for)."""
+        return len(self.borough_codes) > 1
+
+    @property
+    def only_borough(self) -> str | None:
+        """The LAD22 code of the area's one borough, or None for an area of several boroughs."""
+        return self.borough_codes[0] if len(self.borough_codes) == 1 else None
+
+    def covers(self, borough_code) -> "pd.Series":
+        """Which of ``borough_code`` (a Series of LAD22 codes) are in the area (a boolean Series)."""
+        return pd.Series(borough_code).isin(self.borough_codes)
 
 
-def area_name(area: str) -> str:
-    return "North Central London" if area == "ncl" else area.capitalize()
+@functools.lru_cache(maxsize=None)
+def area(key: str) -> Area:
+    """The :class:`Area` for ``key`` ('ncl' or a borough slug); the only place a key is resolved."""
+    if key == REGION:
+        return Area(REGION, "North Central London", NCL_CODE, tuple(BOROUGHS["borough_code"]))
+    if key not in BOROUGH_SLUGS:
+        raise ValueError(f"unknown area {key!r}; expected one of {', '.join(AREAS)}")
+    row = BOROUGHS.loc[BOROUGHS["borough"] == key].iloc[0]
+    return Area(key, str(row["borough_name"]), str(row["borough_code"]), (str(row["borough_code"]),))
+
+
+WHOLE_REGION = area(REGION)  # all five boroughs: the default reference area and the whole-NCL pack
 
 
 @functools.lru_cache(maxsize=None)
@@ -201,7 +221,7 @@ def lookup_lsoa11_lsoa21() -> pd.DataFrame:
     return _read_csv("ncl_lookup_lsoa11_to_lsoa21.csv")
 
 
-def census_population(area: str = "ncl") -> pd.DataFrame:
+def census_population(area: Area = WHOLE_REGION) -> pd.DataFrame:
     """Census 2021 usual residents by ward (TS001 summed over OAs): ward22_code, ward22_name, borough_code, residents."""
     d = census_ward()
     d = d[d["table"] == "TS001"]
@@ -210,7 +230,7 @@ def census_population(area: str = "ncl") -> pd.DataFrame:
         .rename(columns={"estimate": "residents"})
     )
     out["residents"] = out["residents"].round().astype("int64")
-    return out[out["borough_code"].isin(borough_codes(area))].reset_index(drop=True)
+    return out[out["borough_code"].isin(area.borough_codes)].reset_index(drop=True)
 
 
 def reference_files() -> list[Path]:

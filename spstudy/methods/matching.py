@@ -49,6 +49,8 @@ from spstudy.methods.coding import require_columns
 __all__ = [
     "EstimandChangeWarning",
     "MatchResult",
+    "PropensityModel",
+    "propensity_model",
     "propensity_score",
     "nearest_neighbour_match",
     "balance_table",
@@ -322,12 +324,31 @@ def _logistic_irls(X: np.ndarray, y: np.ndarray, names: list[str], tol: float = 
             "iterations": it + 1}
 
 
+@dataclass(frozen=True)
+class PropensityModel:
+    """A fitted propensity model: the scores (``ps``, ``logit_ps``, indexed like the input) and the
+    logistic coefficients by design-matrix column name (``Intercept``, ``race[hispan]``, ...)."""
+
+    scores: pd.DataFrame
+    coefficients: dict[str, float]
+
+
 def propensity_score(
     df: pd.DataFrame,
     treatment: str,
     covariates: Sequence[str],
     exact: Sequence[str] | None = None,
 ) -> pd.DataFrame:
+    """The scores of :func:`propensity_model`: columns ``ps`` and ``logit_ps``, indexed like ``df``."""
+    return propensity_model(df, treatment, covariates, exact).scores
+
+
+def propensity_model(
+    df: pd.DataFrame,
+    treatment: str,
+    covariates: Sequence[str],
+    exact: Sequence[str] | None = None,
+) -> PropensityModel:
     """Propensity score from an unpenalised logistic regression of treatment on covariates.
 
     Same model as MatchIt's ``distance = "glm"`` (R ``glm(treat ~ ..., family = binomial)``),
@@ -340,9 +361,9 @@ def propensity_score(
     separation error (drop them first: they cannot be matched exactly anyway). Rows with
     identical covariates get bit-identical scores.
 
-    Returns a DataFrame indexed like ``df`` with columns ``ps`` (probability of treatment, 0-1)
-    and ``logit_ps`` (the linear predictor, log-odds). The fitted coefficients are in
-    ``result.attrs["coefficients"]``.
+    Returns a :class:`PropensityModel`: ``scores`` is a DataFrame indexed like ``df`` with columns
+    ``ps`` (probability of treatment, 0-1) and ``logit_ps`` (the linear predictor, log-odds);
+    ``coefficients`` the fitted coefficients.
 
     Raises ValueError naming the columns when the treatment is not 0/1, covariates have missing
     values, a covariate is constant, or the data are (quasi-)separated (a level of a categorical
@@ -398,9 +419,7 @@ def propensity_score(
         warnings.warn(f"{extreme} of {len(eta)} units have fitted propensity scores numerically 0 or 1 (|logit| > 30); "
                       "they will rarely find a match within the caliper", RuntimeWarning, stacklevel=2)
     ps = 1.0 / (1.0 + np.exp(-eta))
-    out = pd.DataFrame({"ps": ps, "logit_ps": eta}, index=df.index)
-    out.attrs["coefficients"] = dict(zip(names, params.tolist()))
-    return out
+    return PropensityModel(pd.DataFrame({"ps": ps, "logit_ps": eta}, index=df.index), dict(zip(names, params.tolist())))
 
 
 # --------------------------------------------------------------------------------------------

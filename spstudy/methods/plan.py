@@ -88,7 +88,7 @@ def plan_from_parameters(parameters: dict, *, covariates: list, seeds: dict, sub
                          estimators: dict | None = None, confidence: float = 0.95, power: float = 0.8) -> dict:
     """A plan from the validated parameters as plain values (``Parameters.to_dict()``) plus what the
     parameters do not hold yet: the propensity covariates actually used (``covariates``, e.g.
-    ``spstudy.analyses.evaluation.ps_covariates(p)``), ``seeds``, ``subgroups`` (factors, smallest subgroup,
+    ``spstudy.analyses.evaluation.ps_covariates(design)``), ``seeds``, ``subgroups`` (factors, smallest subgroup,
     reason rule, multiplicity), ``verdict_rules`` and any further ``estimators``."""
     st, ev = parameters["study"], parameters["evaluation"]
     m0, m1 = ev["matching_window_months"]

@@ -180,7 +180,7 @@ def _geo() -> dict[str, dict]:
 def area_code(area: str) -> str:
     """ONS code of a pack's area ('ncl' -> E54000028, a borough slug -> its LAD22 code)."""
     try:
-        return reference.area_code(area)
+        return reference.area(area).code
     except ValueError as e:
         raise CellError(str(e)) from None
 

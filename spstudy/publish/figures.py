@@ -84,9 +84,9 @@ def choropleth(values: pd.DataFrame, column: str, area: str, title: str, legend_
     from matplotlib.patches import Patch
 
     g = reference.ward_boundaries()
-    g = g[g["borough_code"].isin(reference.borough_codes(area))].merge(values[["ward22_code", column] + ([label_by] if label_by and label_by != column else [])], on="ward22_code", how="left")
+    g = g[g["borough_code"].isin(reference.area(area).borough_codes)].merge(values[["ward22_code", column] + ([label_by] if label_by and label_by != column else [])], on="ward22_code", how="left")
     boroughs = reference.borough_boundaries()
-    boroughs = boroughs[boroughs["borough_code"].isin(reference.borough_codes(area))]
+    boroughs = boroughs[boroughs["borough_code"].isin(reference.area(area).borough_codes)]
     fig, ax = plt.subplots(figsize=(10, 7) if center is not None else (8, 7))
     if center is not None:
         cls = ratio_classes(g[column], center)

@@ -214,7 +214,7 @@ class Publisher:
         if self.mode == "preview":
             from spstudy.publish.charts import render
 
-            t = Tables(self._preview, self.area, reference.area_name(self.area), self.params.to_dict())
+            t = Tables(self._preview, self.area, reference.area(self.area).name, self.params.to_dict())
             fig, alt_text, _ = render(entry, t)
             return fig
 
@@ -226,7 +226,7 @@ class Publisher:
         if self.mode == "preview":
             from IPython.display import Markdown, display
 
-            t = Tables(self._preview, self.area, reference.area_name(self.area), self.params.to_dict())
+            t = Tables(self._preview, self.area, reference.area(self.area).name, self.params.to_dict())
             try:
                 text = fn(t, **kwargs)
             except PublishError as e:  # it reads a table published further down: the build writes it then
@@ -325,15 +325,24 @@ class Context:
     extract_dir: Path | None = None
     parameters_dir: Path | None = None
 
+    validated_dir: Path | None = None
+
+    @property
+    def scope(self) -> reference.Area:
+        """The area, resolved once: key, name, ONS code and the LAD22 codes of its boroughs."""
+        return reference.area(self.area)
+
     @property
     def area_name(self) -> str:
-        return reference.area_name(self.area)
+        return self.scope.name
 
-    @property
-    def borough_codes(self) -> list[str]:
-        return reference.borough_codes(self.area)
+    @functools.cached_property
+    def local(self):
+        """The area's rows of the validated extracts, cut once (:class:`spstudy.inputs.extracts.AreaExtracts`;
+        ``local.region`` is the whole extract)."""
+        from spstudy.inputs.extracts import AreaExtracts
 
-    validated_dir: Path | None = None
+        return AreaExtracts(self.extracts, self.scope)
 
     @functools.cached_property
     def extracts(self):

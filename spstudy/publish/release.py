@@ -120,7 +120,7 @@ def read_published(pack_dir: Path) -> "Tables":
             else:
                 df[col] = df[col].astype(object).where(df[col] != "", None)
         out[t["name"].split("/", 1)[1]] = _View(df)
-    return Tables(out, meta["area"], reference.area_name(meta["area"]), {})
+    return Tables(out, meta["area"], reference.area(meta["area"]).name, {})
 
 
 class _View:
@@ -154,7 +154,7 @@ def _notebook_intro(nb: str, notebooks_dir: Path) -> tuple[str, str]:
 
 def render_pack(pack: Pack, stage: Path, info: dict):
     """Figures and findings of one pack, from its controlled tables."""
-    tables = Tables(pack.controlled, pack.area, reference.area_name(pack.area), pack.params.to_dict(), info)
+    tables = Tables(pack.controlled, pack.area, reference.area(pack.area).name, pack.params.to_dict(), info)
     (stage / "figures").mkdir(parents=True, exist_ok=True)
     import matplotlib
 

@@ -197,7 +197,7 @@ def output_checks(pack, rules: D.Rules) -> pd.DataFrame:
 def write_pack(pack, st: Path, info: dict, rules: D.Rules, prot, rep, commit: str, notebooks_dir: Path):
     """HTML and Excel of one pack (the tables, figures and disclosure metadata are already in ``st``)."""
     area = pack.area
-    name = reference.area_name(area)
+    name = reference.area(area).name
     title = f"Social prescribing evaluation pack: {name}"
     synthetic = bool(info.get("synthetic"))
     by_nb: dict[str, list] = {}

@@ -131,7 +131,7 @@ class Frame:
 
 def _build_frame(P: SynthParams, study, scale: float) -> Frame:
     B = {code: i for i, code in enumerate(BOROUGH_CODES)}
-    wards = reference.census_population("ncl").sort_values("ward22_code").reset_index(drop=True)
+    wards = reference.census_population().sort_values("ward22_code").reset_index(drop=True)
     ward_codes = wards["ward22_code"].to_numpy(dtype=object)
     ward_borough = wards["borough_code"].map(B).to_numpy(dtype=np.int64)
     ward_n = np.rint(wards["residents"].to_numpy(dtype=np.float64) * scale).astype(np.int64)
