@@ -71,7 +71,7 @@ lock:
 	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^spstudy' > requirements.lock
 	rm -rf .venv-lock
 	$(PYTHON) .ci/pin_environment.py
-	@echo "requirements.lock and environment.yml updated (tests/test_environment.py checks they agree)"
+	@echo "requirements.lock and environment.yml updated (tests/unit/test_environment.py checks they agree)"
 
 clean:
 	rm -rf outputs/*/ .pytest_cache

@@ -5,7 +5,7 @@ in ``spstudy.analyses.worlds.WORLDS`` and ``--seeds`` seeds, and prints, per wor
 the mean truth, the mean matched DiD and trend-adjusted estimates, the share of 95% intervals
 covering the truth and excluding 1 (false positives in the null world), the headline's coverage
 and false-positive rate, and how often each verdict was given. Printed, never asserted (the
-asserted checks are in tests/test_worlds.py at a size that fits the test suite).
+asserted checks are in tests/simulation/test_worlds.py at a size that fits the test suite).
 
     PYTHONPATH=$PWD nice -n 10 python benchmarks/evaluation_coverage.py --seeds 50 [--worlds null trend_selection] [--cohorts itt per_protocol]
 """

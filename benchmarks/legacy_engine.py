@@ -47,7 +47,7 @@ Engines
 DuckDB and Spark run the SAME SQL text (built by :func:`window_counts_sql`). The only
 dialect-specific piece is :func:`day_number_sql`, the conversion of a date to a day number
 (days since 1970-01-01); every other date comparison is integer arithmetic on day numbers.
-The equivalence tests in ``tests/test_engine.py`` run identical queries on all three engines
+The equivalence tests in ``tests/unit/test_engine.py`` run identical queries on all three engines
 and require exactly equal results.
 
 Conventions (units and denominators)

@@ -4,7 +4,7 @@ docstring and ``__all__``), kept as the reference
 that the faster implementation must reproduce exactly.
 
 Used by benchmarks/run.py (the "matching" rows compare pairs, weights and subclasses of the two
-on the large synthetic problem) and by tests/test_matching.py (exact equality on several seeds
+on the large synthetic problem) and by tests/*/test_matching.py (exact equality on several seeds
 and settings: with/without replacement, k = 1 and k > 1, caliper, exact strata). Do not edit the
 algorithm below; it is frozen on purpose. Not part of the spstudy package.
 """

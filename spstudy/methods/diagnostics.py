@@ -12,7 +12,7 @@ that survives one way it fails, and the written rules that turn the checks into 
   vcov={"CRV1": "set"})``; with one fixed effect per set and month the model is the conditional
   (binomial) Poisson model, which is solved here exactly in closed-form Newton steps (every month
   has its own parameter), 40 times faster than pyfixest on the NCL data with the same answer
-  (``tests/test_diagnostics.py`` checks it against pyfixest to 1e-6).
+  (``tests/*/test_diagnostics.py`` checks it against pyfixest to 1e-6).
 * :func:`event_study_table`: per-month rate ratios relative to a stated reference period (the DiD
   baseline window), with intervals.
 * :func:`pretrend_test`, :func:`rise_onset`, :func:`post_transient`: the pre-trend test (a joint

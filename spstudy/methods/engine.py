@@ -42,7 +42,7 @@ Engines
 DuckDB and Spark run the SAME SQL text (built by :func:`event_offsets_sql`). The only
 dialect-specific piece is :func:`day_number_sql`, the conversion of a date to a day number
 (days since 1970-01-01); every other date comparison is integer arithmetic on day numbers.
-The equivalence tests in ``tests/test_engine.py`` run identical queries on all three engines
+The equivalence tests in ``tests/unit/test_engine.py`` run identical queries on all three engines
 and require exactly equal results.
 
 How the counting is done (DuckDB and Spark): the SQL only joins activity to the index rows (on

@@ -1,0 +1,18 @@
+"""Shared inputs, helpers and fixtures of the figures tests (tests/*/test_figures.py)."""
+
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+
+
+def _practices(seed=5, n=40, rate=0.0145):
+    rng = np.random.default_rng(seed)
+    py = rng.integers(2_000, 25_000, n).astype(float)
+    x = rng.poisson(py * rate)
+    return pd.DataFrame({"name": [f"P{i}" for i in range(n)], "person_years": py, "referrals": x, "rate": 1000 * x / py})
+
+

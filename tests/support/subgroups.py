@@ -1,0 +1,12 @@
+"""Shared inputs, helpers and fixtures of the subgroups tests (tests/*/test_subgroups.py)."""
+
+from __future__ import annotations
+
+from spstudy.methods.power import simulate_matched_counts
+
+
+def _world(n_sets, seed, groups=None, effect=1.0, **kw):
+    d, pairs = simulate_matched_counts(n_sets, seed=seed, groups=groups, effect_rate_ratio=effect, **kw)
+    return d, pairs
+
+

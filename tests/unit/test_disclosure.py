@@ -1,0 +1,124 @@
+"""Disclosure control: the rule, the cells and their relations, the linear-programming attacker, and
+the release-level protection (spstudy.disclosure, spstudy.cells, spstudy.audit).
+
+Unit tests of this subject; the others are in tests/*/test_disclosure.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spstudy.publish import audit as A
+from spstudy.publish import cells as C
+from spstudy.publish import disclosure as D
+from tests.support import ROOT
+from tests.support.disclosure import CAMDEN, NCL, R, _pcn_with_practices, _problem, _referrals_by_practice
+
+pytestmark = pytest.mark.unit
+
+
+def test_primary_suppression_and_rounding():
+    assert [R.primary(v) for v in (0, 1, 7, 8)] == [False, True, True, False]
+    # half up to the nearest 5 (HES/ECDS analysis guide): 8 -> 10, 12 -> 10, 12.5 -> 15, 13 -> 15
+    assert [R.round(v) for v in (0, 8, 12, 12.5, 13, 102)] == [0, 10, 10, 15, 15, 100]
+    assert R.published_bounds(0) == (0.0, 0.0)
+    assert R.published_bounds(10) == (8, 12.5)          # a published 10 is 8..12: 1..7 would be [c]
+    assert R.published_bounds(100) == (97.5, 102.5)
+
+
+def test_weaker_rules_are_refused_without_a_reason(tmp_path):
+    import shutil
+
+    from spstudy.inputs.params import ParameterError, load_parameters
+
+    root = ROOT / "parameters"
+    shutil.copytree(root, tmp_path / "p")
+    f = tmp_path / "p" / "camden.yaml"
+    f.write_text("area: camden\ndisclosure:\n  threshold: 1\n  rounding_base: 1\n")
+    with pytest.raises(ParameterError, match="weaker_control_reason"):
+        load_parameters("camden", tmp_path / "p")
+    f.write_text("area: camden\ndisclosure:\n  threshold: yes\n")      # YAML 'yes' is a boolean, never 1
+    with pytest.raises(ParameterError, match="valid integer"):
+        load_parameters("camden", tmp_path / "p")
+    f.write_text("area: camden\ndisclosure:\n  threshold: 7\n  threshold: 2\n")   # a duplicated key is not 'the last one wins'
+    with pytest.raises(ParameterError, match="given twice"):
+        load_parameters("camden", tmp_path / "p")
+    f.write_text("area: camden\ndisclosure:\n  threshold: 3\n  weaker_control_reason: agreed by the IG lead, DPIA 42\n")
+    assert load_parameters("camden", tmp_path / "p").disclosure.threshold == 3
+
+
+def test_one_precision_per_kind_of_quantity():
+    assert D.format_value(1234.0, "count") == "1234"
+    assert D.format_value(12.345, "rate") == "12.3" and D.format_value(12.345, "percent") == "12.3"
+    assert D.format_value(0.91234, "ratio") == "0.91" and D.format_value(0.0004, "p") == "<0.001"
+    assert D.format_value(float("nan"), "rate") == "" and D.format_value(True, "text") == "yes"
+    assert D.format_value(-0.0001, "rate") == "0.0"
+
+
+def test_keys_are_canonical_and_relations_follow_the_hierarchies():
+    assert C.make_key("referrals_svc", {"geo": CAMDEN, "ethnicity": C.ALL}) == C.make_key("referrals_svc", {"geo": CAMDEN})
+    pcn, practices = _pcn_with_practices()
+    k = C.make_key("referrals_svc", {"geo": practices[0], "ethnicity": "Black"})
+    rels = {(p, ch) for p, ch, exact in C.relations([k]) if exact}
+    # the practice's PCN is the sum of all its practices (Black), and Black is the sum of its NHS categories
+    assert (C.make_key("referrals_svc", {"geo": pcn, "ethnicity": "Black"}),
+            tuple(sorted(C.make_key("referrals_svc", {"geo": pr, "ethnicity": "Black"}) for pr in practices))) in rels
+    kids = {ch for p, ch in rels if p == C.make_key("referrals_svc", {"geo": NCL})}
+    assert tuple(sorted(C.make_key("referrals_svc", {"geo": b}) for b in C.geo_children(NCL, "svc"))) in kids
+    # wards belong to residence measures only
+    with pytest.raises(C.CellError, match="residence"):
+        C.relations([C.make_key("referrals_svc", {"geo": "E05013660"})])
+
+
+def test_overlapping_reasons_and_subsets_are_inequalities():
+    ks = [C.make_key("referrals_svc", {"geo": CAMDEN, "reason": r}) for r in ("housing", "money")]
+    rels = C.relations(ks)
+    tot = C.make_key("referrals_svc", {"geo": CAMDEN})
+    mine = [r for r in rels if r[0] == tot and any("reason" in C.key_str(c) for c in r[1])]
+    assert len(mine) == 2 and all(len(ch) == 1 and not exact for _, ch, exact in mine)  # each reason <= all, no sum
+    sub = C.make_key("referrals_svc_adults", {"geo": CAMDEN})
+    sup = [r for r in C.relations([sub]) if r[0] == C.make_key("referrals_svc", {"geo": CAMDEN})]
+    assert sup and sub in sup[0][1] and sup[0][2]  # all referrals = adults + the rest
+
+
+def test_exposures_name_the_cell_and_where_it_is():
+    p = _problem({"T": (20, 20), "a": (5, 5), "b": (9, 9), "c": (1, A.INF)}, [("T", ("a", "b", "c"), True)])
+    p.sources = {"c": {"camden/t1"}}
+    ex = A.exposures(p, {"c"}, {"T": 20, "a": 5, "b": 9}, 4)
+    assert [e.key for e in ex if e.kind == "suppressed"] == ["c"]
+
+
+def test_every_numeric_column_must_be_declared():
+    spec = D.TableSpec("t", "T", {"g": D.Label("Group"), "n": D.Label("N")})
+    with pytest.raises(D.DisclosureError, match="holds numbers but is declared as a Label"):
+        D.check_table(spec, pd.DataFrame({"g": ["a"], "n": [3]}), "x")
+    spec = D.TableSpec("t", "T", {"g": D.Label("Group"), "n": D.Count("N")})
+    with pytest.raises(D.DisclosureError, match="negative"):
+        D.check_table(spec, pd.DataFrame({"g": ["a"], "n": [-1]}), "x")
+    with pytest.raises(D.DisclosureError, match="not in the table"):
+        D.check_table(D.TableSpec("t", "T", {"m": D.Count("M")}), pd.DataFrame({"n": [1]}), "x")
+
+
+def test_protection_is_deterministic():
+    pcn, practices = _pcn_with_practices(3)
+    vals = {pr: v for pr, v in zip(practices, [3, 9, 41, 12, 5, 33, 60, 2][: len(practices)])}
+    a = D.control_release([_referrals_by_practice(vals)], R)[0][0].shown
+    b = D.control_release([_referrals_by_practice(vals)], R)[0][0].shown
+    pd.testing.assert_frame_equal(a, b)
+    assert np.all(a.to_numpy() == b.to_numpy())
+
+
+def test_cells_that_contradict_their_relations_are_refused():
+    """Keys that misdescribe what was counted (a practice count larger than its PCN's) would make the
+    attack model wrong: the release refuses them instead of protecting against the wrong model."""
+    pcn, practices = _pcn_with_practices(2)
+    vals = {pr: 30 for pr in practices}
+    vals[pcn] = 30 * len(practices) - 10   # the PCN's count is smaller than its practices' sum
+    with pytest.raises(D.DisclosureError, match="do not hold in the data"):
+        D.control_release([_referrals_by_practice(vals)], D.Rules(7, 5))
+
+
+def test_model_age_bands_are_one_list():
+    assert list(C.MODEL_AGE_BAND.children[C.ALL]) == ["16-29", "30-44", "45-64", "65-79", "80+"]
+

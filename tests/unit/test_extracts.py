@@ -1,0 +1,187 @@
+"""Extract loaders: every breach of the data contract gets a clear error naming file, column and rows;
+allowed exclusions are counted in the ledger; nothing is dropped silently.
+
+Unit tests of this subject; the others are in tests/*/test_extracts.py."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from spstudy.inputs.extracts import ExtractError, load_extracts
+from tests.conftest import tiny_tables, write_tables
+from tests.support import ROOT
+from tests.support.extracts import SHIPPED, _error, _expect, _read, _write, copy, params, shipped_sample, strict  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.unit
+
+
+def test_valid_extract_loads_typed_csv_and_parquet(tiny, params):
+    tables, d = tiny
+    for fmt in ("csv", "parquet"):
+        ex = load_extracts(params, write_tables(tables, d / fmt, fmt))
+        assert len(ex.persons) == 4 and len(ex.referrals) == 3 and len(ex.activity) == 5
+        assert str(ex.referrals["referral_date"].dtype).startswith("datetime64")
+        assert ex.persons["interpreter_needed"].tolist()[:2] == [False, True]
+        assert pd.isna(ex.persons.loc[2, "ethnicity"])  # not recorded stays missing, not 'Z'
+        led = ex.ledger.to_frame()
+        read = led[led.step == "rows read"].set_index("table")["rows"].sort_index()
+        kept = led[led.step == "rows kept"].set_index("table")["rows"].sort_index()
+        assert read.equals(kept)
+
+
+def test_missing_and_misspelt_column(tiny, params):
+    t, d = tiny
+    t["persons"] = t["persons"].rename(columns={"ethnicity": "ethnicty"})
+    msg = _expect(t, d, params, r"persons.csv: column 'ethnicity': required column\(s\) missing")
+    assert "'ethnicty' looks like a misspelling of 'ethnicity'" in msg
+
+
+def test_wrong_type_names_rows_and_values(tiny, params):
+    t, d = tiny
+    t["referrals"]["contacts"] = t["referrals"]["contacts"].astype(object)
+    t["referrals"].loc[1, "contacts"] = "three"
+    msg = _expect(t, d, params, r"referrals.csv: column 'contacts': not a whole number in 1 row\(s\); first rows \(1 = first data row\): 2")
+    assert "'three'" in msg
+
+
+def test_unknown_code(tiny, params):
+    t, d = tiny
+    t["persons"].loc[0, "ethnicity"] = "Q"
+    _expect(t, d, params, r"persons.csv: column 'ethnicity': unknown code .*first data row\): 1; values: 'Q'")
+    t = tiny_tables()
+    t["referrals"].loc[2, "reasons"] = "housing;parking"
+    _expect(t, d, params, r"referrals.csv: column 'reasons': unknown code")
+
+
+def test_ward_or_practice_not_in_reference(tiny, params):
+    t, d = tiny
+    t["persons"].loc[3, "ward22_code"] = "E05999999"
+    _expect(t, d, params, r"persons.csv: column 'ward22_code': code not in the reference data .* 4")
+    t = tiny_tables()
+    t["referrals"].loc[0, "practice_code"] = "Z99999"
+    _expect(t, d, params, r"referrals.csv: column 'practice_code': code not in the reference data")
+
+
+def test_impossible_and_future_dates(tiny, params):
+    t, d = tiny
+    t["activity"].loc[0, "activity_date"] = "2023-02-30"
+    _expect(t, d, params, r"activity.csv: column 'activity_date': not a valid date .*'2023-02-30'")
+    t = tiny_tables()
+    t["referrals"].loc[0, "closure_date"] = "2030-01-01"
+    _expect(t, d, params, r"referrals.csv: column 'closure_date': date in the future", today=pd.Timestamp("2026-01-01").date())
+
+
+def test_closure_before_referral(tiny, params):
+    t, d = tiny
+    t["referrals"].loc[1, "closure_date"] = "2023-01-01"
+    _expect(t, d, params, r"referrals.csv: column 'closure_date': closure before referral in 1 row\(s\).*: 2")
+
+
+def test_duplicate_ids(tiny, params):
+    t, d = tiny
+    t["persons"].loc[3, "person_id"] = "P1"
+    _expect(t, d, params, r"persons.csv: column 'person_id': duplicate identifiers in 2 row\(s\).*: 1, 4")
+
+
+def test_referral_for_unknown_person(tiny, params):
+    t, d = tiny
+    t["referrals"].loc[2, "person_id"] = "P404"
+    _expect(t, d, params, r"referrals.csv: column 'person_id': referral for a person not in persons .*'P404'")
+
+
+def test_empty_file_and_header_only(tiny, params):
+    t, d = tiny
+    write_tables(t, d)
+    (d / "wellbeing.csv").write_text("")
+    with pytest.raises(ExtractError, match=r"wellbeing.csv: file is empty"):
+        load_extracts(params, d)
+    (d / "wellbeing.csv").write_text(",".join(t["wellbeing"].columns) + "\n")
+    with pytest.raises(ExtractError, match=r"wellbeing.csv: file has a header but no data rows"):
+        load_extracts(params, d)
+
+
+def test_file_that_is_not_what_it_claims(tiny, params):
+    t, d = tiny
+    write_tables(t, d)
+    (d / "activity.csv").unlink()
+    (d / "activity.parquet").write_text("person_id,activity_date,setting\nP1,2023-01-01,gp\n")
+    with pytest.raises(ExtractError, match=r"activity.parquet: not a Parquet file"):
+        load_extracts(params, d)
+    (d / "activity.parquet").unlink()
+    (d / "activity.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary")
+    with pytest.raises(ExtractError, match=r"activity.csv: (not UTF-8|not a well-formed CSV|column)"):
+        load_extracts(params, d)
+
+
+def test_missing_table_and_two_files_for_one_table(tiny, params):
+    t, d = tiny
+    write_tables(t, d)
+    (d / "activity.csv").unlink()
+    with pytest.raises(ExtractError, match=r"activity.\(parquet\|csv\): file not found"):
+        load_extracts(params, d)
+    write_tables(t, d)
+    t["workforce"].to_parquet(d / "workforce.parquet")
+    with pytest.raises(ExtractError, match="more than one file for table 'workforce'"):
+        load_extracts(params, d)
+
+
+def test_outside_study_period_fails_when_not_allowed(tiny, strict):
+    t, d = tiny
+    t["referrals"].loc[0, "referral_date"] = "2022-05-01"
+    t["referrals"].loc[0, "first_contact_date"] = "2022-05-10"
+    t["wellbeing"]["measurement_date"] = "2022-06-01"
+    _expect(t, d, strict, r"referrals.csv: column 'referral_date': referral date outside the study period .*rule 'referral_outside_study_period'")
+
+
+def test_exclusions_are_counted_in_the_ledger(tiny, params):
+    t, d = tiny
+    t["referrals"].loc[0, "referral_date"] = "2022-05-01"
+    t["referrals"].loc[0, "first_contact_date"] = "2022-05-10"
+    t["wellbeing"]["measurement_date"] = "2022-06-01"
+    t["activity"].loc[0, "activity_date"] = "2021-01-01"   # before data_start
+    t["activity"].loc[4, "activity_date"] = "2020-06-01"   # P4 registered 2021: outside period first
+    t["activity"].loc[3, "activity_date"] = "2019-06-01"   # P3 registered 2020
+    ex = load_extracts(params, write_tables(t, d))
+    led = ex.ledger.to_frame()
+    exc = led[led.step == "rows excluded"].set_index(["table", "rule"])["rows"]
+    assert exc[("referrals", "referral_outside_study_period")] == 1
+    assert exc[("wellbeing", "referral_outside_study_period")] == 8
+    assert exc[("activity", "activity_outside_data_period")] == 3
+    assert len(ex.referrals) == 2 and len(ex.activity) == 2 and len(ex.wellbeing) == 0
+    ex.ledger.check_balanced()
+
+
+def test_activity_outside_registration(tiny, params):
+    t, d = tiny
+    t["activity"].loc[2, "activity_date"] = "2025-02-01"  # P2 left 2024-12-31
+    ex = load_extracts(params, write_tables(t, d))
+    led = ex.ledger.to_frame()
+    assert led.loc[led.rule == "activity_outside_registration", "rows"].item() == 1
+
+
+def test_wellbeing_score_out_of_range_and_wrong_instrument(tiny, params):
+    t, d = tiny
+    t["wellbeing"].loc[0, "score"] = 11
+    _expect(t, d, params, r"wellbeing.csv: column 'score': out of range|score out of the item's range")
+    t = tiny_tables()
+    t["wellbeing"].loc[1, "instrument"] = "wemwbs"
+    _expect(t, d, params, r"wellbeing.csv: column 'item': item does not belong to the instrument")
+
+
+def test_seen_without_first_contact_and_registration_logic(tiny, params):
+    t, d = tiny
+    t["referrals"].loc[0, "first_contact_date"] = None
+    _expect(t, d, params, r"first_contact_date': missing for a referral whose outcome is 'seen'")
+    t = tiny_tables()
+    t["persons"].loc[1, "registration_end_reason"] = None
+    _expect(t, d, params, r"registration_end_reason': must be given exactly when registration_end is given")
+
+
+def test_data_dictionary_matches_contract():
+
+    from spstudy.inputs.contract import data_dictionary_markdown
+
+    doc = ROOT / "docs" / "data_dictionary.md"
+    assert doc.read_text() == data_dictionary_markdown(), "regenerate docs/data_dictionary.md from spstudy.inputs.contract"
+

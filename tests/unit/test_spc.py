@@ -1,0 +1,48 @@
+"""XmR charts and the Making Data Count special-cause rules (spstudy.spc).
+
+Unit tests of this subject; the others are in tests/*/test_spc.py."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from spstudy.methods.spc import xmr, xmr_figure
+from tests.support.spc import _series
+
+pytestmark = pytest.mark.unit
+
+
+def test_two_of_three_near_limit_same_side():
+    base = [10, 10.5] * 6
+    s = _series(base + [11.6, 10.6, 11.7] + base)   # two of three beyond 2 sigma (inside 3), all above the mean
+    assert s.index[s["special_cause"]].tolist() == [12, 14]
+    assert (s.loc[[12, 14], "rule"] == "two of three near limit").all() and (s.loc[[12, 14], "direction"] == "high").all()
+    o = _series(base + [11.6, 10.2, 11.7] + base)   # the middle point is below the mean: no signal
+    assert not o["special_cause"].any()
+
+
+def test_groups_are_separate_series_and_bad_input_is_refused():
+    d = pd.DataFrame({"borough": ["a"] * 12 + ["b"] * 12, "month": list(range(12)) * 2,
+                      "n": list(range(12)) + [5] * 12})
+    r = xmr(d, "n", "month", ["borough"])
+    assert r.groupby("borough")["mean"].first().to_dict() == {"a": 5.5, "b": 5.0}
+    assert r.groupby("borough")["n_points"].first().tolist() == [12, 12]
+    with pytest.raises(ValueError, match="has no column"):
+        xmr(d, "count", "month")
+    with pytest.raises(ValueError, match="more than one row per"):
+        xmr(d, "n", "month")
+    with pytest.raises(ValueError, match="shift_points must be a whole number >= 3"):
+        xmr(d, "n", "month", ["borough"], shift_points=2)
+
+
+def test_figure_is_drawn_from_the_tidy_table_only():
+    d = pd.DataFrame({"borough": ["Barnet"] * 12 + ["Camden"] * 12, "month": [f"2023-{m:02d}-01" for m in range(1, 13)] * 2,
+                      "n_referrals": list(range(100, 112)) + [50] * 11 + [90]})
+    t = xmr(d, "n_referrals", "month", ["borough"])
+    fig = xmr_figure(t, "n_referrals", "month", "Referrals per month", "Referrals", series="borough")
+    assert len([a for a in fig.axes if a.get_visible()]) == 2
+    assert fig.axes[1].get_title() == "Camden"
+    with pytest.raises(ValueError, match="pass the output of spstudy.spc.xmr"):
+        xmr_figure(d, "n_referrals", "month", "x", "y")
+

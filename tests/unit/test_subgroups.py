@@ -1,0 +1,90 @@
+"""Who benefits (spstudy.subgroups): known answers, equivalence with evaluation.did, simulated worlds.
+
+Unit tests of this subject; the others are in tests/*/test_subgroups.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spstudy.analyses import evaluation as E
+from spstudy.methods import subgroups as S
+from tests.support.subgroups import _world
+
+pytestmark = pytest.mark.unit
+
+
+def test_same_estimator_as_evaluation_did():
+    d, pairs = _world(400, seed=3, effect=0.85)
+    ours = S.fit_ratio_of_rate_ratios(S.did_long(d, pairs, "gp", 6))
+    theirs = E.did(d, pairs, "gp", 6, "itt", boot=2)
+    assert ours["ratio_of_rate_ratios"] == pytest.approx(theirs["ratio_of_rate_ratios"], rel=1e-10)
+    assert ours["ratio_of_rate_ratios_lower"] == pytest.approx(theirs["ratio_of_rate_ratios_lower"], rel=1e-4)  # evaluation.did: same z, from confidence
+    assert ours["p_value"] == pytest.approx(theirs["rrr_p_value"], rel=1e-6)
+    # per protocol: only sets whose referred person was seen
+    d.loc[d.index[:100], "seen"] = 0
+    pp = S.fit_ratio_of_rate_ratios(S.did_long(d, pairs, "gp", 6, "per_protocol"))
+    assert pp["n_matched_sets"] == 300
+    assert pp["ratio_of_rate_ratios"] == pytest.approx(E.did(d, pairs, "gp", 6, "per_protocol", boot=2)["ratio_of_rate_ratios"], rel=1e-10)
+
+
+def test_subgroup_estimates_equal_fits_on_each_subset_and_small_ones_say_so():
+    d, pairs = _world(300, seed=5, groups={"A": 0.8, "B": 1.0, "C": 1.0})
+    # make group C tiny: keep 5 of its sets
+    c_sets = pairs[pairs["treated_id"].map(d.set_index("index_id")["group"]) == "C"]
+    pairs = pd.concat([pairs[~pairs.index.isin(c_sets.index)], c_sets.head(5)]).reset_index(drop=True)
+    res = S.subgroup_effects(d, pairs, ["group"], settings=("gp",), windows_months=(6,), min_matched_sets=20)
+    est = res.estimates.set_index("subgroup")
+    assert est.loc["C", "status"].startswith("too small") and np.isnan(est.loc["C", "ratio_of_rate_ratios"])
+    assert est.loc["C", "n_matched_sets"] == 5
+    t = d.set_index("index_id")
+    for g in ("A", "B"):
+        sub = pairs[pairs["treated_id"].map(t["group"]) == g]
+        assert est.loc[g, "ratio_of_rate_ratios"] == pytest.approx(E.did(d, sub, "gp", 6, boot=2)["ratio_of_rate_ratios"], rel=1e-10)
+        assert est.loc[g, "n_comparators_same_subgroup"] == est.loc[g, "n_comparators"]  # the simulated comparator shares the group
+    it = res.interactions.iloc[0]
+    assert it["n_subgroups"] == 3 and it["n_subgroups_tested"] == 2 and it["subgroups_not_tested"] == "C" and it["df"] == 1
+    assert res.estimates["n_tests"].iloc[0] == 2 and it["n_tests"] == 1
+    tidy = res.tidy()
+    assert {"p_interaction", "p_interaction_holm", "ratio_of_rate_ratios_lower", "ratio_of_rate_ratios_upper"} <= set(tidy.columns)
+
+
+def test_two_group_interaction_equals_altman_bland_on_the_subgroup_fits():
+    # With subgroups made of disjoint matched sets the fully interacted model's covariance is block
+    # diagonal, so its Wald test is the z-test on the two subgroup fits (up to the small-sample factor).
+    d, pairs = _world(600, seed=11, groups={"A": 0.75, "B": 1.0})
+    res = S.subgroup_effects(d, pairs, ["group"], settings=("gp",), windows_months=(6,), min_matched_sets=20)
+    e = res.estimates.set_index("subgroup")
+    b = np.log(e["ratio_of_rate_ratios"].to_numpy())
+    se = (np.log(e["ratio_of_rate_ratios_upper"]) - np.log(e["ratio_of_rate_ratios_lower"])).to_numpy() / (2 * 1.959964)
+    z2 = (b[0] - b[1]) ** 2 / np.sum(se ** 2)
+    assert res.interactions["chi2"].iloc[0] == pytest.approx(z2, rel=0.02)
+
+
+def test_add_subgroup_columns_rules_and_errors():
+    d = pd.DataFrame({"index_id": [0, 1, 2], "treated": [1, 1, 0], "referral_id": ["R1", "R2", None], "practice_code": ["P1", "P2", "P1"]})
+    ref = pd.DataFrame({"referral_id": ["R1", "R2"], "reasons": ["housing;money", "isolation"]})
+    prac = pd.DataFrame({"practice_code": ["P1", "P2"], "borough_code": ["E09000007", "E09000019"]})
+    bor = pd.DataFrame({"borough_code": ["E09000007", "E09000019"], "borough_name": ["Camden", "Islington"]})
+    out = S.add_subgroup_columns(d, ref, prac, bor)
+    assert out["main_reason"].tolist()[:2] == ["housing", "isolation"] and pd.isna(out["main_reason"].iloc[2])
+    assert out["borough"].tolist() == ["Camden", "Islington", "Camden"]
+    alt = S.add_subgroup_columns(d, ref, prac, bor, reason_rule="single_or_multiple")
+    assert alt["main_reason"].tolist()[:2] == ["multiple", "isolation"]
+    with pytest.raises(ValueError, match="no reasons for 1 referred"):
+        S.add_subgroup_columns(d, ref.iloc[:1], prac, bor)
+    with pytest.raises(ValueError, match="no borough for practice_code"):
+        S.add_subgroup_columns(d, ref, prac.iloc[:1], bor)
+    with pytest.raises(ValueError, match="reason_rule"):
+        S.add_subgroup_columns(d, ref, prac, bor, reason_rule="last")
+
+
+def test_missing_factor_values_are_an_error_not_dropped():
+    d, pairs = _world(50, seed=2)
+    d.loc[0, "group"] = None
+    with pytest.raises(ValueError, match="d.group: missing for 1 matched referred"):
+        S.subgroup_effects(d, pairs, ["group"], settings=("gp",), windows_months=(6,))
+    with pytest.raises(ValueError, match="not in d"):
+        S.subgroup_effects(d, pairs, ["borough"], settings=("gp",), windows_months=(6,))
+

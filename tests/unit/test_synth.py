@@ -1,0 +1,87 @@
+"""Tests for spstudy.synth: determinism, the data contract, calibration to the census and the review,
+and the planted features (regression to the mean, inequity, the known effect).
+
+Known answers here are the REAL reference data the generator is calibrated to (Census 2021 TS008,
+TS021 and TS029, ONS mid-2020 ward ages, all in data/reference; see data/reference/SOURCES.md) and the
+NCL review 2024 figures (data/reference/ncl_sp_workforce_review_2024.csv; review p.31 Barnet 29% DNA,
+p.37 Camden 660 + 1,216 referrals, p.42 Enfield 834 and 328, p.46 Haringey 7,690 in nine months).
+Expected census margins are recomputed here from the reference files, independently of the generator.
+
+Unit tests of this subject; the others are in tests/*/test_synth.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spstudy import synth
+from spstudy.synth import draws
+from tests.support import ROOT
+from tests.support.synth import (  # noqa: F401 (fixtures)
+    DATA_END,
+    DATA_START,
+    REF_END,
+    REF_START,
+    SHIPPED,
+    SMALL,
+    STUDY,
+    TRUTH,
+    Z,
+    _band_prob,
+    _expected_by_borough,
+    _sums,
+    _weighted_persons,
+    _z,
+    shipped,
+    small,
+    truth,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def test_bad_arguments_raise_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="seed"):
+        synth.generate(tmp_path, seed=-1)
+    with pytest.raises(ValueError, match="scale"):
+        synth.generate(tmp_path, scale=0)
+    with pytest.raises(ValueError, match="pool_fraction"):
+        synth.generate(tmp_path, pool_fraction=1.5)
+    params = yaml.safe_load((ROOT / "parameters" / "synth.yaml").read_text())
+    params["referrals"]["dna_by_sourse"] = params["referrals"].pop("dna_by_source")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    with pytest.raises(ValueError, match="dna_by_sourse"):
+        synth.load_synth_params(bad)
+    params = yaml.safe_load((ROOT / "parameters" / "synth.yaml").read_text())
+    params["referrals"]["services"][0]["pcns"] = ["U99999"]
+    bad.write_text(yaml.safe_dump(params))
+    with pytest.raises(ValueError, match="U99999"):
+        synth.generate(tmp_path / "x", scale=0.01, params_path=bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dates(min_value=pd.Timestamp("2000-01-01").date(), max_value=pd.Timestamp("2030-12-31").date()),
+       st.integers(min_value=-24, max_value=24))
+def test_add_months_matches_pandas(d, k):
+    day = np.array([np.datetime64(d, "D").astype(np.int64)])
+    got = draws._add_months(day, k)[0]
+    want = (pd.Timestamp(d) + pd.DateOffset(months=k)).to_datetime64().astype("datetime64[D]").astype(np.int64)
+    assert got == want
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=10), min_size=2, max_size=6).filter(lambda x: sum(x) > 0.1))
+def test_categorical_draws_follow_probabilities(w):
+    p = np.array(w) / sum(w)
+    rng = np.random.default_rng(1)
+    n = 20000
+    idx = draws._cat(rng, np.tile(draws._cum(p)[None, :], (n, 1)))
+    freq = np.bincount(idx, minlength=len(p)) / n
+    assert np.all(np.abs(freq - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-12)
+    assert not np.any(idx[p[idx] == 0])
+
