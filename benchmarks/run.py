@@ -76,6 +76,8 @@ TARGET_PANDAS = 10.0      # pandas seconds / spstudy seconds at 10x
 TARGET_EXPONENT = 1.1     # seconds ~ rows^b from 10x to 100x: b <= 1.1 is "no worse than linear" (timing noise)
 TARGET_MATCH_S = 2.5      # matching 25,000 x 2,000,000
 TARGET_MATCHIT = 10.0     # MatchIt seconds / spstudy seconds
+TARGET_BOROUGH_PACK_S = 25.0  # spstudy packs --borough camden --jobs 1, shipped data
+TARGET_SIX_PACKS_S = 90.0     # spstudy packs --jobs 2 (all six packs and the release audit), shipped data
 
 
 def scale_spec(label: int) -> tuple[float, float]:
@@ -366,7 +368,36 @@ def w_ncl_eval(spec: dict) -> dict:
             "persons": len(ex.persons), "same": None, "check": ""}
 
 
-WORKERS = {"prepare": w_prepare, "count": w_count, "match": w_match, "import": w_import, "ncl_eval": w_ncl_eval}
+def w_packs(spec: dict) -> dict:
+    """``spstudy packs`` on the shipped synthetic extract, as a user runs it (``--borough camden --jobs 1``
+    or all six with ``--jobs 2``), into a temporary folder; ``same`` compares, for the six-pack
+    release, every file the golden record of the release test lists (tests/data/release_golden.sha256)."""
+    import hashlib
+
+    root = HERE.parent
+    out = Path(spec["work_dir"]) / f"packs-{os.getpid()}"
+    cmd = [str(Path(sys.executable).parent / "spstudy"), "packs", "--jobs", str(spec["jobs"]), "--out", str(out)]
+    for a in spec["areas"]:
+        cmd += ["--borough", a]
+    env = {**os.environ, "SPSTUDY_PROJECT": str(root), "PYTHONHASHSEED": "0"}
+    t0, c0 = time.perf_counter(), os.times()
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    secs, c1 = time.perf_counter() - t0, os.times()
+    if proc.returncode != 0:
+        raise RuntimeError(f"spstudy packs failed ({proc.returncode}): {proc.stderr[-500:]}")
+    golden = [ln.split("  ", 1) for ln in (root / "tests" / "data" / "release_golden.sha256").read_text().splitlines() if ln.strip()]
+    want = [(h, f) for h, f in golden if f.split("/", 1)[0] in spec["areas"]]
+    bad = [f for h, f in want if not (out / f).exists() or hashlib.sha256((out / f).read_bytes()).hexdigest() != h]
+    shutil.rmtree(out, ignore_errors=True)
+    check = f"{len(want) - len(bad)} of {len(want)} files of the recorded six-pack release byte-identical" + (f"; differ: {bad[:3]}" if bad else "")
+    whole = len(spec["areas"]) == 6
+    if not whole:  # disclosure control is release-wide: a one-pack release protects its cells on its own
+        check += " (a one-pack release is controlled on its own, so it need not equal the six-pack release; not judged)"
+    return {"seconds": secs, "cpu_seconds": (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system),
+            "peak_mb": None, "same": (not bad) if whole else None, "check": check}
+
+
+WORKERS = {"packs": w_packs, "prepare": w_prepare, "count": w_count, "match": w_match, "import": w_import, "ncl_eval": w_ncl_eval}
 
 
 def worker_main(name: str, spec_path: str) -> int:
@@ -618,6 +649,12 @@ def summarise(R: dict) -> None:
         if mi:
             T.append((f"Matching ({label}) at least {TARGET_MATCHIT:.0f}x MatchIt", f"MatchIt / spstudy = {mi['ratio']:.1f}x",
                       mi["ratio"] >= TARGET_MATCHIT))
+    for data, limit in (("Camden pack, --jobs 1", TARGET_BOROUGH_PACK_S), ("six packs, --jobs 2", TARGET_SIX_PACKS_S)):
+        r = by.get(("pack build", data, "spstudy"))
+        if r and r["median_s"]:
+            T.append((f"`spstudy packs` {data.replace('Camden pack', '--borough camden').replace('six packs', 'all six packs')} "
+                      f"under {limit:.0f} s, same bytes", f"{_fmt_s(r['median_s'])} s; {r['check']}",
+                      r["median_s"] < limit and r["same"] is not False))
     R["targets"] = [{"target": t, "measured": m, "met": {True: "yes", False: "**no**", None: "not measured (run 100x)"}[ok]}
                     for t, m, ok in T]
 
@@ -745,6 +782,7 @@ def parse_args(argv):
     ap.add_argument("--no-counting", action="store_true", help="skip window counting")
     ap.add_argument("--no-matching", action="store_true", help="skip the matching steps")
     ap.add_argument("--no-imports", action="store_true", help="skip the import-time step")
+    ap.add_argument("--no-packs", action="store_true", help="skip the pack builds (one borough pack, all six packs)")
     ap.add_argument("--no-before", action="store_true", help="skip the 'spstudy before' rows (pre-speed-work code)")
     ap.add_argument("--pandas-100x", action="store_true", help="also run the pandas baseline at 100x (about 12 GB)")
     ap.add_argument("--spark", action="store_true", help="also window counting on Spark local[2] (scales up to 10x, one run)")
@@ -835,6 +873,14 @@ def main(argv=None) -> int:
                 for mod in ("pandas", "spstudy.methods.engine", "spstudy.methods.matching"):
                     measure("import", "import time", f"import {mod}", "spstudy", {"module": mod},
                             label="(floor: pandas itself)" if mod == "pandas" else "spstudy")
+
+        # ---- pack builds (the user's main job) -------------------------------------------------
+        if not args.no_packs:
+            log("pack builds on the shipped data ...")
+            for _ in range(1 if args.quick else min(repeats, 2)):
+                measure("packs", "pack build", "Camden pack, --jobs 1", "spstudy", {"areas": ["camden"], "jobs": 1, "work_dir": str(work_root)})
+                measure("packs", "pack build", "six packs, --jobs 2", "spstudy",
+                        {"areas": ["ncl", "barnet", "camden", "enfield", "haringey", "islington"], "jobs": 2, "work_dir": str(work_root)})
 
         # ---- matching ---------------------------------------------------------------------
         if not args.no_matching:

@@ -276,7 +276,7 @@ if ctx.scope.several_boroughs:  # the boroughs' claims side by side, in the pack
 # ## Against NHS England's Universal Personalised Care expectations
 
 # %%
-upc = evaluation.upc_comparison(res["data"], res["matched"], p.evaluation.upc_expectations)
+upc = evaluation.upc_comparison(res["data"], res["matched"], p.evaluation.upc_expectations.model_dump())
 pub.table("upc_comparison", upc, "Observed against the Universal Personalised Care expectations",
           columns={"measure": Label("Measure"), "expected": Public("Expected", "percent"), "observed": Estimate("Observed", (), "percent"),
                    "lower": Estimate("Lower 95% limit", (), "percent"), "upper": Estimate("Upper 95% limit", (), "percent")},
@@ -290,7 +290,7 @@ pub.table("upc_comparison", upc, "Observed against the Universal Personalised Ca
 
 # %%
 seen_ids = d.loc[(d["treated"] == 1) & (d["seen"] == 1), "referral_id"]
-wb_change, wb_att = evaluation.wellbeing_change(ctx.local.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds)
+wb_change, wb_att = evaluation.wellbeing_change(ctx.local.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds.model_dump(), p.evaluation.confidence)
 if ctx.build_dir:
     wb_change.to_parquet(ctx.shared("evaluation") / "wellbeing_change.parquet")
 if len(wb_change):

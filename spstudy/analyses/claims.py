@@ -32,9 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from spstudy.methods.stats import wilson_ci
+from spstudy.methods.stats import wilson_ci, z_value
 from spstudy.methods.subgroups import did_long, fit_ratio_of_rate_ratios
 
 __all__ = ["CLAIMS", "ClaimEstimates", "review_facts", "claim_specs", "claim_estimates", "claims_table"]
@@ -123,10 +122,6 @@ class ClaimEstimates:
         return pd.concat([n, m], ignore_index=True)
 
 
-def _z(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
-    return float(stats.norm.ppf(1 - (1 - confidence) / 2))
 
 
 def _wilson(x: int, n: int, confidence: float) -> tuple[float, float]:
@@ -149,9 +144,9 @@ def claim_estimates(d: pd.DataFrame, pairs: pd.DataFrame, specs: pd.DataFrame, h
     with fewer events in ``post_<m>m`` than in ``pre_<m>m`` (the Enfield statistic), referred and
     matched comparators, over the same windows around their (pseudo-)index dates.
     """
-    z = _z(confidence)
+    z = z_value(confidence)
     if "borough" not in d.columns:
-        raise ValueError("d: needs a 'borough' column (spstudy.subgroups.add_subgroup_columns)")
+        raise ValueError("d: needs a 'borough' column (spstudy.methods.subgroups.add_subgroup_columns)")
     t = d.set_index("index_id")
     naive, matched, shares = [], [], []
     for _, c in specs.iterrows():

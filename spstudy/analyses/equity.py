@@ -66,6 +66,7 @@ from spstudy.inputs.contract import (
 )
 from spstudy.methods import stats
 from spstudy.methods.coding import (
+    BROAD_AGE_BANDS,
     ETHNIC_GROUPS,
     INTERPRETER_GROUPS,
     LANGUAGE_GROUPS,
@@ -388,12 +389,6 @@ def census_proficiency_totals(area: reference.Area) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-#: Broad age bands used to estimate a group's age structure from the (sampled) registered population;
-#: each is split into ESP2013 five-year bands by the whole area's age distribution within it.
-BROAD_AGE_BANDS: dict[str, list[str]] = {
-    "0-14": ["0-4", "5-9", "10-14"], "15-29": ["15-19", "20-24", "25-29"], "30-44": ["30-34", "35-39", "40-44"],
-    "45-64": ["45-49", "50-54", "55-59", "60-64"], "65-74": ["65-69", "70-74"], "75+": ["75-79", "80-84", "85-89", "90+"],
-}
 #: A group's age structure is taken as estimable from at least this many registered people in the
 #: extract (unweighted); below it the group's DSR is not shown.
 MIN_AGE_SAMPLE = 100
@@ -465,7 +460,7 @@ def dsr_rate_ratio(d1: float, v1: float, o1: float, d2: float, v2: float, o2: fl
         return (float("nan"),) * 3
     rr = d1 / d2
     se = np.sqrt(v1 / d1**2 + v2 / d2**2)
-    z = stats._z(c)
+    z = stats.z_value(c)
     return float(rr), float(rr * np.exp(-z * se)), float(rr * np.exp(z * se))
 
 
@@ -678,7 +673,7 @@ def _design(df: pd.DataFrame, factors: Mapping[str, object], numeric: Sequence[s
 def _coef_table(res, terms: list[dict], confidence: float, ratio_name: str, not_estimable: set[str] = frozenset()) -> pd.DataFrame:
     """Coefficients with Wald intervals; terms in ``not_estimable`` (a level with no events, or only
     events: the estimate runs off to infinity) are blanked and flagged in ``note``."""
-    z = stats._z(confidence)
+    z = stats.z_value(confidence)
     t = pd.DataFrame(terms)
     t["estimate"] = np.asarray(res.params)
     t["se"] = np.asarray(res.bse)
@@ -840,7 +835,7 @@ def rubin_pool(estimates, variances, confidence: float = 0.95) -> pd.DataFrame:
         r = (1 + 1 / m) * b / ubar
         df = np.where(b > 0, (m - 1) * (1 + 1 / r) ** 2, np.inf)
         fmi = (1 + 1 / m) * b / t
-    tq = np.where(np.isfinite(df), _st.t.ppf(1 - (1 - c) / 2, np.where(np.isfinite(df), df, 1)), stats._z(c))
+    tq = np.where(np.isfinite(df), _st.t.ppf(1 - (1 - c) / 2, np.where(np.isfinite(df), df, 1)), stats.z_value(c))
     se = np.sqrt(t)
     return pd.DataFrame({"parameter": names or list(range(q.shape[1])), "m": m, "qbar": qbar, "ubar": ubar, "b": b, "t": t,
                          "se": se, "df": df, "fmi": fmi, "lower": qbar - tq * se, "upper": qbar + tq * se})

@@ -47,6 +47,7 @@ import datetime as dt
 import functools
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -58,7 +59,8 @@ from scipy import stats
 from spstudy.inputs import reference
 from spstudy.methods import diagnostics as dg
 from spstudy.methods import engine as eng
-from spstudy.methods.coding import code_ethnicity, imd_quintile
+from spstudy.methods.coding import EVALUATION_AGE_BANDS, code_ethnicity, imd_quintile
+from spstudy.methods.stats import z_value
 
 DAYS_PER_MONTH = 30.4375
 MEASURE_LABELS = {"ons4_life_satisfaction": "ONS4 life satisfaction (0-10)", "ons4_worthwhile": "ONS4 worthwhile (0-10)",
@@ -66,7 +68,6 @@ MEASURE_LABELS = {"ons4_life_satisfaction": "ONS4 life satisfaction (0-10)", "on
                   "wemwbs_total": "WEMWBS (14-70)", "swemwbs_metric": "SWEMWBS metric score (7-35)"}
 OUTCOME_SETTINGS = ("gp", "ae")
 COHORTS = ("itt", "per_protocol")
-AGE_BANDS = ([-1, 17, 29, 44, 64, 74, 200], ["0-17", "18-29", "30-44", "45-64", "65-74", "75+"])
 # Harrell (2015) Regression Modeling Strategies, 2nd ed., s.2.4.6, Table 2.3: knot percentiles by number of knots
 RCS_KNOT_PERCENTILES = {3: (10, 50, 90), 4: (5, 35, 65, 95), 5: (5, 27.5, 50, 72.5, 95),
                         6: (5, 23, 41, 59, 77, 95), 7: (2.5, 18.33, 34.17, 50, 65.83, 81.67, 97.5)}
@@ -77,10 +78,6 @@ def month_days(m0: int, m1: int) -> tuple[int, int]:
     return int(round(DAYS_PER_MONTH * m0)), int(round(DAYS_PER_MONTH * (m1 + 1))) - 1
 
 
-def _z(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1; got {confidence!r}")
-    return float(stats.norm.ppf(0.5 + confidence / 2))
 
 
 # ============================================================================ design
@@ -399,7 +396,7 @@ def add_features(index: pd.DataFrame, counts: pd.DataFrame, design: Design | Non
     B = rcs_basis(d["age"].to_numpy(), kn)
     for j in range(B.shape[1]):
         d[f"age_rcs{j + 1}"] = B[:, j]
-    d["age_band"] = pd.cut(d["age"], AGE_BANDS[0], labels=AGE_BANDS[1]).astype(str)
+    d["age_band"] = pd.cut(d["age"], EVALUATION_AGE_BANDS[0], labels=EVALUATION_AGE_BANDS[1]).astype(str)
     d["imd_q"] = d["imd_quintile"].astype(int).astype(str)
     return d
 
@@ -555,7 +552,7 @@ def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int | str, c
     """
     import statsmodels.api as sm
 
-    z = _z(confidence)
+    z = z_value(confidence)
     L = _pairs_long(d, pairs, setting, months, cohort, baseline)
     out = {"setting": setting, "window_months": months, "cohort": cohort, "baseline": baseline, "n_treated": int(L.loc[L.treated == 1, "subclass"].nunique())}
     agg = L.assign(we=L.events * L.weight, wd=L.days * L.weight).groupby(["treated", "post"])[["we", "wd"]].sum()
@@ -598,7 +595,7 @@ def naive_before_after(d: pd.DataFrame, setting: str, months: int, cohort: str =
 
     Rate ratio post/pre with a log-normal interval on the summed counts (Poisson; ignores
     over-dispersion and, above all, regression to the mean)."""
-    z = _z(confidence)
+    z = z_value(confidence)
     t = d[(d["treated"] == 1) & ((d["seen"] == 1) if cohort == "per_protocol" else True)]
     e0, e1 = t[f"{setting}_pre_{months}m_events"].sum(), t[f"{setting}_post_{months}m_events"].sum()
     d0, d1 = t[f"pre_{months}m_days"].sum(), t[f"post_{months}m_days"].sum()
@@ -790,7 +787,7 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
     among them is analysed as such); ``recount_post(data, pairs)``: optional, returns the data with
     the post windows recounted (post window from case closure).
     """
-    z = _z(design.confidence)
+    z = z_value(design.confidence)
     need = ["index_id", "treated", "seen", "age", "sex", "imd_quintile", "ethnic_group"] + [c for c in design.exact if c not in ("sex",)]
     missing = [c for c in need if c not in index.columns]
     if missing:
@@ -962,7 +959,7 @@ def placebo_design(features: pd.DataFrame, design: Design, outcomes, settings, c
     referral. Nothing can have an effect there; a ratio above 1 is a rise in use before referral.
     Rows need full registration in the shifted matching window. One row per setting and cohort:
     n_treated (people), rate_ratio with interval, log_rate_ratio_se, p_value."""
-    z = _z(design.confidence)
+    z = z_value(design.confidence)
     q = _match_quarters(design, "pl_match")
     full = np.ones(len(features), dtype=bool)
     for name, a, b in design_windows_months(design):
@@ -1041,10 +1038,12 @@ def event_study(activity, d: pd.DataFrame, pairs: pd.DataFrame, engine: str = "d
     g = ms.groupby(["group", "month", "setting"], as_index=False)[["we", "wd", "events"]].sum()
     g["rate_per_1000py"] = 1000 * 365.25 * g["we"] / g["wd"]
     return g.rename(columns={"events": "events_unweighted"})[["group", "month", "setting", "events_unweighted", "rate_per_1000py"]]
-def wellbeing_change(wellbeing: pd.DataFrame, referral_ids, thresholds) -> tuple[pd.DataFrame, pd.DataFrame]:
+def wellbeing_change(wellbeing: pd.DataFrame, referral_ids, thresholds: Mapping[str, float],
+                     confidence: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Paired change and attrition for every measure present (ONS4 items, WEMWBS, SWEMWBS metric).
 
-    Uses :mod:`spstudy.methods.wellbeing`; thresholds from parameters evaluation.wellbeing_thresholds."""
+    Uses :mod:`spstudy.methods.wellbeing`. ``thresholds``: the meaningful change of each instrument,
+    keys ``wemwbs``, ``swemwbs``, ``ons4`` (parameters ``evaluation.wellbeing_thresholds``, as plain values)."""
     from spstudy.methods import wellbeing as wb
 
     w = wellbeing[wellbeing["referral_id"].isin(set(referral_ids))]
@@ -1055,9 +1054,9 @@ def wellbeing_change(wellbeing: pd.DataFrame, referral_ids, thresholds) -> tuple
     for measure in sorted(sc["measure"].unique()):
         if measure == "swemwbs_raw":
             continue
-        th = thresholds.wemwbs if measure == "wemwbs_total" else thresholds.swemwbs if measure == "swemwbs_metric" else thresholds.ons4
+        th = thresholds["wemwbs"] if measure == "wemwbs_total" else thresholds["swemwbs"] if measure == "swemwbs_metric" else thresholds["ons4"]
         try:
-            pc = wb.paired_change(sc, measure, threshold=th)
+            pc = wb.paired_change(sc, measure, threshold=th, confidence=confidence)
         except ValueError:
             continue
         rows.append(pc.assign(measure=measure))
@@ -1068,17 +1067,18 @@ def wellbeing_change(wellbeing: pd.DataFrame, referral_ids, thresholds) -> tuple
     return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), (pd.concat(att, ignore_index=True) if att else pd.DataFrame())
 
 
-def upc_comparison(d: pd.DataFrame, matched: pd.DataFrame, upc) -> pd.DataFrame:
+def upc_comparison(d: pd.DataFrame, matched: pd.DataFrame, upc: Mapping[str, float]) -> pd.DataFrame:
     """Uptake and 12-month effects against NHS England Universal Personalised Care expectations
-    (80% take up their social prescription; 14% fewer GP appointments; 12% fewer A&E attendances)."""
+    (80% take up their social prescription; 14% fewer GP appointments; 12% fewer A&E attendances).
+    ``upc``: keys ``uptake``, ``gp_reduction``, ``ae_reduction`` (parameters ``evaluation.upc_expectations``)."""
     t = d[d["treated"] == 1]
     m = matched[(matched["cohort"] == "itt")].set_index(["setting", "window_months"])
     w = max(matched["window_months"])
     rows = [
-        {"measure": "Take up (share of referred people seen)", "expected": 100 * upc.uptake, "observed": 100 * t["seen"].mean(), "lower": np.nan, "upper": np.nan},
-        {"measure": f"Change in GP appointments, matched, {w} months (%)", "expected": -100 * upc.gp_reduction,
+        {"measure": "Take up (share of referred people seen)", "expected": 100 * upc["uptake"], "observed": 100 * t["seen"].mean(), "lower": np.nan, "upper": np.nan},
+        {"measure": f"Change in GP appointments, matched, {w} months (%)", "expected": -100 * upc["gp_reduction"],
          "observed": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios"] - 1), "lower": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_lower"] - 1), "upper": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_upper"] - 1)},
-        {"measure": f"Change in A&E attendances, matched, {w} months (%)", "expected": -100 * upc.ae_reduction,
+        {"measure": f"Change in A&E attendances, matched, {w} months (%)", "expected": -100 * upc["ae_reduction"],
          "observed": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios"] - 1), "lower": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios_lower"] - 1), "upper": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios_upper"] - 1)},
     ]
     return pd.DataFrame(rows)

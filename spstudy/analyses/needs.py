@@ -538,7 +538,7 @@ def workforce_coverage(target_per_10000: float = 1.0) -> pd.DataFrame:
     return out
 
 
-NCL_CODE = "E54000028"  # NCL Integrated Care System (ICB area) in the review's workforce table
+NCL_CODE = reference.NCL_CODE  # the review's workforce table gives NCL's rows under the ICB area code
 
 
 def workforce_totals() -> pd.DataFrame:

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
 from spstudy.methods import sroi
+from spstudy.methods.stats import z_value
 
 #: Headline measure of each wellbeing instrument: the one that is valued (or reported as unvalued).
 HEADLINE_MEASURES = {
@@ -58,8 +58,8 @@ EXTRA_COLUMNS = ("people", "effect_per_person", "valued", "valuation_note", "cre
 
 
 def assumptions_from_parameters(params) -> dict:
-    """Adapter for notebooks: the ``sroi`` parameters as a dict of plain values (the only place that
-    reads a Parameters object). The Monte Carlo seed is ``params.sroi.seed``, passed separately."""
+    """Adapter for notebooks: the ``sroi`` parameters as a dict of plain values (the analysis itself
+    never reads a Parameters object). The Monte Carlo seed is ``params.sroi.seed``, passed separately."""
     a = params.sroi.model_dump(mode="python")
     a["gdp_deflator"] = {int(k): float(v) for k, v in a["gdp_deflator"].items()}
     return a
@@ -76,10 +76,6 @@ def _uprate(value, from_year, a: Mapping):
     return sroi.uprate(value, from_year, a["price_year"], {int(k): float(v) for k, v in a["gdp_deflator"].items()})
 
 
-def _z(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence!r}")
-    return float(st.norm.ppf(1 - (1 - confidence) / 2))
 
 
 def investment(link_worker_fte: float, *, annual_cost: float, annual_cost_band5: float, management_overhead) -> dict:
@@ -246,7 +242,7 @@ class SroiResult:
 def _range_of(spec, confidence: float = 0.95) -> tuple[float, float]:
     """A central ``confidence`` range for a distribution spec (for one-way sensitivity)."""
     k = spec.get("dist")
-    z = _z(confidence)
+    z = z_value(confidence)
     if k in ("uniform", "triangular"):
         return spec["low"], spec["high"]
     if k == "normal":

@@ -716,7 +716,7 @@ def _check_sample_design(info: dict, p: pd.DataFrame, raw_referrals: pd.DataFram
 # ----------------------------------------------------------------------------------------- loading
 
 def load_extracts(params, directory: Path | str | None = None, today: dt.date | None = None) -> Extracts:
-    """Read, validate and type the extract tables for ``params`` (a :class:`~spstudy.params.Parameters`).
+    """Read, validate and type the extract tables for ``params`` (a :class:`~spstudy.inputs.params.Parameters`).
 
     Returns :class:`Extracts` with typed DataFrames, the data-quality ledger and the sampling
     fraction from ``extract_info.json``. Raises :class:`ExtractError` listing every breach found

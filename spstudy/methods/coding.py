@@ -58,6 +58,17 @@ LANGUAGE_GROUPS: list[str] = list(LANGUAGES) + [NOT_RECORDED]
 MODEL_AGE_BANDS: list[tuple[str, int, int]] = [("16-29", 16, 29), ("30-44", 30, 44), ("45-64", 45, 64),
                                                ("65-79", 65, 79), ("80+", 80, 200)]
 
+#: Age bands of the evaluation's cohort tables and subgroups (age at the index date), as (right-closed
+#: edges, labels) for ``pandas.cut``: 0-17, 18-29, 30-44, 45-64, 65-74, 75+.
+EVALUATION_AGE_BANDS: tuple[list[int], list[str]] = ([-1, 17, 29, 44, 64, 74, 200], ["0-17", "18-29", "30-44", "45-64", "65-74", "75+"])
+
+#: Broad age bands used to estimate a group's age structure from the (sampled) registered population
+#: (equity); each is split into ESP2013 five-year bands by the whole area's age distribution within it.
+BROAD_AGE_BANDS: dict[str, list[str]] = {
+    "0-14": ["0-4", "5-9", "10-14"], "15-29": ["15-19", "20-24", "25-29"], "30-44": ["30-34", "35-39", "40-44"],
+    "45-64": ["45-49", "50-54", "55-59", "60-64"], "65-74": ["65-69", "70-74"], "75+": ["75-79", "80-84", "85-89", "90+"],
+}
+
 # ------------------------------------------------------------------------------------ helpers
 
 def as_object(values) -> pd.Series:

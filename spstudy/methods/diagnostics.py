@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from spstudy.methods.stats import z_value
+
 CREDIBLE = "credible"
 SENSITIVE = "sensitive"
 NOT_CREDIBLE = "not credible: the comparison group does not show what would have happened"
@@ -44,10 +46,6 @@ VERDICTS = (CREDIBLE, SENSITIVE, NOT_CREDIBLE)
 PASS, FAIL, INCONCLUSIVE, NOT_AVAILABLE = "pass", "fail", "inconclusive", "not available"
 
 
-def _z(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1; got {confidence!r}")
-    return float(stats.norm.ppf(0.5 + confidence / 2))
 
 
 # ============================================================================ event study
@@ -183,7 +181,7 @@ def event_study_table(fit: EventStudyFit, reference_months: tuple[int, int], con
     p_value, and the event and exposure counts of :class:`EventStudyFit` (events_referred and
     events_comparators are counts of events; n_sets counts matched sets, i.e. referred people).
     """
-    z = _z(confidence)
+    z = z_value(confidence)
     ref = list(range(reference_months[0], reference_months[1] + 1))
     ri = fit.index(ref)
     rows = []
@@ -436,7 +434,7 @@ def verdicts(diagnostics: pd.DataFrame, margin: float, alpha: float, smd_warn: f
     states, verdict, headline_estimator ('matched_did', 'trend_adjusted' or 'none'), valued and a
     plain-English reason (no counts of people).
     """
-    _z(confidence)  # validates the argument
+    z_value(confidence)  # validates the argument
     rows = []
     for _, d in diagnostics.iterrows():
         W = int(d["window_months"])

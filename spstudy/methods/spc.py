@@ -154,7 +154,7 @@ def xmr_figure(table: pd.DataFrame, value: str, period: str, title: str, ylabel:
             "special_cause", "direction", "variation"] + ([series] if series else [])
     missing = [c for c in need if c not in table.columns]
     if missing:
-        raise ValueError(f"xmr_figure: table lacks {missing}: pass the output of spstudy.spc.xmr")
+        raise ValueError(f"xmr_figure: table lacks {missing}: pass the output of spstudy.methods.spc.xmr")
     panels = [(None, table)] if series is None else list(table.groupby(series, sort=True))
     n = len(panels)
     nc = min(ncols, n)

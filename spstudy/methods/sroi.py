@@ -43,7 +43,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
+
+from spstudy.methods.stats import z_value
 
 __all__ = [
     "IMPACT_MAP_COLUMNS",
@@ -535,10 +537,6 @@ def normal(mean: float, sd: float) -> dict:
     return {"dist": "normal", "mean": float(mean), "sd": float(sd)}
 
 
-def _z(level: float) -> float:
-    if not 0 < level < 1:
-        raise ValueError(f"level: must be in (0, 1), got {level}")
-    return float(stats.norm.ppf(1 - (1 - level) / 2))
 
 
 def normal_from_ci(lower: float, upper: float, level: float = 0.95) -> dict:
@@ -546,7 +544,7 @@ def normal_from_ci(lower: float, upper: float, level: float = 0.95) -> dict:
     sd = (upper - lower) / (2 z), z = 1.96 for 95%."""
     if not upper > lower:
         raise ValueError(f"upper: must exceed lower, got lower={lower}, upper={upper}")
-    return normal((lower + upper) / 2, (upper - lower) / (2 * _z(level)))
+    return normal((lower + upper) / 2, (upper - lower) / (2 * z_value(level, "level")))
 
 
 def lognormal(meanlog: float, sdlog: float) -> dict:
@@ -567,7 +565,7 @@ def lognormal_from_ci(lower: float, upper: float, level: float = 0.95,
     if point is not None and point <= 0:
         raise ValueError(f"point: must be > 0, got {point}")
     meanlog = np.log(point) if point is not None else (lo + hi) / 2
-    return lognormal(meanlog, (hi - lo) / (2 * _z(level)))
+    return lognormal(meanlog, (hi - lo) / (2 * z_value(level, "level")))
 
 
 _DIST_KEYS = {

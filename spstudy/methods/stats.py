@@ -137,9 +137,11 @@ def _broadcast(**arrays: np.ndarray) -> list[np.ndarray]:
         raise ValueError(f"arguments have incompatible lengths ({shapes})") from exc
 
 
-def _z(confidence: float) -> float:
-    """Two-sided standard normal quantile, qnorm(confidence + (1 - confidence) / 2)."""
-    return float(_st.norm.ppf(confidence + (1.0 - confidence) / 2.0))
+def z_value(confidence: float, name: str = "confidence") -> float:
+    """Two-sided standard normal quantile for a ``confidence`` interval, qnorm(1 - (1 - confidence) / 2)
+    (1.959964 for 0.95): the one place the package turns a confidence level into a normal quantile."""
+    c = _check_confidence(confidence, name)
+    return float(_st.norm.ppf(c + (1.0 - c) / 2.0))
 
 
 def _columns(df: pd.DataFrame, argument: str, names) -> list[str]:
@@ -228,7 +230,7 @@ def wilson_ci(x, n, confidence: float = 0.95, multiplier: float = 1.0) -> pd.Dat
             "x must be <= n for a proportion; offending (x, n) pairs: "
             + ", ".join(f"({a:g}, {b:g})" for a, b in list(zip(xa[over], na[over]))[:5])
         )
-    z = _z(c)
+    z = z_value(c)
     with np.errstate(invalid="ignore", divide="ignore"):
         root = z * np.sqrt(z**2 + 4 * xa * (1 - xa / na))
         lower = (2 * xa + z**2 - root) / 2 / (na + z**2)
@@ -302,7 +304,7 @@ def byars_ci(x, confidence: float = 0.95) -> pd.DataFrame:
     c = _check_confidence(confidence)
     xa = _float_array("x", x)
     _check_nonneg("x", xa)
-    z = _z(c)
+    z = z_value(c)
     return pd.DataFrame(
         {"count": xa, "lower": _byars_lower(xa, z), "upper": _byars_upper(xa, z), "confidence": c, "method": "Byars"}
     )
@@ -328,7 +330,7 @@ def exact_poisson_ci(x, confidence: float = 0.95) -> pd.DataFrame:
 
 def _count_ci(x: np.ndarray, confidence: float, exact_below: float = EXACT_BELOW):
     """Exact interval for x < exact_below, Byar's otherwise (PHEindicatormethods rule)."""
-    z = _z(confidence)
+    z = z_value(confidence)
     small = x < exact_below
     lower = np.where(small, _exact_lower(x, confidence), _byars_lower(x, z))
     upper = np.where(small, _exact_upper(x, confidence), _byars_upper(x, z))
@@ -510,7 +512,7 @@ def dsr(
     wsum = agg["_w"].to_numpy(dtype=float)
     value = agg["_wr"].to_numpy(dtype=float) / wsum * multiplier
     var = agg["_sq"].to_numpy(dtype=float) / wsum**2
-    z = _z(c)
+    z = z_value(c)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.sqrt(var / O) * multiplier
         lower = value + scale * (_byars_lower(O, z) - O)
@@ -654,7 +656,7 @@ def rate_ratio(x1, n1, x2, n2, confidence: float = 0.95) -> pd.DataFrame:
         _check_nonneg(name, arr)
     for name, arr in (("n1", na), ("n2", nb)):
         _check_positive(name, arr)
-    z = _z(c)
+    z = z_value(c)
     with np.errstate(divide="ignore", invalid="ignore"):
         rr = (a / na) / (b / nb)
         se = np.sqrt(1 / a + 1 / b)
@@ -688,7 +690,7 @@ def proportion_ratio(x1, n1, x2, n2, confidence: float = 0.95) -> pd.DataFrame:
     for xn, nn, xa_, na_ in (("x1", "n1", a, na), ("x2", "n2", b, nb)):
         if (xa_ > na_).any():
             raise ValueError(f"{xn} must be <= {nn}; offending {xn} values: {_show(xa_[xa_ > na_])}")
-    z = _z(c)
+    z = z_value(c)
     with np.errstate(divide="ignore", invalid="ignore"):
         rr = (a / na) / (b / nb)
         se = np.sqrt(1 / a - 1 / na + 1 / b - 1 / nb)
@@ -909,7 +911,7 @@ def sii_rii(
             raise ValueError(f"columns {lower!r}/{upper!r}: limits must be > 0 for value_type='rate'")
         if value_type == "proportion" and ((lo <= 0) | (lo >= 1) | (hi <= 0) | (hi >= 1)).any():
             raise ValueError(f"columns {lower!r}/{upper!r}: limits must be strictly between 0 and 1 for proportions")
-        s = (_to_scale(hi, value_type) - _to_scale(lo, value_type)) / _z(0.95) / 2
+        s = (_to_scale(hi, value_type) - _to_scale(lo, value_type)) / z_value(0.95) / 2
         if (s < 0).any():
             raise ValueError(f"column {upper!r} is below column {lower!r} in some rows")
 

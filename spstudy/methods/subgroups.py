@@ -39,6 +39,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from spstudy.methods.coding import EVALUATION_AGE_BANDS
+from spstudy.methods.stats import z_value
+
 __all__ = [
     "LEVEL_ORDER",
     "SubgroupEffects",
@@ -56,7 +59,7 @@ LEVEL_ORDER: dict[str, list] = {
     "ethnic_group": ["Asian", "Black", "Mixed", "White", "Other", "Not stated", "Not recorded"],
     "imd_quintile": [1, 2, 3, 4, 5],  # IMD 2025 national quintile, 1 = most deprived
     "imd_q": ["1", "2", "3", "4", "5"],
-    "age_band": ["0-17", "18-29", "30-44", "45-64", "65-74", "75+"],
+    "age_band": EVALUATION_AGE_BANDS[1],
     "main_reason": ["housing", "money", "mental_health", "isolation", "carers", "lifestyle", "multiple"],
     "borough": ["Barnet", "Camden", "Enfield", "Haringey", "Islington"],
 }
@@ -118,7 +121,7 @@ def add_subgroup_columns(d: pd.DataFrame, referrals: pd.DataFrame, practices: pd
 
 
 # ------------------------------------------------------------------------------------------------
-# Matched DiD on long data (mirrors spstudy.evaluation.did; checked equal in the tests)
+# Matched DiD on long data (mirrors spstudy.analyses.evaluation.did; checked equal in the tests)
 # ------------------------------------------------------------------------------------------------
 def did_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, cohort: str = "itt",
              baseline: str = "baseline") -> pd.DataFrame:
@@ -156,10 +159,6 @@ def did_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, co
     return out[out["days"] > 0].reset_index(drop=True)
 
 
-def _z(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
-    return float(stats.norm.ppf(1 - (1 - confidence) / 2))
 
 
 def _cell_events(L: pd.DataFrame) -> dict:
@@ -170,7 +169,7 @@ def _cell_events(L: pd.DataFrame) -> dict:
 
 def _glm(L: pd.DataFrame, X: pd.DataFrame):
     """Poisson GLM, log(person-years) offset, var_weights = matching weights (when not all 1),
-    cluster-robust by matched set when there are at least 3 sets (as spstudy.evaluation.did)."""
+    cluster-robust by matched set when there are at least 3 sets (as spstudy.analyses.evaluation.did)."""
     import statsmodels.api as sm
 
     w = L["weight"].to_numpy(dtype=float)
@@ -193,7 +192,7 @@ def fit_ratio_of_rate_ratios(L: pd.DataFrame, confidence: float = 0.95, min_matc
     ``p_value`` (two-sided Wald) and ``status``: ``"estimated"``, ``"too small: fewer than N matched
     sets"`` or ``"not estimable: no events in one of the four cells"`` (then the estimate is missing).
     """
-    z = _z(confidence)
+    z = z_value(confidence)
     n_sets = int(L.loc[L["treated"] == 1, "subclass"].nunique())
     out = {"n_matched_sets": n_sets, **_cell_events(L), "log_rrr": np.nan, "se_log_rrr": np.nan, "ratio_of_rate_ratios": np.nan,
            "ratio_of_rate_ratios_lower": np.nan, "ratio_of_rate_ratios_upper": np.nan, "p_value": np.nan}
@@ -314,7 +313,7 @@ def subgroup_effects(d: pd.DataFrame, pairs: pd.DataFrame, factors: Sequence[str
     intervals as :func:`fit_ratio_of_rate_ratios`; tests and multiplicity as in the module docstring.
     Units: rates are per person-year inside the model; the ratio of rate ratios is unitless.
     """
-    _z(confidence)
+    z_value(confidence)
     factors = list(factors)
     missing = [f for f in factors if f not in d.columns]
     if missing:

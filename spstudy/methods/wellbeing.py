@@ -53,6 +53,7 @@ import pandas as pd
 from scipy import stats
 
 from spstudy.inputs import project
+from spstudy.methods.stats import wilson_ci
 
 __all__ = [
     "ONS4_ITEMS",
@@ -379,14 +380,11 @@ def _wilcoxon_r_style(d: np.ndarray) -> tuple[float, float, str]:
 
 
 def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """Wilson interval of k / n (:func:`spstudy.methods.stats.wilson_ci`); NaN when n is 0."""
     if n == 0:
         return float("nan"), float("nan")
-    z = stats.norm.ppf(1 - (1 - confidence) / 2)
-    p = k / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return float(centre - half), float(centre + half)
+    w = wilson_ci(k, n, confidence).iloc[0]
+    return float(w["lower"]), float(w["upper"])
 
 
 def paired_change(

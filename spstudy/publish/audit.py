@@ -20,7 +20,7 @@ The reader is assumed to know what the marks say: a [c] in a table whose disclos
 secondary suppression is a count from 1 to ``threshold``; otherwise it is at least 1. (Building the
 release, :func:`spstudy.publish.disclosure.protect` assumes more: that the reader knows, cell by cell, which
 [c] is a small count and which was suppressed to protect one.) The release fails when a suppressed
-cell can be narrowed to fewer than :attr:`~spstudy.disclosure.Rules.protection_values` possible
+cell can be narrowed to fewer than :attr:`~spstudy.publish.disclosure.Rules.protection_values` possible
 values (4 with the default threshold 7: more than half of 1..7 stay possible), or a rounded count
 to a single value. The
 report names the cell, its interval and the tables that pin it.

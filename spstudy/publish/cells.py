@@ -253,7 +253,7 @@ def get_measure(id: str) -> Measure:
     except KeyError:
         if "." in id or "~not~" in id:  # a table's own count ("table.column") or the rest of a subset: related to nothing
             return MEASURES.setdefault(id, Measure(id, f"count {id}", geo="area", additive=False))
-        raise CellError(f"unknown measure {id!r}; define it with spstudy.cells.measure(...) (known: {sorted(MEASURES)})") from None
+        raise CellError(f"unknown measure {id!r}; define it with spstudy.publish.cells.measure(...) (known: {sorted(MEASURES)})") from None
 
 
 # The measures the shipped analyses publish. Periods are the study period unless stated.

@@ -83,7 +83,7 @@ def git_commit() -> str:
 # ------------------------------------------------------------------------- one notebook, one process
 
 def _worker(argv) -> int:
-    """``python -m spstudy.packs --worker SPEC_JSON``: run one area's notebooks, in order, in ONE kernel.
+    """``python -m spstudy.publish.packs --worker SPEC_JSON``: run one area's notebooks, in order, in ONE kernel.
 
     Each notebook gets papermill's injected-parameters cell after its own parameters cell, and starts
     with ``%reset -f`` so it sees a clean namespace (modules stay imported, which is the point: the

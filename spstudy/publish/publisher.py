@@ -53,7 +53,7 @@ def callable_path(fn) -> str:
     mod, qn = getattr(fn, "__module__", ""), getattr(fn, "__qualname__", "")
     if not mod.startswith("spstudy") or "<" in qn or "." in qn:
         raise PublishError(f"{fn!r}: figures and findings must be module-level functions in the spstudy package "
-                           "(so the release can call them on the controlled tables); define it in spstudy.charts or spstudy.findings")
+                           "(so the release can call them on the controlled tables); define it in spstudy.publish.charts or spstudy.publish.findings")
     return f"{mod}:{qn}"
 
 

@@ -101,3 +101,12 @@ def test_pcn_coverage_counts_every_post_once_and_allocates_borough_wide_provider
     assert list(pcn.columns) == needs.PCN_COVERAGE_COLUMNS
     assert (needs.pcn_coverage(wf, reference.area("ncl"), 1.0)["unit"] == "FTE").all()  # the data contract's meaning without the review's units
 
+
+def test_workforce_extract_is_what_the_generator_writes():
+    from spstudy import synth
+    from spstudy.synth.tables import _workforce_frame
+
+    expected = _workforce_frame(synth.load_synth_params())
+    shipped = pd.read_csv(ROOT / "data/extracts/workforce.csv", dtype={"pcn_code": str}, keep_default_na=False)
+    shipped["fte"] = shipped["fte"].astype(float)
+    pd.testing.assert_frame_equal(shipped, expected.assign(fte=expected["fte"].astype(float)), check_dtype=False)

@@ -32,8 +32,8 @@ from spstudy.analyses import equity as eq
 from spstudy.inputs import reference
 from spstudy.inputs.contract import CENSUS5_GROUPS, ETHNIC_TO_CENSUS5, NOT_RECORDED, NOT_STATED
 from spstudy.methods import coding, stats
-from tests.conftest import tiny_tables
-from tests.support import ROOT
+from tests.support import TRUTH
+from tests.support.tables import tiny_tables
 
 # ----------------------------------------------------------------------------------------- coding
 
@@ -383,7 +383,6 @@ def test_dna_model_keeps_missing_categories():
 
 # ------------------------------------------------------------------------------- the shipped extract
 
-TRUTH = ROOT / "data" / "truth" / "truth.json"
 
 
 @pytest.fixture(scope="module")

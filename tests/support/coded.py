@@ -12,9 +12,8 @@ from spstudy.inputs.coded import (
 )
 from spstudy.inputs.extracts import sample_extract
 from spstudy.inputs.params import load_parameters
-from tests.support import ROOT
+from tests.support import SHIPPED
 
-SHIPPED = ROOT / "data" / "extracts"
 KEYS = {"persons": ["person_id"], "referrals": ["referral_id"], "activity": ["person_id", "activity_date", "setting"],
         "wellbeing": ["referral_id", "timepoint", "item"], "workforce": ["borough_code", "pcn_code", "role", "employer"]}
 

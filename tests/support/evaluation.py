@@ -27,7 +27,7 @@ def _toy():
 
 def _tiny_extract(tmp_path):
     from spstudy.inputs.extracts import load_extracts
-    from tests.conftest import tiny_tables, write_tables
+    from tests.support.tables import tiny_tables, write_tables
 
     t = tiny_tables()
     # P4 was referred before the study period: excluded from referrals by the loader, never a comparator

@@ -7,7 +7,7 @@ import pytest
 
 from spstudy.inputs.extracts import ExtractError, load_extracts
 from spstudy.inputs.params import load_parameters
-from tests.conftest import write_tables
+from tests.support.tables import write_tables
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,7 @@ def _expect(tables, d, params, match, **kw):
 import shutil  # noqa: E402
 
 from spstudy.inputs.extracts import sample_extract  # noqa: E402
-from tests.support import ROOT
-
-SHIPPED = ROOT / "data" / "extracts"
+from tests.support import SHIPPED
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,12 @@ import pandas as pd
 import pytest
 
 from spstudy import synth
-from spstudy.inputs import project, reference
+from spstudy.inputs import reference
 from spstudy.inputs.extracts import load_extracts
 from spstudy.inputs.params import load_parameters
 from spstudy.synth import generator
+from tests.support import SHIPPED, TRUTH
 
-ROOT = project.root()
-SHIPPED = ROOT / "data" / "extracts"
-TRUTH = ROOT / "data" / "truth" / "truth.json"
 SMALL = dict(seed=7, scale=0.03, pool_fraction=1.0)
 STUDY = generator._study_period()          # study and data periods from parameters/ncl.yaml
 DATA_START, DATA_END = pd.Timestamp(STUDY.data_start), pd.Timestamp(STUDY.data_end)

@@ -120,6 +120,20 @@ def test_no_result_travels_in_dataframe_attrs():
     assert not bad, bad
 
 
+def test_no_pickles_between_notebooks():
+    """Results pass between notebooks as Parquet tables (``EvaluationResult.to_parquet``), never as
+    pickles: no module or notebook imports pickle, joblib, dill or cloudpickle."""
+    bad = []
+    files = [p for p, _ in _modules()] + sorted(NOTEBOOKS.glob("*.py"))
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in ("pickle", "joblib", "dill", "cloudpickle")]
+        if ".to_pickle(" in path.read_text() or "read_pickle(" in path.read_text():
+            bad.append(f"{path.name} uses pandas pickles")
+    assert not bad, bad
+
+
 def _functions(tree: ast.AST):
     return [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from spstudy.inputs.extracts import ExtractError, load_extracts
-from tests.conftest import tiny_tables, write_tables
 from tests.support import ROOT
 from tests.support.extracts import SHIPPED, _error, _expect, _read, _write, copy, params, shipped_sample, strict  # noqa: F401 (fixtures)
+from tests.support.tables import tiny_tables, write_tables
 
 pytestmark = pytest.mark.unit
 

@@ -43,6 +43,6 @@ def test_figure_is_drawn_from_the_tidy_table_only():
     fig = xmr_figure(t, "n_referrals", "month", "Referrals per month", "Referrals", series="borough")
     assert len([a for a in fig.axes if a.get_visible()]) == 2
     assert fig.axes[1].get_title() == "Camden"
-    with pytest.raises(ValueError, match="pass the output of spstudy.spc.xmr"):
+    with pytest.raises(ValueError, match="pass the output of spstudy.methods.spc.xmr"):
         xmr_figure(d, "n_referrals", "month", "x", "y")
 
