@@ -364,7 +364,7 @@ def w_ncl_eval(spec: dict) -> dict:
     ex = SimpleNamespace(persons=_read_table(spec["data_dir"], "persons"), referrals=_read_table(spec["data_dir"], "referrals"),
                          activity=_activity_path(spec["data_dir"]))
     res = E.run(ex, E.design_from_parameters(p), reference.WHOLE_REGION, engine="duckdb", boot=500)
-    return {"seconds": time.perf_counter() - t0, "peak_mb": _maxrss_mb(), "index_rows": len(res["index"]),
+    return {"seconds": time.perf_counter() - t0, "peak_mb": _maxrss_mb(), "index_rows": len(res.units),
             "persons": len(ex.persons), "same": None, "check": ""}
 
 

@@ -77,8 +77,8 @@ else:
 # %%
 res = evaluation.run(ex, design, ctx.scope, engine=p.evaluation.engine)
 res.to_parquet(ctx.shared("evaluation")) if ctx.build_dir else None
-d = subgroups.add_subgroup_columns(res["data"], ex.referrals, reference.gp_practices(), reference.BOROUGHS)
-pairs = res["match"].pairs
+d = subgroups.add_subgroup_columns(res.units, ex.referrals, reference.gp_practices(), reference.BOROUGHS)
+pairs = res.match.pairs
 by_cohort = {"setting": "All", "window_months": "All"}
 rows_e = {"setting": "setting", "window_months": "window_months", "cohort": "cohort"}
 ecols = {"setting": Label("Outcome"), "window_months": Public("Months after referral", "integer"), "cohort": Label("Cohort")}
@@ -131,7 +131,7 @@ pub.table("balance", res.balance, "Covariate balance before and after matching",
 pub.finding(findings.balance, priority=4, threshold=p.evaluation.smd_threshold)
 pub.figure("love_plot", "Balance before and after matching (Love plot)", charts.love, "balance", charts.alt_love,
            threshold=p.evaluation.smd_threshold)
-hist = evaluation.score_histogram(res["data"])
+hist = evaluation.score_histogram(res.units)
 pub.table("propensity_score_distribution", hist, "Propensity score distribution, referred and comparators",
           rows={"panel": "panel", "group": "group", "lower": "band"},
           columns={"panel": Label("Sample"), "group": Label("Group"), "lower": Public("Score from", "share"), "upper": Public("Score to", "share"),
@@ -276,7 +276,7 @@ if ctx.scope.several_boroughs:  # the boroughs' claims side by side, in the pack
 # ## Against NHS England's Universal Personalised Care expectations
 
 # %%
-upc = evaluation.upc_comparison(res["data"], res["matched"], p.evaluation.upc_expectations.model_dump())
+upc = evaluation.upc_comparison(res.units, res.matched, p.evaluation.upc_expectations.model_dump())
 pub.table("upc_comparison", upc, "Observed against the Universal Personalised Care expectations",
           columns={"measure": Label("Measure"), "expected": Public("Expected", "percent"), "observed": Estimate("Observed", (), "percent"),
                    "lower": Estimate("Lower 95% limit", (), "percent"), "upper": Estimate("Upper 95% limit", (), "percent")},

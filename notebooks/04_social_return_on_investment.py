@@ -49,7 +49,7 @@ if ctx.build_dir:  # in a build, notebook 03 has written its result (Parquet tab
 else:  # run on its own (interactive): run the evaluation now
     ex = ctx.extracts
     res = evaluation.run(ex, evaluation.design_from_parameters(p), ctx.scope, engine=p.evaluation.engine)
-    seen = res["data"].loc[(res["data"]["treated"] == 1) & (res["data"]["seen"] == 1), "referral_id"]
+    seen = res.units.loc[(res.units["treated"] == 1) & (res.units["seen"] == 1), "referral_id"]
     wbc, _ = evaluation.wellbeing_change(ctx.local.wellbeing, seen, p.evaluation.wellbeing_thresholds.model_dump(), p.evaluation.confidence)
 cov = needs.workforce_coverage(p.workforce.target_link_workers_per_10000)
 fte = float(cov.loc[ctx.scope.covers(cov["borough_code"]).to_numpy(), "link_workers"].sum())

@@ -764,14 +764,6 @@ class EvaluationResult:
             raise FileNotFoundError(f"{directory}: evaluation result is missing tables {missing}")
         return cls(**{n: pd.read_parquet(directory / f"{n}.parquet") for n in cls.TABLES})
 
-    # --- the dict the evaluation returned before (notebooks written for it keep working)
-    _LEGACY = {"flow": "cohort_flow", "data": "units", "index": "units"}
-
-    def __getitem__(self, key: str):
-        if key == "match":
-            return self.match
-        return getattr(self, self._LEGACY.get(key, key))
-
 
 # ============================================================================ the whole evaluation
 

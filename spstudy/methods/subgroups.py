@@ -305,7 +305,7 @@ def subgroup_effects(d: pd.DataFrame, pairs: pd.DataFrame, factors: Sequence[str
     """Matched DiD ratio of rate ratios within each level of each factor, with interaction tests.
 
     ``d``/``pairs``: the evaluation's matched cohort frame and pairs (``spstudy.analyses.evaluation.run``:
-    ``res["data"]``, ``res["match"].pairs``); ``factors``: columns of ``d`` defining subgroups by
+    ``res.units``, ``res.match.pairs``); ``factors``: columns of ``d`` defining subgroups by
     the referred member of each set, e.g. ``["ethnic_group", "imd_quintile", "age_band",
     "main_reason", "borough"]`` (see :func:`add_subgroup_columns`). A factor with a single level in
     the data (e.g. ``borough`` in a borough's own pack) gives one estimate and no test.

@@ -107,8 +107,9 @@ def test_result_tables_parquet_round_trip_and_legacy_keys(world_result, tmp_path
     r.to_parquet(tmp_path / "again")
     for f in sorted(out.iterdir()):
         assert f.read_bytes() == (tmp_path / "again" / f.name).read_bytes(), f.name
-    # the dict keys notebooks used before still work
-    assert r["matched"] is r.matched and r["data"] is r.units and r["match"] is r.match and r["flow"] is r.cohort_flow
+    # no dict interface left over from the untyped result
+    with pytest.raises(TypeError):  # a typed result: tables are attributes, not dict keys
+        r["data"]
     t = r.tidy()
     assert {"naive", "matched_did", "trend_adjusted"} <= set(t["estimator"])
     assert t.groupby(["setting", "window_months", "cohort"])["headline"].sum().le(1).all()
