@@ -1,7 +1,4 @@
-"""Extract loaders: every breach of the data contract gets a clear error naming file, column and rows;
-allowed exclusions are counted in the ledger; nothing is dropped silently.
-
-Integration tests of this subject; the others are in tests/*/test_extracts.py."""
+"""Integration tests of extracts; what the subject's tests check and their sources: tests/support/extracts.py."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Figures: funnel plots draw the limits their tables classify against, in the units of the points;
-ratio maps use a scale that cannot go below zero and is symmetric in the ratio; importing the module
-leaves the matplotlib backend alone.
-
-Integration tests of this subject; the others are in tests/*/test_figures.py."""
+"""Integration tests of figures; what the subject's tests check and their sources: tests/support/figures.py."""
 
 import pandas as pd
 import pytest

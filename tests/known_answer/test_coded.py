@@ -1,7 +1,4 @@
-"""Coded extracts in, contract tables out: code lists, the importer, the synthetic coded extract and
-the round trip coded -> contract -> the same tables on a sample of the shipped data.
-
-Known-answer tests of this subject; the others are in tests/*/test_coded.py."""
+"""Known-answer tests of coded; what the subject's tests check and their sources: tests/support/coded.py."""
 
 from __future__ import annotations
 

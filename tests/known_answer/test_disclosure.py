@@ -1,7 +1,4 @@
-"""Disclosure control: the rule, the cells and their relations, the linear-programming attacker, and
-the release-level protection (spstudy.disclosure, spstudy.cells, spstudy.audit).
-
-Known-answer tests of this subject; the others are in tests/*/test_disclosure.py."""
+"""Known-answer tests of disclosure; what the subject's tests check and their sources: tests/support/disclosure.py."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Needs assessment: ward indicators from the census, the need index, referral rates and ratios
-and workforce coverage, checked against their sources, by construction, on a simulated world with a
-planted under-referral, and on the shipped (synthetic) extract against what the generator planted.
-
-Known-answer tests of this subject; the others are in tests/*/test_needs.py."""
+"""Known-answer tests of needs; what the subject's tests check and their sources: tests/support/needs.py."""
 
 import pytest
 

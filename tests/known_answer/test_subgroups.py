@@ -1,6 +1,4 @@
-"""Who benefits (spstudy.subgroups): known answers, equivalence with evaluation.did, simulated worlds.
-
-Known-answer tests of this subject; the others are in tests/*/test_subgroups.py."""
+"""Known-answer tests of subgroups; what the subject's tests check and their sources: tests/support/subgroups.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Tests for spstudy.wellbeing. Known answers cite their published source in comments.
-
-Simulation tests of this subject; the others are in tests/*/test_wellbeing.py."""
+"""Simulation tests of wellbeing; what the subject's tests check and their sources: tests/support/wellbeing.py."""
 
 import pytest
 

@@ -1,4 +1,8 @@
-"""Shared inputs, helpers and fixtures of the coded tests (tests/*/test_coded.py)."""
+"""The coded tests (tests/*/test_coded.py): shared inputs, helpers and fixtures.
+
+Coded extracts in, contract tables out: code lists, the importer, the synthetic coded extract and
+the round trip coded -> contract -> the same tables on a sample of the shipped data.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Shared inputs, helpers and fixtures of the diagnostics tests (tests/*/test_diagnostics.py)."""
+"""The diagnostics tests (tests/*/test_diagnostics.py): shared inputs, helpers and fixtures.
+
+Diagnostics and verdict rules (spstudy.diagnostics): known answers from pyfixest and from
+VanderWeele & Ding (2017), hand-checkable contrasts, and each branch of the written rules.
+"""
 
 from __future__ import annotations
 

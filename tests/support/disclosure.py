@@ -1,4 +1,8 @@
-"""Shared inputs, helpers and fixtures of the disclosure tests (tests/*/test_disclosure.py)."""
+"""The disclosure tests (tests/*/test_disclosure.py): shared inputs, helpers and fixtures.
+
+Disclosure control: the rule, the cells and their relations, the linear-programming attacker, and
+the release-level protection (spstudy.disclosure, spstudy.cells, spstudy.audit).
+"""
 
 from __future__ import annotations
 

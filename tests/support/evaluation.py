@@ -1,4 +1,8 @@
-"""Shared inputs, helpers and fixtures of the evaluation tests (tests/*/test_evaluation.py)."""
+"""The evaluation tests (tests/*/test_evaluation.py): shared inputs, helpers and fixtures.
+
+Matched pre/post evaluation: hand-checkable known answers, the cohort rules, the result object,
+and recovery of the synthetic data's planted effect on the shipped sample (slow).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Shared inputs, helpers and fixtures of the extracts tests (tests/*/test_extracts.py)."""
+"""The extracts tests (tests/*/test_extracts.py): shared inputs, helpers and fixtures.
+
+Extract loaders: every breach of the data contract gets a clear error naming file, column and rows;
+allowed exclusions are counted in the ledger; nothing is dropped silently.
+"""
 
 from __future__ import annotations
 

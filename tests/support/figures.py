@@ -1,5 +1,9 @@
-"""Shared inputs, helpers and fixtures of the figures tests (tests/*/test_figures.py)."""
+"""The figures tests (tests/*/test_figures.py): shared inputs, helpers and fixtures.
 
+Figures: funnel plots draw the limits their tables classify against, in the units of the points;
+ratio maps use a scale that cannot go below zero and is symmetric in the ratio; importing the module
+leaves the matplotlib backend alone.
+"""
 
 import matplotlib
 

@@ -1,5 +1,9 @@
-"""Shared inputs, helpers and fixtures of the needs tests (tests/*/test_needs.py)."""
+"""The needs tests (tests/*/test_needs.py): shared inputs, helpers and fixtures.
 
+Needs assessment: ward indicators from the census, the need index, referral rates and ratios
+and workforce coverage, checked against their sources, by construction, on a simulated world with a
+planted under-referral, and on the shipped (synthetic) extract against what the generator planted.
+"""
 
 import numpy as np
 import pandas as pd

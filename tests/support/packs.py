@@ -1,4 +1,8 @@
-"""Shared inputs, helpers and fixtures of the packs tests (tests/*/test_packs.py)."""
+"""The packs tests (tests/*/test_packs.py): shared inputs, helpers and fixtures.
+
+The batch runner and the ways analysts run notebooks: failures, Ctrl-C, concurrent runs, parameters,
+papermill as the README documents it, nbval, determinism of a pack, the command line.
+"""
 
 from __future__ import annotations
 

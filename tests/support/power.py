@@ -1,4 +1,8 @@
-"""Shared inputs, helpers and fixtures of the power tests (tests/*/test_power.py)."""
+"""The power tests (tests/*/test_power.py): shared inputs, helpers and fixtures.
+
+Minimum detectable effects (spstudy.power): Bloom's multipliers, the NB variance against
+statsmodels, and simulated matched worlds in which the stated power must be achieved.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Shared inputs, helpers and fixtures of the service tests (tests/*/test_service.py)."""
+"""The service tests (tests/*/test_service.py): shared inputs, helpers and fixtures.
+
+Service reporting (spstudy.service): hand-checked tables, the distribution-free median interval
+against its published construction, intervals on simulated skewed waiting times, and the shipped data.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Shared inputs, helpers and fixtures of the spc tests (tests/*/test_spc.py)."""
+"""The spc tests (tests/*/test_spc.py): shared inputs, helpers and fixtures.
+
+XmR charts and the Making Data Count special-cause rules (spstudy.spc).
+"""
 
 from __future__ import annotations
 

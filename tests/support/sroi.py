@@ -1,5 +1,14 @@
-"""Shared inputs, helpers and fixtures of the sroi tests (tests/*/test_sroi.py)."""
+"""The sroi tests (tests/*/test_sroi.py): shared inputs, helpers and fixtures.
 
+Tests for spstudy.sroi. Known answers cite their source in comments.
+
+Guide = Cabinet Office / SROI Network, "A guide to Social Return on Investment" (January 2012):
+Stage 4 (establishing impact: deadweight, displacement, attribution), Stage 5.1 (projecting
+into the future, drop-off), Stage 5.2 (net present value), Stage 5.3 (SROI ratio), Stage 5.4
+(sensitivity), Stage 5.5 (payback period).
+Green Book = HM Treasury, The Green Book (2022), Annex A6 discounting: 3.5% for years 0-30,
+declining thereafter; discount factor 1/(1+r)^t.
+"""
 
 import matplotlib
 

@@ -1,4 +1,7 @@
-"""Shared inputs, helpers and fixtures of the subgroups tests (tests/*/test_subgroups.py)."""
+"""The subgroups tests (tests/*/test_subgroups.py): shared inputs, helpers and fixtures.
+
+Who benefits (spstudy.subgroups): known answers, equivalence with evaluation.did, simulated worlds.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Shared inputs, helpers and fixtures of the valuation tests (tests/*/test_valuation.py)."""
+"""The valuation tests (tests/*/test_valuation.py): shared inputs, helpers and fixtures.
+
+SROI inputs built from the evaluation: hand-checkable against the SROI guide's formulas
+(Cabinet Office / Social Value UK 2012, stages 4-5) and the parameters' unit costs; what is not
+valued (an unmapped wellbeing instrument, an estimate judged not credible) is said, not dropped.
+"""
 
 import pandas as pd
 import pytest

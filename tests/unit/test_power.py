@@ -1,7 +1,4 @@
-"""Minimum detectable effects (spstudy.power): Bloom's multipliers, the NB variance against
-statsmodels, and simulated matched worlds in which the stated power must be achieved.
-
-Unit tests of this subject; the others are in tests/*/test_power.py."""
+"""Unit tests of power; what the subject's tests check and their sources: tests/support/power.py."""
 
 from __future__ import annotations
 

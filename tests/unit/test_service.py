@@ -1,7 +1,4 @@
-"""Service reporting (spstudy.service): hand-checked tables, the distribution-free median interval
-against its published construction, intervals on simulated skewed waiting times, and the shipped data.
-
-Unit tests of this subject; the others are in tests/*/test_service.py."""
+"""Unit tests of service; what the subject's tests check and their sources: tests/support/service.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""XmR charts and the Making Data Count special-cause rules (spstudy.spc).
-
-Unit tests of this subject; the others are in tests/*/test_spc.py."""
+"""Unit tests of spc; what the subject's tests check and their sources: tests/support/spc.py."""
 
 from __future__ import annotations
 

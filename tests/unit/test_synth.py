@@ -1,13 +1,4 @@
-"""Tests for spstudy.synth: determinism, the data contract, calibration to the census and the review,
-and the planted features (regression to the mean, inequity, the known effect).
-
-Known answers here are the REAL reference data the generator is calibrated to (Census 2021 TS008,
-TS021 and TS029, ONS mid-2020 ward ages, all in data/reference; see data/reference/SOURCES.md) and the
-NCL review 2024 figures (data/reference/ncl_sp_workforce_review_2024.csv; review p.31 Barnet 29% DNA,
-p.37 Camden 660 + 1,216 referrals, p.42 Enfield 834 and 328, p.46 Haringey 7,690 in nine months).
-Expected census margins are recomputed here from the reference files, independently of the generator.
-
-Unit tests of this subject; the others are in tests/*/test_synth.py."""
+"""Unit tests of synth; what the subject's tests check and their sources: tests/support/synth.py."""
 
 from __future__ import annotations
 

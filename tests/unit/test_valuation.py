@@ -1,8 +1,4 @@
-"""SROI inputs built from the evaluation: hand-checkable against the SROI guide's formulas
-(Cabinet Office / Social Value UK 2012, stages 4-5) and the parameters' unit costs; what is not
-valued (an unmapped wellbeing instrument, an estimate judged not credible) is said, not dropped.
-
-Unit tests of this subject; the others are in tests/*/test_valuation.py."""
+"""Unit tests of valuation; what the subject's tests check and their sources: tests/support/valuation.py."""
 
 import numpy as np
 import pandas as pd
