@@ -182,3 +182,28 @@ def test_data_dictionary_matches_contract():
     doc = ROOT / "docs" / "data_dictionary.md"
     assert doc.read_text() == data_dictionary_markdown(), "regenerate docs/data_dictionary.md from spstudy.inputs.contract"
 
+
+
+def test_area_extracts_cut_each_table_to_the_area_once():
+    from types import SimpleNamespace
+
+    from spstudy.inputs import reference
+    from spstudy.inputs.extracts import AreaExtracts
+
+    gp = reference.gp_practices()
+    cam = gp.loc[gp["borough_code"] == "E09000007", "practice_code"].iloc[0]
+    bar = gp.loc[gp["borough_code"] == "E09000003", "practice_code"].iloc[0]
+    region = SimpleNamespace(
+        persons=pd.DataFrame({"person_id": ["P1", "P2", "P3"], "practice_code": [cam, bar, cam]}),
+        referrals=pd.DataFrame({"referral_id": ["R1", "R2", "R3"], "person_id": ["P1", "P2", "P2"],
+                                "borough_code": ["E09000007", "E09000003", "E09000007"]}),
+        workforce=pd.DataFrame({"borough_code": ["E09000003", "E09000007"], "fte": [2.0, 3.0]}),
+        wellbeing=pd.DataFrame({"referral_id": ["R1", "R2", "R3", "R3"], "score": [1, 2, 3, 4]}))
+    local = AreaExtracts(region, reference.area("camden"))
+    assert local.referrals["referral_id"].tolist() == ["R1", "R3"]  # by the service's borough, not the person's practice
+    assert local.persons["person_id"].tolist() == ["P1", "P3"]       # by the practice's borough
+    assert local.workforce["fte"].tolist() == [3.0]
+    assert local.wellbeing["score"].tolist() == [1, 3, 4]            # of the area's referrals
+    assert local.referrals is local.referrals and local.region is region and len(region.referrals) == 3
+    whole = AreaExtracts(region, reference.WHOLE_REGION)
+    assert len(whole.referrals) == 3 and len(whole.persons) == 3 and len(whole.wellbeing) == 4
