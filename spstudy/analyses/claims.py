@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from spstudy.methods.checks import require_columns
 from spstudy.methods.stats import wilson_ci, z_value
 from spstudy.methods.subgroups import did_long, fit_ratio_of_rate_ratios
 
@@ -70,9 +71,7 @@ def claim_specs(facts: pd.DataFrame, claims=CLAIMS) -> pd.DataFrame:
     ``claim_sample_size`` is the review's sample size where it gives one. Raises ValueError naming a
     quantity the facts file lacks."""
     need = ["borough_name", "quantity", "value", "unit", "source_section", "source_quote"]
-    miss = [c for c in need if c not in facts.columns]
-    if miss:
-        raise ValueError(f"facts: missing column(s) {miss}")
+    require_columns(facts, need, "facts")
     rows = []
     for c in claims:
         f = facts[(facts["borough_name"] == c["borough"]) & (facts["quantity"] == c["quantity"])]

@@ -65,6 +65,7 @@ from spstudy.inputs.contract import (
     REFERRAL_SOURCES,
 )
 from spstudy.methods import stats
+from spstudy.methods.checks import require_columns
 from spstudy.methods.coding import (
     BROAD_AGE_BANDS,
     ETHNIC_GROUPS,
@@ -82,7 +83,6 @@ from spstudy.methods.coding import (
     imd_quintile,
     model_age_band,
     order_levels,
-    require_columns,
 )
 
 #: Recording-completeness ratings (share of referrals with a usable code). A rule of thumb used

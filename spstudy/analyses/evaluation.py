@@ -59,6 +59,7 @@ from scipy import stats
 from spstudy.inputs import reference
 from spstudy.methods import diagnostics as dg
 from spstudy.methods import engine as eng
+from spstudy.methods.checks import require_columns
 from spstudy.methods.coding import EVALUATION_AGE_BANDS, code_ethnicity, imd_quintile
 from spstudy.methods.stats import z_value
 
@@ -781,14 +782,9 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
     """
     z = z_value(design.confidence)
     need = ["index_id", "treated", "seen", "age", "sex", "imd_quintile", "ethnic_group"] + [c for c in design.exact if c not in ("sex",)]
-    missing = [c for c in need if c not in index.columns]
-    if missing:
-        raise ValueError(f"evaluate: argument 'index' is missing columns {missing}")
+    require_columns(index, need, "index")
     want = [f"{s}_{w}_events" for s in settings for w, _, _ in design_windows_months(design)] + [f"{w}_days" for w, _, _ in design_windows_months(design)]
-    missing = [c for c in want if c not in counts.columns]
-    if missing:
-        raise ValueError(f"evaluate: argument 'counts' is missing the window columns {missing[:6]}{' ...' if len(missing) > 6 else ''} "
-                         "(count the windows of design_windows_months(design) for every setting)")
+    require_columns(counts, want, "counts", "count the windows of design_windows_months(design) for every setting")
     if index["treated"].sum() < 3:
         raise ValueError(f"evaluate: only {int(index['treated'].sum())} referred people in 'index' (rows with treated == 1); at least 3 are needed")
     nc = design.negative_control_setting if design.negative_control_setting in settings else None
@@ -1084,9 +1080,7 @@ def score_histogram(data: pd.DataFrame, bins: int = 20, score: str = "ps") -> pd
     publish two people's scores). Columns: panel, group, lower, upper (score band), n (people in the
     band; after matching, matched people weighted by their matching weight, rounded to whole people)."""
     need = [score, "treated"] + (["weight"] if "weight" in data.columns else [])
-    missing = [c for c in need if c not in data.columns]
-    if missing:
-        raise ValueError(f"score_histogram: data lacks columns {missing}")
+    require_columns(data, need, "data")
     s = data[score].to_numpy(dtype=float)
     if np.isfinite(s).any() and (np.nanmin(s) < 0 or np.nanmax(s) > 1):
         raise ValueError(f"score_histogram: {score} must be a probability (0..1); found {np.nanmin(s):g} to {np.nanmax(s):g}")

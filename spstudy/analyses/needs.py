@@ -15,6 +15,7 @@ import pandas as pd
 
 from spstudy.inputs import reference
 from spstudy.methods import stats
+from spstudy.methods.checks import require_columns
 from spstudy.methods.coding import esp_band
 
 AGE_BANDS = list(stats.ESP2013_BANDS)  # five-year bands, 0-4 ... 90+
@@ -101,9 +102,7 @@ def need_index(indicators: pd.DataFrame, weights: dict[str, float], reference_fr
     reference wards (1 = highest-need fifth of NCL wards).
     """
     ref = reference_frame if reference_frame is not None else ward_indicators()
-    unknown = [k for k in weights if k not in ref.columns]
-    if unknown:
-        raise ValueError(f"need index weights name unknown indicators: {unknown}")
+    require_columns(ref, list(weights), "weights", "the need index weights must name indicator columns of the reference frame")
     out = indicators.copy()
     idx = np.zeros(len(out))
     ref_idx = np.zeros(len(ref))
@@ -411,9 +410,7 @@ def outreach_candidates(profile: pd.DataFrame, *, need_cut: float, ratio_below: 
     limit is below 100. Columns: :data:`OUTREACH_COLUMNS`; ``referrals`` is a count of referrals.
     """
     need = [c for c in OUTREACH_COLUMNS if c != "evidence"]
-    missing = [c for c in need if c not in profile.columns]
-    if missing:
-        raise ValueError(f"profile: missing column(s) {missing} (use needs.ward_needs_profile)")
+    require_columns(profile, need, "profile", "use needs.ward_needs_profile")
     if not np.isfinite(need_cut):
         raise ValueError(f"need_cut: must be a number, got {need_cut!r}")
     m = (profile["need_index"] >= need_cut) & (profile["referral_ratio"] < ratio_below)

@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from spstudy.methods import spc, stats
+from spstudy.methods.checks import require_columns
 
 # NCL social prescribing review (2024) p.51: "Social prescriber caseload is between 200-250 per year
 # depending upon the complexity of the case" (Islington; docs/review_facts.md).
@@ -38,9 +39,7 @@ LEVELS = {"area": [], "borough": ["borough_code"], "pcn": ["borough_code", "pcn_
 
 
 def _check(referrals: pd.DataFrame, cols: list[str], fn: str):
-    missing = [c for c in cols if c not in referrals.columns]
-    if missing:
-        raise ValueError(f"{fn}: referrals has no column(s) {missing}; expected the contract's referrals table")
+    require_columns(referrals, cols, "referrals", f"{fn} expects the contract's referrals table")
 
 
 def _groups(df: pd.DataFrame, by: list[str]):

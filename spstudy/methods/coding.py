@@ -1,7 +1,7 @@
 """Coding rules shared by every analysis: NHS ethnic category codes to Census 2021 groups, English
 proficiency, main language and interpreter need to their labels, completed age to the 2013 European
-Standard Population five-year bands and to the model bands, IMD deciles to quintiles, and the column
-check every analysis function runs on its input tables. Each rule is written here once.
+Standard Population five-year bands and to the model bands, and IMD deciles to quintiles. Each rule is
+written here once (the column check is :mod:`spstudy.methods.checks`).
 
 Sources: NHS Data Dictionary ETHNIC CATEGORY; ONS Census 2021 ethnic group classification (TS021) and
 proficiency in English (TS029); Eurostat (2013) Revision of the European Standard Population; MHCLG
@@ -89,13 +89,6 @@ def as_object(values) -> pd.Series:
     out = s.astype(object).copy()
     out[s.isna().to_numpy()] = None
     return out
-
-
-def require_columns(df: pd.DataFrame, columns: Sequence[str], argument: str) -> None:
-    """Raise ValueError naming the argument and every missing column (and the columns it has)."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"`{argument}`: column(s) {missing} missing (columns: {list(df.columns)})")
 
 
 def order_levels(values: Sequence[str], order: Sequence[str]) -> list[str]:

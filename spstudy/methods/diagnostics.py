@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from spstudy.methods.checks import require_columns
 from spstudy.methods.stats import z_value
 
 CREDIBLE = "credible"
@@ -104,9 +105,7 @@ def fit_event_study(panel: pd.DataFrame, tol: float = 1e-12, max_iter: int = 100
     not estimable (no events in one group in that month).
     """
     need = ["subclass", "treated", "month", "events", "days"]
-    missing = [c for c in need if c not in panel.columns]
-    if missing:
-        raise ValueError(f"fit_event_study: panel is missing columns {missing}")
+    require_columns(panel, need, "panel")
     if panel.empty:
         raise ValueError("fit_event_study: panel has no rows")
     bad = ~panel["treated"].isin([0, 1])

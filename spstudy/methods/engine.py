@@ -107,6 +107,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from spstudy.methods.checks import require_columns
+
 __all__ = [
     "DAYS_PER_MONTH",
     "DAYS_PER_YEAR",
@@ -321,9 +323,7 @@ def _duckdb_paths(paths: list[str]) -> list[str]:
 
 
 def _missing(columns: Sequence[str], required: Sequence[str], arg: str) -> None:
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise ValueError(f"{arg}: missing required columns {missing}; found {list(columns)}")
+    require_columns(columns, required, arg)
 
 
 def _dates_to_date32(s: pd.Series, arg: str, col: str) -> pa.Array:

@@ -44,7 +44,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from spstudy.methods.coding import require_columns
+from spstudy.methods.checks import require_columns
 
 __all__ = [
     "EstimandChangeWarning",

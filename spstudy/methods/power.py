@@ -51,6 +51,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from spstudy.methods.checks import require_columns
+
 __all__ = [
     "MinimumDetectableEffects",
     "mde_multiplier",
@@ -186,8 +188,8 @@ def minimum_detectable_effects(d: pd.DataFrame, pairs: pd.DataFrame, settings: S
     """
     mde_multiplier(confidence, power)
     t = d.set_index("index_id")
-    if by is not None and by not in t.columns:
-        raise ValueError(f"by: column {by!r} not in d")
+    if by is not None:
+        require_columns(t, [by], "by")
     rows = []
     for c in cohorts:
         if c not in ("itt", "per_protocol"):
@@ -207,9 +209,7 @@ def minimum_detectable_effects(d: pd.DataFrame, pairs: pd.DataFrame, settings: S
             for m in windows_months:
                 cols = [f"{s}_{dispersion_windows[0]}_events", f"{dispersion_windows[0]}_days", f"{s}_{dispersion_windows[1]}_events",
                         f"{dispersion_windows[1]}_days", f"{s}_{baseline}_events", f"{baseline}_days", f"post_{m}m_days"]
-                missing = [x for x in cols if x not in t.columns]
-                if missing:
-                    raise ValueError(f"d: missing column(s) {missing}")
+                require_columns(t, cols, "d")
                 u = units.join(t[list(dict.fromkeys(cols))], on="id")
                 groups = sorted(u["group"].unique(), key=lambda g: (g == "All", g))
                 for g in groups:

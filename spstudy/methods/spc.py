@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import matplotlib
 
+from spstudy.methods.checks import require_columns
+
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -95,9 +97,7 @@ def xmr(data: pd.DataFrame, value: str, period: str, by: list[str] | tuple[str, 
     (points in the series). Units are those of ``value``. Rows are sorted by ``by`` then ``period``.
     """
     by = list(by)
-    missing = [c for c in [value, period] + by if c not in data.columns]
-    if missing:
-        raise ValueError(f"xmr: data has no column(s) {missing}; columns: {list(data.columns)}")
+    require_columns(data, [value, period] + by, "data")
     if improvement not in (None, "increase", "decrease"):
         raise ValueError(f"xmr: improvement must be 'increase', 'decrease' or None; got {improvement!r}")
     for k, v in (("shift_points", shift_points), ("trend_points", trend_points)):
@@ -152,9 +152,7 @@ def xmr_figure(table: pd.DataFrame, value: str, period: str, title: str, ylabel:
     """
     need = [value, period, "mean", "lower_process_limit", "upper_process_limit", "lower_near_limit", "upper_near_limit",
             "special_cause", "direction", "variation"] + ([series] if series else [])
-    missing = [c for c in need if c not in table.columns]
-    if missing:
-        raise ValueError(f"xmr_figure: table lacks {missing}: pass the output of spstudy.methods.spc.xmr")
+    require_columns(table, need, "table", "pass the output of spstudy.methods.spc.xmr")
     panels = [(None, table)] if series is None else list(table.groupby(series, sort=True))
     n = len(panels)
     nc = min(ncols, n)

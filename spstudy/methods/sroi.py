@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from spstudy.methods.checks import require_columns
 from spstudy.methods.stats import z_value
 
 __all__ = [
@@ -135,9 +136,7 @@ def validate_impact_map(impact_map: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(impact_map, pd.DataFrame):
         raise ValueError(f"impact_map: expected a pandas DataFrame, got {type(impact_map).__name__}")
-    missing = [c for c in IMPACT_MAP_COLUMNS if c not in impact_map.columns]
-    if missing:
-        raise ValueError(f"impact_map: missing column(s) {missing}")
+    require_columns(impact_map, IMPACT_MAP_COLUMNS, "impact_map")
     if len(impact_map) == 0:
         raise ValueError("impact_map: has no rows")
     df = impact_map.copy()

@@ -45,6 +45,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from spstudy.inputs import project
+from spstudy.methods.checks import require_columns
 
 __all__ = [
     "ESP2013_BANDS",
@@ -147,11 +148,7 @@ def z_value(confidence: float, name: str = "confidence") -> float:
 def _columns(df: pd.DataFrame, argument: str, names) -> list[str]:
     if names is None:
         return []
-    cols = [names] if isinstance(names, str) else list(names)
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"{argument}: column(s) {missing} not in data (columns: {list(df.columns)})")
-    return cols
+    return require_columns(df, names, argument)
 
 
 def _key_label(key) -> str:
@@ -559,8 +556,8 @@ def expected_counts(population_by_stratum, reference_rates_by_stratum):
     if isinstance(population_by_stratum, pd.DataFrame):
         pop = population_by_stratum
         if isinstance(rates, pd.Series):
-            missing = [c for c in pop.columns if c not in rates.index]
-            extra = [r for r in rates.index if r not in pop.columns]
+            missing = list(pop.columns.difference(rates.index, sort=False))   # strata must match both ways
+            extra = list(rates.index.difference(pop.columns, sort=False))
             if missing or extra:
                 raise ValueError(
                     f"strata differ: population columns without a rate {missing[:8]}, rates without a column {extra[:8]}"

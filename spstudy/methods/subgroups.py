@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from spstudy.methods.checks import require_columns
 from spstudy.methods.coding import EVALUATION_AGE_BANDS
 from spstudy.methods.stats import z_value
 
@@ -90,9 +91,7 @@ def add_subgroup_columns(d: pd.DataFrame, referrals: pd.DataFrame, practices: pd
     """
     for name, df, cols in (("d", d, ["treated", "referral_id", "practice_code"]), ("referrals", referrals, ["referral_id", "reasons"]),
                            ("practices", practices, ["practice_code", "borough_code"]), ("boroughs", boroughs, ["borough_code", "borough_name"])):
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise ValueError(f"{name}: missing column(s) {missing}")
+        require_columns(df, cols, name)
     if reason_rule not in _REASON_RULES:
         raise ValueError(f"reason_rule: must be one of {_REASON_RULES}, got {reason_rule!r}")
     out = d.copy()
@@ -136,12 +135,8 @@ def did_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, co
     if cohort not in ("itt", "per_protocol"):
         raise ValueError(f"cohort: must be 'itt' or 'per_protocol', got {cohort!r}")
     need = [f"{setting}_{baseline}_events", f"{baseline}_days", f"{setting}_post_{months}m_events", f"post_{months}m_days", "index_id", "seen"]
-    missing = [c for c in need if c not in d.columns]
-    if missing:
-        raise ValueError(f"d: missing column(s) {missing} (window counts from spstudy.evaluation)")
-    missing = [c for c in ("subclass", "treated_id", "control_id") if c not in pairs.columns]
-    if missing:
-        raise ValueError(f"pairs: missing column(s) {missing}")
+    require_columns(d, need, "d", "window counts from spstudy.analyses.evaluation")
+    require_columns(pairs, ["subclass", "treated_id", "control_id"], "pairs")
     t = d.set_index("index_id")
     if cohort == "per_protocol":
         pairs = pairs[pairs["treated_id"].map(t["seen"]) == 1]
@@ -315,9 +310,7 @@ def subgroup_effects(d: pd.DataFrame, pairs: pd.DataFrame, factors: Sequence[str
     """
     z_value(confidence)
     factors = list(factors)
-    missing = [f for f in factors if f not in d.columns]
-    if missing:
-        raise ValueError(f"factors: column(s) {missing} not in d (add main_reason/borough with add_subgroup_columns)")
+    require_columns(d, factors, "factors", "add main_reason/borough with add_subgroup_columns")
     t = d.set_index("index_id")
     referred_ids = pairs.drop_duplicates("subclass")["treated_id"]
     for f in factors:

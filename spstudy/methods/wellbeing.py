@@ -53,6 +53,7 @@ import pandas as pd
 from scipy import stats
 
 from spstudy.inputs import project
+from spstudy.methods.checks import require_columns
 from spstudy.methods.stats import wilson_ci
 
 __all__ = [
@@ -164,9 +165,7 @@ def swemwbs_metric(raw) -> np.ndarray | float:
 def _validate_long(long_df: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(long_df, pd.DataFrame):
         raise ValueError(f"long_df: expected a pandas DataFrame, got {type(long_df).__name__}")
-    missing = [c for c in _REQUIRED_COLUMNS if c not in long_df.columns]
-    if missing:
-        raise ValueError(f"long_df: missing required column(s) {missing}")
+    require_columns(long_df, _REQUIRED_COLUMNS, "long_df")
     df = long_df.loc[:, list(_REQUIRED_COLUMNS)].copy()
 
     bad_tp = sorted(set(df["timepoint"].dropna().astype(str)) - set(TIMEPOINTS))
@@ -779,9 +778,7 @@ def attrition_adjusted_change(scores: pd.DataFrame, measure: str, characteristic
     if covariates:
         if characteristics is None:
             raise ValueError("characteristics: needed when covariates are given (one row per referral_id)")
-        miss = [c for c in ["referral_id"] + covariates if c not in characteristics.columns]
-        if miss:
-            raise ValueError(f"characteristics: missing column(s) {miss}")
+        require_columns(characteristics, ["referral_id"] + covariates, "characteristics")
         ch = characteristics.drop_duplicates("referral_id").set_index("referral_id")[covariates]
         frame = frame.join(ch, on="referral_id")
         bad = frame[covariates].isna().any(axis=1)

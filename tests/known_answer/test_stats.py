@@ -343,7 +343,7 @@ def test_dsr_missing_age_band_is_an_error():
 
 def test_dsr_bad_columns_and_values():
     df = _dsrv_frame()
-    with pytest.raises(ValueError, match=r"count: column\(s\) \['dths'\] not in data"):
+    with pytest.raises(ValueError, match=r"`count`: missing column\(s\) \['dths'\]"):
         S.dsr(df, "dths", "pop", "age_band")
     bad = df.copy()
     bad.loc[0, "pop"] = 0

@@ -191,3 +191,40 @@ def test_the_notebook_checks_see_a_violation(tmp_path, monkeypatch):
         test_the_area_is_resolved_once()
     with pytest.raises(AssertionError, match="09_bad.py:3"):
         test_no_result_travels_in_dataframe_attrs()
+
+
+def _inline_column_checks(tree: ast.AST) -> list[int]:
+    """Lines of ``[c for c in need if c not in df.columns]``: a column check written by hand."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ListComp):
+            for gen in node.generators:
+                for cond in gen.ifs:
+                    if (isinstance(cond, ast.Compare) and any(isinstance(o, ast.NotIn) for o in cond.ops)
+                            and any(isinstance(c, ast.Attribute) and c.attr == "columns" for c in cond.comparators)):
+                        lines.append(node.lineno)
+    return lines
+
+
+def test_the_column_check_is_written_once():
+    """Methods and analyses check their input tables with :func:`spstudy.methods.checks.require_columns`
+    (which names the argument, the missing columns and the columns present), never a hand-written
+    ``[c for c in need if c not in df.columns]``. (The input contract in ``inputs/`` is a different
+    check: it names the file and collects every problem of an extract before raising.)"""
+    bad = []
+    for path, dotted in _modules():
+        if _stage_of_module(dotted) in ("methods", "analyses") and dotted != "spstudy.methods.checks":
+            bad += [f"{dotted}:{n}" for n in _inline_column_checks(ast.parse(path.read_text()))]
+    assert not bad, bad
+    assert _inline_column_checks(ast.parse("m = [c for c in need if c not in df.columns]")) == [1]
+
+
+def test_require_columns_names_the_argument_the_missing_and_the_present():
+    import pandas as pd
+
+    from spstudy.methods.checks import require_columns
+    df = pd.DataFrame({"a": [1], "b": [2]})
+    assert require_columns(df, "a", "x") == ["a"]
+    assert require_columns(["a", "b"], ["b", "a"], "x") == ["b", "a"]
+    with pytest.raises(ValueError, match=r"^`counts`: missing column\(s\) \['c', 'd'\] \(columns: \['a', 'b'\]\); see here$"):
+        require_columns(df, ["a", "c", "d"], "counts", "see here")

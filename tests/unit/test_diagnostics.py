@@ -34,7 +34,7 @@ def test_event_study_names_unestimable_months():
     p.loc[(p["month"] == 2) & (p["treated"] == 1), "events"] = 0
     with pytest.raises(ValueError, match=r"months \[2\]"):
         dg.fit_event_study(p)
-    with pytest.raises(ValueError, match="missing columns"):
+    with pytest.raises(ValueError, match=r"`panel`: missing column\(s\)"):
         dg.fit_event_study(p.drop(columns=["days"]))
 
 

@@ -493,8 +493,8 @@ def test_empty_index_gives_empty_frame():
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda a, i: (a.drop(columns="setting"), i), r"activity: missing required columns \['setting'\]"),
-        (lambda a, i: (a, i.drop(columns="follow_end")), r"index: missing required columns \['follow_end'\]"),
+        (lambda a, i: (a.drop(columns="setting"), i), r"`activity`: missing column\(s\) \['setting'\]"),
+        (lambda a, i: (a, i.drop(columns="follow_end")), r"`index`: missing column\(s\) \['follow_end'\]"),
         (lambda a, i: (a, i.assign(index_id=[1, 1, 2, 3])), r"index_id must be unique, duplicated: \[1\]"),
         (lambda a, i: (a, i.assign(follow_start=i["follow_end"] + pd.Timedelta(days=1))), "follow_start is after follow_end"),
         (lambda a, i: (a, i.assign(index_date=[pd.NaT, *i["index_date"][1:]])), r"'index_date' has null.*index_id \[1\]"),
@@ -534,7 +534,7 @@ def test_bad_arguments_raise(kwargs, match):
 def test_bad_monthly_arguments_and_paths(tmp_path):
     with pytest.raises(ValueError, match="months_before must be an integer"):
         monthly_series(toy_activity(), toy_index(), months_before=-1)
-    with pytest.raises(ValueError, match=r"index: missing required columns \['borough'\]"):
+    with pytest.raises(ValueError, match=r"`index`: missing column\(s\) \['borough'\]"):
         monthly_series(toy_activity(), toy_index(), by=("borough",))
     with pytest.raises(ValueError, match="by: column names"):
         monthly_series(toy_activity(), toy_index(), by=("month",))

@@ -168,8 +168,8 @@ def test_evaluate_names_missing_inputs():
     w = W.simulate_world("null", 5, n_referred=200, pool_per_referral=2)
     d = W.world_design(cohorts=("itt",))
     counts = w.window_counts(E.design_windows_months(d))
-    with pytest.raises(ValueError, match=r"'index' is missing columns \['imd_quintile'\]"):
+    with pytest.raises(ValueError, match=r"`index`: missing column\(s\) \['imd_quintile'\]"):
         E.evaluate(w.index.drop(columns=["imd_quintile"]), counts, lambda r: w.monthly_for(r["index_id"]), d, list(W.SETTINGS))
-    with pytest.raises(ValueError, match="'counts' is missing the window columns"):
+    with pytest.raises(ValueError, match=r"`counts`: missing column\(s\).*count the windows"):
         E.evaluate(w.index, counts.drop(columns=["gp_baseline_events"]), lambda r: w.monthly_for(r["index_id"]), d, list(W.SETTINGS))
 

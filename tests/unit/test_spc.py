@@ -26,7 +26,7 @@ def test_groups_are_separate_series_and_bad_input_is_refused():
     r = xmr(d, "n", "month", ["borough"])
     assert r.groupby("borough")["mean"].first().to_dict() == {"a": 5.5, "b": 5.0}
     assert r.groupby("borough")["n_points"].first().tolist() == [12, 12]
-    with pytest.raises(ValueError, match="has no column"):
+    with pytest.raises(ValueError, match=r"`data`: missing column\(s\)"):
         xmr(d, "count", "month")
     with pytest.raises(ValueError, match="more than one row per"):
         xmr(d, "n", "month")

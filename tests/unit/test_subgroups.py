@@ -83,6 +83,6 @@ def test_missing_factor_values_are_an_error_not_dropped():
     d.loc[0, "group"] = None
     with pytest.raises(ValueError, match="d.group: missing for 1 matched referred"):
         S.subgroup_effects(d, pairs, ["group"], settings=("gp",), windows_months=(6,))
-    with pytest.raises(ValueError, match="not in d"):
+    with pytest.raises(ValueError, match=r"`factors`: missing column\(s\).*add_subgroup_columns"):
         S.subgroup_effects(d, pairs, ["borough"], settings=("gp",), windows_months=(6,))
 

@@ -79,7 +79,7 @@ def test_derive_swemwbs_from_wemwbs_items():
         (lambda d: d.assign(timepoint="week_12"), "timepoint"),
         (lambda d: d.assign(instrument="gad7"), "instrument"),
         (lambda d: pd.concat([d, d.iloc[[0]]]), "more than one score"),
-        (lambda d: d.drop(columns="score"), "missing required column"),
+        (lambda d: d.drop(columns="score"), r"`long_df`: missing column\(s\)"),
         (lambda d: d.assign(score=d.score.astype(object).where(d.index != 0, "x")), "non-numeric"),
     ],
 )
