@@ -147,7 +147,7 @@ def w_prepare(spec: dict) -> dict:
     gen_s = time.perf_counter() - t0
     ex = SimpleNamespace(persons=_read_table(spec["data_dir"], "persons"), referrals=_read_table(spec["data_dir"], "referrals"),
                          activity=_activity_path(spec["data_dir"]))
-    index, _ = E.cohort(ex.persons, ex.referrals, reference.WHOLE_REGION, E.design_from_parameters(load_parameters("ncl")))
+    index = E.cohort(ex.persons, ex.referrals, reference.WHOLE_REGION, E.design_from_parameters(load_parameters("ncl"))).index
     index.to_parquet(Path(spec["data_dir"]) / "bench_index.parquet")
     return {"seconds": gen_s, "peak_mb": _maxrss_mb(), "row_counts": s["row_counts"], "index_rows": len(index)}
 

@@ -73,11 +73,11 @@ pub.table("indicator_definitions", needs.indicator_dictionary(), "Indicator defi
           columns={"indicator": Label("Indicator"), "description": Label("Definition and source")})
 
 # %%
-wards_sens, comp_sens = needs.need_index_sensitivity(profile, W, draws=p.needs.sensitivity_draws, seed=p.needs.sensitivity_seed)
-pub.table("need_index_sensitivity_components", comp_sens, "Sensitivity of the ward ranking: leave one component out",
+sens = needs.need_index_sensitivity(profile, W, draws=p.needs.sensitivity_draws, seed=p.needs.sensitivity_seed)
+pub.table("need_index_sensitivity_components", sens.components, "Sensitivity of the ward ranking: leave one component out",
           columns={"component_left_out": Label("Component left out"), "weight": Public("Its weight", "share"),
                    "spearman_with_base_ranking": Public("Spearman correlation with the ranking", "share")})
-pub.table("need_index_sensitivity_wards", wards_sens, f"Sensitivity of the ward ranking to random weights ({p.needs.sensitivity_draws} draws)",
+pub.table("need_index_sensitivity_wards", sens.wards, f"Sensitivity of the ward ranking to random weights ({p.needs.sensitivity_draws} draws)",
           rows={"ward22_code": "geo"},
           columns={**ward, "need_rank": Public("Need rank among NCL wards", "integer"), "rank_median": Public("Median rank", "number"),
                    "rank_p05": Public("Rank, 5th percentile", "number"), "rank_p95": Public("Rank, 95th percentile", "number"),

@@ -290,7 +290,7 @@ pub.table("upc_comparison", upc, "Observed against the Universal Personalised Ca
 
 # %%
 seen_ids = d.loc[(d["treated"] == 1) & (d["seen"] == 1), "referral_id"]
-wb_change, wb_att = evaluation.wellbeing_change(ctx.local.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds.model_dump(), p.evaluation.confidence)
+wb_change = evaluation.wellbeing_change(ctx.local.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds.model_dump(), p.evaluation.confidence).change
 if ctx.build_dir:
     wb_change.to_parquet(ctx.shared("evaluation") / "wellbeing_change.parquet")
 if len(wb_change):

@@ -50,7 +50,7 @@ else:  # run on its own (interactive): run the evaluation now
     ex = ctx.extracts
     res = evaluation.run(ex, evaluation.design_from_parameters(p), ctx.scope, engine=p.evaluation.engine)
     seen = res.units.loc[(res.units["treated"] == 1) & (res.units["seen"] == 1), "referral_id"]
-    wbc, _ = evaluation.wellbeing_change(ctx.local.wellbeing, seen, p.evaluation.wellbeing_thresholds.model_dump(), p.evaluation.confidence)
+    wbc = evaluation.wellbeing_change(ctx.local.wellbeing, seen, p.evaluation.wellbeing_thresholds.model_dump(), p.evaluation.confidence).change
 cov = needs.workforce_coverage(p.workforce.target_link_workers_per_10000)
 fte = float(cov.loc[ctx.scope.covers(cov["borough_code"]).to_numpy(), "link_workers"].sum())
 # Quantities are people x effect per person: computed from the people counts as published (rounded), so

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from spstudy.methods.checks import require_columns
-from spstudy.methods.stats import wilson_ci, z_value
+from spstudy.methods.stats import wilson_limits, z_value
 from spstudy.methods.subgroups import did_long, fit_ratio_of_rate_ratios
 
 __all__ = ["CLAIMS", "ClaimEstimates", "review_facts", "claim_specs", "claim_estimates", "claims_table"]
@@ -123,14 +123,6 @@ class ClaimEstimates:
 
 
 
-def _wilson(x: int, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson score limits of x/n (:func:`spstudy.methods.stats.wilson_ci`); NaN when n is 0."""
-    if n == 0:
-        return np.nan, np.nan
-    w = wilson_ci(x, n, confidence=confidence).iloc[0]
-    return float(w["lower"]), float(w["upper"])
-
-
 def claim_estimates(d: pd.DataFrame, pairs: pd.DataFrame, specs: pd.DataFrame, hiu_min_ae_12m: int = 6, baseline: str = "baseline",
                     min_matched_sets: int = 20, confidence: float = 0.95) -> ClaimEstimates:
     """Naive, matched and share estimates for each claim in ``specs`` (:func:`claim_specs`) whose
@@ -179,8 +171,8 @@ def claim_estimates(d: pd.DataFrame, pairs: pd.DataFrame, specs: pd.DataFrame, h
             rm = t.loc[pr.drop_duplicates("subclass")["treated_id"].to_numpy()]
             cm = t.loc[pr["control_id"].drop_duplicates().to_numpy()]
             n1, x1, n0, x0 = len(rm), int(fewer(rm).sum()), len(cm), int(fewer(cm).sum())
-            l1, u1 = _wilson(x1, n1, confidence)
-            l0, u0 = _wilson(x0, n0, confidence)
+            l1, u1 = wilson_limits(x1, n1, confidence)
+            l0, u0 = wilson_limits(x0, n0, confidence)
             p1, p0 = (x1 / n1 if n1 else np.nan), (x0 / n0 if n0 else np.nan)
             # Newcombe (1998, Stat Med 17:873) method 10: hybrid score interval for a difference of proportions
             dlo = p1 - p0 - np.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2)

@@ -62,6 +62,7 @@ from spstudy.methods import engine as eng
 from spstudy.methods.checks import require_columns
 from spstudy.methods.coding import EVALUATION_AGE_BANDS, code_ethnicity, imd_quintile
 from spstudy.methods.stats import z_value
+from spstudy.methods.subgroups import did_long, poisson_did_fit
 
 DAYS_PER_MONTH = 30.4375
 MEASURE_LABELS = {"ons4_life_satisfaction": "ONS4 life satisfaction (0-10)", "ons4_worthwhile": "ONS4 worthwhile (0-10)",
@@ -214,8 +215,22 @@ def ps_covariates(design: Design, settings=OUTCOME_SETTINGS, prefix: str = "matc
 
 # ============================================================================ cohort
 
+@dataclass(frozen=True)
+class Cohort:
+    """The evaluation cohort (:func:`cohort`).
+
+    ``index``: one row per referred person and eligible comparator (index_id, person_id, index_date,
+    follow_start, follow_end, treated (0/1), seen (0/1, referred only), referral_id, closure_date,
+    age, sex, ethnic_group, imd_quintile, pcn_code, practice_code); ``flow``: step, n (people), the
+    steps from the area's referrals to the cohort.
+    """
+
+    index: pd.DataFrame
+    flow: pd.DataFrame
+
+
 def cohort(persons: pd.DataFrame, referrals: pd.DataFrame, area: reference.Area, design: Design,
-           referred_ever=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+           referred_ever=None) -> Cohort:
     """Referred and comparator index rows for ``area``, and the cohort flow (counts of people).
 
     ``persons`` and ``referrals`` are the whole region's, not the area's cut: a person referred by
@@ -227,9 +242,7 @@ def cohort(persons: pd.DataFrame, referrals: pd.DataFrame, area: reference.Area,
     (``Extracts.referred_ever``). Comparators are registered people in the area's practices who
     are in neither. Seed: ``design.seed_comparator_pool`` (pseudo-index dates and pool sample).
 
-    Returns (index, flow). ``index`` columns: index_id, person_id, index_date, follow_start,
-    follow_end, treated (0/1), seen (0/1, referred only), referral_id, closure_date, age, sex,
-    ethnic_group, imd_quintile, pcn_code, practice_code. ``flow``: step, n (people).
+    Returns a :class:`Cohort` (``index`` and ``flow`` tables).
     """
     codes = area.borough_codes
     p = persons.copy()
@@ -287,7 +300,7 @@ def cohort(persons: pd.DataFrame, referrals: pd.DataFrame, area: reference.Area,
     if idx["imd_quintile"].isna().any():
         bad = idx.loc[idx["imd_quintile"].isna(), "person_id"].head(5).tolist()
         raise ValueError(f"persons: {int(idx['imd_quintile'].isna().sum())} cohort members have an LSOA without IMD 2025 (first person ids: {bad})")
-    return idx.reset_index(drop=True), pd.DataFrame(flow, columns=["step", "n"])
+    return Cohort(index=idx.reset_index(drop=True), flow=pd.DataFrame(flow, columns=["step", "n"]))
 
 
 # ============================================================================ counting
@@ -439,19 +452,6 @@ def match(data: pd.DataFrame, design: Design, covariates: list[str] | None = Non
     return d, res
 
 
-def sample_sizes(res, flow: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cohort flow, and MatchIt's sample-size table with the treated lost to the caliper (wide:
-    step, Control, Treated; counts of people)."""
-    ss = res.sample_sizes.pivot_table(index="status", columns="group", values="n", aggfunc="sum").reset_index()
-    ss = ss.rename(columns={"status": "step"})
-    extra = pd.DataFrame([
-        {"step": "Treated lost to the caliper", "Treated": res.n_treated_lost_to_caliper},
-        {"step": "Treated with no comparator in their exact stratum", "Treated": res.n_treated_no_controls_in_stratum},
-        {"step": "Treated left when the stratum's pool ran out", "Treated": res.n_treated_pool_exhausted},
-    ])
-    return flow, pd.concat([ss, extra], ignore_index=True)
-
-
 def sample_sizes_long(res) -> pd.DataFrame:
     """Tidy sample sizes: step, group (Control, Treated), n (people)."""
     rows = [{"step": r.status, "group": r.group, "n": float(r.n)} for r in res.sample_sizes.itertuples()]
@@ -494,30 +494,6 @@ def balance_summary(bal: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 # ============================================================================ effects
 
-def _pairs_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int | str, cohort: str, baseline: str = "baseline") -> pd.DataFrame:
-    """Long data (one row per unit-in-set x period) for the DiD: subclass, treated, post, events, days, weight
-    (comparators weighted 1/k within their set); rows without exposure dropped."""
-    t = d.set_index("index_id")
-    if cohort == "per_protocol":
-        pairs = pairs[pairs["treated_id"].map(t["seen"]).to_numpy() == 1]
-    post = months if isinstance(months, str) else f"post_{months}m"
-    first = pairs.drop_duplicates("subclass")
-    k_in_set = pairs.groupby("subclass")["control_id"].transform("size").to_numpy()
-    pos = pd.Index(t.index)
-    cols = {}
-    for win in (baseline, post):
-        cols[win] = (t[f"{setting}_{win}_events"].to_numpy(), t[f"{win}_days"].to_numpy())
-    parts = []
-    for who, sub, w in (("t", first, np.ones(len(first))), ("c", pairs, 1.0 / k_in_set)):
-        ids = pos.get_indexer(sub["treated_id" if who == "t" else "control_id"].to_numpy())
-        for period, win in ((0, baseline), (1, post)):
-            ev, dy = cols[win]
-            parts.append(pd.DataFrame({"subclass": sub["subclass"].to_numpy(), "treated": 1 if who == "t" else 0, "post": period,
-                                       "events": ev[ids], "days": dy[ids], "weight": np.asarray(w, dtype=float)}))
-    out = pd.concat(parts, ignore_index=True)
-    return out[out["days"] > 0]
-
-
 def _rate(events, days):
     return 1000 * 365.25 * events / days if days > 0 else np.nan
 
@@ -549,12 +525,12 @@ def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int | str, c
     the absolute DiD = (post_T - pre_T) - (post_C - pre_C) with a cluster bootstrap interval over
     matched sets (``boot`` draws, ``seed``; percentile method), and the ratio of rate ratios
     exp(b_treated:post) from a Poisson GLM with log(person-years) offset, variance weights =
-    matching weights, cluster-robust (sandwich) errors by matched set (statsmodels).
+    matching weights, cluster-robust (sandwich) errors by matched set (statsmodels). The long data and
+    the fit are :func:`spstudy.methods.subgroups.did_long` and :func:`~spstudy.methods.subgroups.poisson_did_fit`,
+    which the subgroup and claim analyses use too.
     """
-    import statsmodels.api as sm
-
     z = z_value(confidence)
-    L = _pairs_long(d, pairs, setting, months, cohort, baseline)
+    L = did_long(d, pairs, setting, months, cohort, baseline)
     out = {"setting": setting, "window_months": months, "cohort": cohort, "baseline": baseline, "n_treated": int(L.loc[L.treated == 1, "subclass"].nunique())}
     agg = L.assign(we=L.events * L.weight, wd=L.days * L.weight).groupby(["treated", "post"])[["we", "wd"]].sum()
     for (tr, po), r in agg.iterrows():
@@ -573,18 +549,8 @@ def did(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int | str, c
     a = 100 * (1 - confidence) / 2
     out["did_lower"], out["did_upper"] = np.nanpercentile(bd, [a, 100 - a])
     X = pd.DataFrame({"const": 1.0, "treated": L["treated"], "post": L["post"], "treated_post": L["treated"] * L["post"]})
-    w = L["weight"].to_numpy()
-    kw = {} if np.allclose(w, 1.0) else {"var_weights": w}
-    model = sm.GLM(L["events"].to_numpy(), X, family=sm.families.Poisson(), offset=np.log(L["days"].to_numpy() / 365.25), **kw)
-    groups = pd.factorize(L["subclass"])[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if groups.max() >= 2:  # cluster-robust errors need at least 3 matched sets
-            fit = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
-            b, se = fit.params["treated_post"], fit.bse["treated_post"]
-        else:
-            fit = model.fit()
-            b, se = fit.params["treated_post"], np.nan
+    fit, clustered = poisson_did_fit(L, X)
+    b, se = fit.params["treated_post"], (fit.bse["treated_post"] if clustered else np.nan)
     out["ratio_of_rate_ratios"], out["ratio_of_rate_ratios_lower"], out["ratio_of_rate_ratios_upper"] = np.exp(b), np.exp(b - z * se), np.exp(b + z * se)
     out["log_rrr"], out["log_rrr_se"] = float(b), float(se)
     out["rrr_p_value"] = float(fit.pvalues["treated_post"]) if np.isfinite(se) else np.nan
@@ -608,8 +574,20 @@ def naive_before_after(d: pd.DataFrame, setting: str, months: int, cohort: str =
             "rate_ratio_lower": rr * np.exp(-z * se), "rate_ratio_upper": rr * np.exp(z * se)}
 
 
+@dataclass(frozen=True)
+class Effects:
+    """Effect estimates for every setting x window x cohort (:func:`effects`).
+
+    ``naive``: the referred people's own before/after rates (:func:`naive_before_after` rows);
+    ``matched``: the matched difference in differences (:func:`did` rows).
+    """
+
+    naive: pd.DataFrame
+    matched: pd.DataFrame
+
+
 def effects(d: pd.DataFrame, pairs: pd.DataFrame, months_list: list[int], boot: int = 500, conventional: bool = False,
-            settings=OUTCOME_SETTINGS, seed: int = 1, confidence: float = 0.95, cohorts=COHORTS) -> tuple[pd.DataFrame, pd.DataFrame]:
+            settings=OUTCOME_SETTINGS, seed: int = 1, confidence: float = 0.95, cohorts=COHORTS) -> Effects:
     """Naive and matched DiD estimates for each setting, window, ITT and per protocol.
     ``conventional``: the DiD baseline is the pre-window of the same length (pre_6m, pre_12m)."""
     naive, matched = [], []
@@ -619,7 +597,7 @@ def effects(d: pd.DataFrame, pairs: pd.DataFrame, months_list: list[int], boot: 
                 naive.append(naive_before_after(d, s, m, c, confidence=confidence))
                 matched.append(did(d, pairs, s, m, c, boot=boot, seed=seed, baseline=f"pre_{m}m" if conventional else "baseline",
                                    confidence=confidence))
-    return pd.DataFrame(naive), pd.DataFrame(matched)
+    return Effects(naive=pd.DataFrame(naive), matched=pd.DataFrame(matched))
 
 
 def side_by_side(naive: pd.DataFrame, matched: pd.DataFrame, conventional: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -800,15 +778,16 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
     bal_pp = balance(data, design, outcomes, "per_protocol") if "per_protocol" in design.cohorts else bal.iloc[:0]
     smd = {c: float(b.loc[(b["sample"] == "Adjusted") & b["matched_on"], "smd"].abs().max()) for c, b in (("itt", bal), ("per_protocol", bal_pp)) if len(b)}
     cohorts = tuple(design.cohorts)
-    naive, matched = effects(data, res.pairs, months, boot=design.bootstrap_draws, settings=all_settings, seed=design.seed_bootstrap,
-                             confidence=design.confidence, cohorts=cohorts)
+    est = effects(data, res.pairs, months, boot=design.bootstrap_draws, settings=all_settings, seed=design.seed_bootstrap,
+                  confidence=design.confidence, cohorts=cohorts)
+    naive, matched = est.naive, est.matched
     conv = pd.DataFrame()
     if design.conventional:
         conv_cov = ["age"] + [f"age_rcs{j}" for j in range(1, design.age_spline_knots - 1)] + ["sex", "imd_q", "ethnic_group"] + \
             [f"{s}_{q}_rate" for s in outcomes for q in ("pre_q1", "pre_q2", "pre_q3", "pre_q4", "pre_last_month")]
         cdata, cres = match(features, design, conv_cov)
-        _, conv = effects(cdata, cres.pairs, months, boot=design.bootstrap_draws, conventional=True, settings=outcomes,
-                          seed=design.seed_bootstrap, confidence=design.confidence, cohorts=cohorts)
+        conv = effects(cdata, cres.pairs, months, boot=design.bootstrap_draws, conventional=True, settings=outcomes,
+                       seed=design.seed_bootstrap, confidence=design.confidence, cohorts=cohorts).matched
 
     # ---- event study on the matched sets (monthly counts of the matched units only)
     sets = {c: matched_sets(data, res.pairs, c) for c in cohorts}
@@ -977,7 +956,8 @@ def run(ex, design: Design, area: reference.Area, engine: str = "duckdb", boot: 
         design = dataclasses.replace(design, bootstrap_draws=boot)
     if seed is not None:
         design = dataclasses.replace(design, seed_comparator_pool=seed)
-    index, flow = cohort(ex.persons, ex.referrals, area, design, referred_ever=getattr(ex, "referred_ever", None))
+    co = cohort(ex.persons, ex.referrals, area, design, referred_ever=getattr(ex, "referred_ever", None))
+    index, flow = co.index, co.flow
     if index["treated"].sum() == 0:
         raise ValueError(f"no referred people in {area.name} meet the cohort criteria")
     present = set(pd.unique(ex.activity["setting"]))
@@ -1026,8 +1006,21 @@ def event_study(activity, d: pd.DataFrame, pairs: pd.DataFrame, engine: str = "d
     g = ms.groupby(["group", "month", "setting"], as_index=False)[["we", "wd", "events"]].sum()
     g["rate_per_1000py"] = 1000 * 365.25 * g["we"] / g["wd"]
     return g.rename(columns={"events": "events_unweighted"})[["group", "month", "setting", "events_unweighted", "rate_per_1000py"]]
+@dataclass(frozen=True)
+class WellbeingChange:
+    """Paired wellbeing change (:func:`wellbeing_change`), both tables empty when nothing was measured.
+
+    ``change``: one row per measure (:func:`spstudy.methods.wellbeing.paired_change` columns and
+    ``measure``); ``attrition``: who returned a follow-up score, per measure
+    (:func:`spstudy.methods.wellbeing.attrition` columns and ``measure``).
+    """
+
+    change: pd.DataFrame
+    attrition: pd.DataFrame
+
+
 def wellbeing_change(wellbeing: pd.DataFrame, referral_ids, thresholds: Mapping[str, float],
-                     confidence: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     confidence: float = 0.95) -> WellbeingChange:
     """Paired change and attrition for every measure present (ONS4 items, WEMWBS, SWEMWBS metric).
 
     Uses :mod:`spstudy.methods.wellbeing`. ``thresholds``: the meaningful change of each instrument,
@@ -1036,7 +1029,7 @@ def wellbeing_change(wellbeing: pd.DataFrame, referral_ids, thresholds: Mapping[
 
     w = wellbeing[wellbeing["referral_id"].isin(set(referral_ids))]
     if w.empty:
-        return pd.DataFrame(), pd.DataFrame()
+        return WellbeingChange(change=pd.DataFrame(), attrition=pd.DataFrame())
     sc = wb.score_instruments(w[["referral_id", "timepoint", "instrument", "item", "score"]])
     rows, att = [], []
     for measure in sorted(sc["measure"].unique()):
@@ -1052,7 +1045,8 @@ def wellbeing_change(wellbeing: pd.DataFrame, referral_ids, thresholds: Mapping[
             att.append(wb.attrition(sc, measure).assign(measure=measure))
         except ValueError:
             pass
-    return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), (pd.concat(att, ignore_index=True) if att else pd.DataFrame())
+    return WellbeingChange(change=pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
+                           attrition=pd.concat(att, ignore_index=True) if att else pd.DataFrame())
 
 
 def upc_comparison(d: pd.DataFrame, matched: pd.DataFrame, upc: Mapping[str, float]) -> pd.DataFrame:

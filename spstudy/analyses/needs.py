@@ -9,6 +9,7 @@ LSOAs) for deprivation. Each function states its units, denominators and method 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -133,8 +134,21 @@ def need_cut(weights: dict[str, float], need_quantile: float, reference_frame: p
     return float(np.quantile(need_index(ref, weights, ref)["need_index"], need_quantile))
 
 
+@dataclass(frozen=True)
+class NeedIndexSensitivity:
+    """How much the ward ranking depends on the weights (:func:`need_index_sensitivity`).
+
+    ``wards``: ward22_code, ward22_name, borough_name, need_rank, rank_median, rank_p05, rank_p95,
+    pct_draws_top_fifth (one row per ward, by need_rank); ``components``: component_left_out,
+    weight, spearman_with_base_ranking.
+    """
+
+    wards: pd.DataFrame
+    components: pd.DataFrame
+
+
 def need_index_sensitivity(indicators: pd.DataFrame, weights: dict[str, float], draws: int = 500, concentration: float = 20.0,
-                           seed: int = 1, reference_frame: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                           seed: int = 1, reference_frame: pd.DataFrame | None = None) -> NeedIndexSensitivity:
     """How much the ward ranking depends on the weights.
 
     (1) Random weights from a Dirichlet distribution centred on the chosen weights (concentration
@@ -144,7 +158,7 @@ def need_index_sensitivity(indicators: pd.DataFrame, weights: dict[str, float], 
     are taken in the reference frame so a ward has the same numbers in every pack. (2) Leave one
     component out (weights renormalised): Spearman correlation of the index of the wards given with
     their base index (a property of the area's ranking). ``seed`` feeds ``numpy.random.default_rng``.
-    Returns (ward table, component table).
+    Returns a :class:`NeedIndexSensitivity` (ward table, component table).
     """
     rng = np.random.default_rng(seed)
     ref = reference_frame if reference_frame is not None else ward_indicators()
@@ -175,7 +189,7 @@ def need_index_sensitivity(indicators: pd.DataFrame, weights: dict[str, float], 
         alt = need_index(indicators, {j: v / s for j, v in w2.items()}, ref)
         rho = pd.Series(base["need_index"]).corr(pd.Series(alt["need_index"]), method="spearman")
         comps.append({"component_left_out": k, "weight": weights[k], "spearman_with_base_ranking": rho})
-    return wards.sort_values("need_rank").reset_index(drop=True), pd.DataFrame(comps)
+    return NeedIndexSensitivity(wards=wards.sort_values("need_rank").reset_index(drop=True), components=pd.DataFrame(comps))
 
 
 # ------------------------------------------------------------------------------ referral rates

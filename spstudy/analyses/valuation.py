@@ -117,8 +117,21 @@ def _unvalued_row(stakeholder, outcome, indicator, price_year, note, credibility
             "valued": False, "valuation_note": note, "credibility": credibility}
 
 
+@dataclass(frozen=True)
+class ImpactMap:
+    """The impact map and its uncertainty (:func:`impact_map`).
+
+    ``table``: one row per outcome, valued or not (columns in :func:`impact_map`); ``draws``: the
+    Monte Carlo input distributions, ``{"<outcome>:<column>" or "<column>": distribution spec}`` as
+    :func:`spstudy.methods.sroi.monte_carlo_sroi` takes them (plain values, not tables).
+    """
+
+    table: pd.DataFrame
+    draws: Mapping[str, Mapping]
+
+
 def impact_map(matched: pd.DataFrame, *, n_referred: int, wellbeing_change: pd.DataFrame | None, assumptions: Mapping,
-               credibility: Mapping | None = None) -> tuple[pd.DataFrame, dict]:
+               credibility: Mapping | None = None) -> ImpactMap:
     """Impact map (one row per outcome, valued or not) and the Monte Carlo input distributions.
 
     ``matched``: evaluation.effects() matched table (setting, window_months, cohort, did_per_1000py,
@@ -210,7 +223,7 @@ def impact_map(matched: pd.DataFrame, *, n_referred: int, wellbeing_change: pd.D
         draws[f"{label}:deadweight"] = sroi.uniform(*a["wellbeing_deadweight_range"])
     draws["attribution"] = sroi.uniform(*a["attribution"])
     cols = list(sroi.IMPACT_MAP_COLUMNS) + list(EXTRA_COLUMNS)
-    return pd.DataFrame(rows, columns=cols), draws
+    return ImpactMap(table=pd.DataFrame(rows, columns=cols), draws=draws)
 
 
 @dataclass(frozen=True)
@@ -260,10 +273,10 @@ def analyse(matched: pd.DataFrame, *, n_referred: int, wellbeing_change: pd.Data
     tornado and break-even for one area. Arguments as :func:`impact_map`; ``link_worker_fte``: link
     workers in post (the review's figures). Only rows with ``valued`` True enter the ratio."""
     a = _check_assumptions(assumptions)
-    imap, draws = impact_map(matched, n_referred=n_referred, wellbeing_change=wellbeing_change, assumptions=a, credibility=credibility)
+    im = impact_map(matched, n_referred=n_referred, wellbeing_change=wellbeing_change, assumptions=a, credibility=credibility)
     inv = investment(link_worker_fte, annual_cost=a["link_worker_annual_cost"], annual_cost_band5=a["link_worker_annual_cost_band5"],
                      management_overhead=a["management_overhead"])
-    draws["investment"] = sroi.uniform(inv["low"], inv["high"])
+    imap, draws = im.table, dict(im.draws) | {"investment": sroi.uniform(inv["low"], inv["high"])}
     valued = imap[imap["valued"]].drop(columns=list(EXTRA_COLUMNS)).reset_index(drop=True)
     rate = a["discount_rate"]
     if len(valued):

@@ -54,6 +54,7 @@ from scipy import stats
 from spstudy.methods.checks import require_columns
 
 __all__ = [
+    "MatchedCounts",
     "MinimumDetectableEffects",
     "mde_multiplier",
     "var_log_sum",
@@ -249,9 +250,19 @@ def minimum_detectable_effects(d: pd.DataFrame, pairs: pd.DataFrame, settings: S
     return MinimumDetectableEffects(table=out)
 
 
+@dataclass(frozen=True)
+class MatchedCounts:
+    """A simulated matched world (:func:`simulate_matched_counts`): ``units`` (one row per person:
+    index_id, treated, seen, group, ``<setting>_<window>_events``, ``<window>_days``) and ``pairs``
+    (subclass, treated_id, control_id), in the shapes :mod:`spstudy.analyses.evaluation` uses."""
+
+    units: pd.DataFrame
+    pairs: pd.DataFrame
+
+
 def simulate_matched_counts(n_sets: int, seed: int, rate_treated: float = 4.0, rate_comparator: float = 3.0, person_shape: float = 2.0,
                             window_shape: float = 4.0, effect_rate_ratio: float = 1.0, setting: str = "gp", post_months: int = 6,
-                            groups: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                            groups: dict | None = None) -> MatchedCounts:
     """A matched 1:1 world of over-dispersed counts, for checking the MDE formula and the DiD.
 
     Each person's rate in window j is rate x G x H_j (events per person-year), G ~ Gamma(shape
@@ -262,9 +273,9 @@ def simulate_matched_counts(n_sets: int, seed: int, rate_treated: float = 4.0, r
     (round(30.4375 m)); the referred person's post rate is multiplied by ``effect_rate_ratio`` (or by
     ``groups[g]`` for sets in group g: ``groups`` maps group label -> effect, sets split evenly).
 
-    Returns (d, pairs) in the shapes of :mod:`spstudy.analyses.evaluation` (``index_id``, ``treated``,
-    ``seen`` = 1 for referred, ``group``, ``<setting>_<window>_events``, ``<window>_days``; pairs
-    ``subclass``, ``treated_id``, ``control_id``).
+    Returns :class:`MatchedCounts` in the shapes of :mod:`spstudy.analyses.evaluation` (units:
+    ``index_id``, ``treated``, ``seen`` = 1 for referred, ``group``, ``<setting>_<window>_events``,
+    ``<window>_days``; pairs: ``subclass``, ``treated_id``, ``control_id``).
     """
     rng = np.random.default_rng(seed)
     post = f"post_{post_months}m"
@@ -286,4 +297,4 @@ def simulate_matched_counts(n_sets: int, seed: int, rate_treated: float = 4.0, r
         d[f"{setting}_{w}_events"] = np.r_[rows[(1, w)], rows[(0, w)]]
         d[f"{w}_days"] = dd
     pairs = pd.DataFrame({"subclass": np.arange(1, n_sets + 1), "treated_id": np.arange(n_sets), "control_id": np.arange(n_sets, n)})
-    return d, pairs
+    return MatchedCounts(units=d, pairs=pairs)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -607,7 +607,8 @@ def sample_distribution(spec: Mapping, n: int, rng: np.random.Generator) -> np.n
 # --------------------------------------------------------------------------------------------
 # Monte Carlo
 # --------------------------------------------------------------------------------------------
-class MonteCarloResult(NamedTuple):
+@dataclass(frozen=True)
+class MonteCarloResult:
     """``draws``: one row per draw (drawn inputs, present_value, ratio);
     ``summary``: one-row DataFrame of the ratio's distribution."""
 

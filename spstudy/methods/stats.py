@@ -51,6 +51,7 @@ __all__ = [
     "ESP2013_BANDS",
     "esp2013",
     "wilson_ci",
+    "wilson_limits",
     "byars_ci",
     "exact_poisson_ci",
     "crude_rate",
@@ -247,6 +248,15 @@ def wilson_ci(x, n, confidence: float = 0.95, multiplier: float = 1.0) -> pd.Dat
             "method": "Wilson",
         }
     )
+
+
+def wilson_limits(x: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson limits (lower, upper) of one proportion x/n (:func:`wilson_ci`), NaN when n is 0:
+    for a row of a results table whose group can be empty, where :func:`wilson_ci` refuses n = 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    w = wilson_ci(x, n, confidence).iloc[0]
+    return float(w["lower"]), float(w["upper"])
 
 
 # --------------------------------------------------------------------------------------------

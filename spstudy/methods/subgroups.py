@@ -48,6 +48,7 @@ __all__ = [
     "SubgroupEffects",
     "add_subgroup_columns",
     "did_long",
+    "poisson_did_fit",
     "fit_ratio_of_rate_ratios",
     "holm",
     "wald_equality_test",
@@ -120,40 +121,46 @@ def add_subgroup_columns(d: pd.DataFrame, referrals: pd.DataFrame, practices: pd
 
 
 # ------------------------------------------------------------------------------------------------
-# Matched DiD on long data (mirrors spstudy.analyses.evaluation.did; checked equal in the tests)
+# Matched DiD on long data (the one builder and the one Poisson fit; spstudy.analyses.evaluation.did uses both)
 # ------------------------------------------------------------------------------------------------
-def did_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int, cohort: str = "itt",
+def did_long(d: pd.DataFrame, pairs: pd.DataFrame, setting: str, months: int | str, cohort: str = "itt",
              baseline: str = "baseline") -> pd.DataFrame:
     """Long data for the matched DiD: one row per unit-in-set x period.
 
     Columns: ``subclass`` (matched set), ``unit_id`` (index_id), ``treated`` (0/1), ``post`` (0 =
-    the ``baseline`` window, 1 = ``post_<months>m``), ``events`` (count), ``days`` (exposure days),
-    ``weight`` (1 for the referred person, 1/k for each of the set's k comparators). Rows with no
-    exposure in the window (deregistered before it) are dropped, as :func:`spstudy.analyses.evaluation.did` does.
-    ``cohort``: ``"itt"`` (all matched sets) or ``"per_protocol"`` (sets whose referred person was seen).
+    the ``baseline`` window, 1 = ``post_<months>m``, or the window named by ``months`` when it is a
+    string), ``events`` (count), ``days`` (exposure days), ``weight`` (1 for the referred person, 1/k
+    for each of the set's k comparators). Rows with no exposure in the window (deregistered before it)
+    are dropped. ``cohort``: ``"itt"`` (all matched sets) or ``"per_protocol"`` (sets whose referred
+    person was seen). Raises ValueError naming the ids of ``pairs`` that ``d`` does not have.
     """
     if cohort not in ("itt", "per_protocol"):
         raise ValueError(f"cohort: must be 'itt' or 'per_protocol', got {cohort!r}")
-    need = [f"{setting}_{baseline}_events", f"{baseline}_days", f"{setting}_post_{months}m_events", f"post_{months}m_days", "index_id", "seen"]
+    post = months if isinstance(months, str) else f"post_{months}m"
+    need = [f"{setting}_{baseline}_events", f"{baseline}_days", f"{setting}_{post}_events", f"{post}_days", "index_id", "seen"]
     require_columns(d, need, "d", "window counts from spstudy.analyses.evaluation")
     require_columns(pairs, ["subclass", "treated_id", "control_id"], "pairs")
     t = d.set_index("index_id")
+    if not t.index.is_unique:
+        raise ValueError(f"d: index_id not unique ({t.index[t.index.duplicated()][:5].tolist()} ...)")
     if cohort == "per_protocol":
-        pairs = pairs[pairs["treated_id"].map(t["seen"]) == 1]
-    k = pairs.groupby("subclass")["control_id"].transform("size").to_numpy()
-    sets = pairs.drop_duplicates("subclass")
+        pairs = pairs[pairs["treated_id"].map(t["seen"]).to_numpy() == 1]
+    first = pairs.drop_duplicates("subclass")
+    k_in_set = pairs.groupby("subclass")["control_id"].transform("size").to_numpy()
+    cols = {win: (t[f"{setting}_{win}_events"].to_numpy(), t[f"{win}_days"].to_numpy()) for win in (baseline, post)}
     parts = []
-    for who, sub, ids, w in (("t", sets, sets["treated_id"].to_numpy(), np.ones(len(sets))),
-                             ("c", pairs, pairs["control_id"].to_numpy(), 1.0 / k)):
-        for post, win in ((0, baseline), (1, f"post_{months}m")):
-            parts.append(pd.DataFrame({
-                "subclass": sub["subclass"].to_numpy(), "unit_id": ids, "treated": int(who == "t"), "post": post,
-                "events": t.loc[ids, f"{setting}_{win}_events"].to_numpy(), "days": t.loc[ids, f"{win}_days"].to_numpy(),
-                "weight": np.asarray(w, dtype=float)}))
+    for who, sub, w in (("t", first, np.ones(len(first))), ("c", pairs, 1.0 / k_in_set)):
+        unit = sub["treated_id" if who == "t" else "control_id"].to_numpy()
+        ids = t.index.get_indexer(unit)
+        if (ids < 0).any():
+            raise ValueError(f"pairs: {'treated_id' if who == 't' else 'control_id'} {unit[ids < 0][:5].tolist()} not in d "
+                             f"({int((ids < 0).sum())} rows)")
+        for period, win in ((0, baseline), (1, post)):
+            ev, dy = cols[win]
+            parts.append(pd.DataFrame({"subclass": sub["subclass"].to_numpy(), "unit_id": unit, "treated": 1 if who == "t" else 0,
+                                       "post": period, "events": ev[ids], "days": dy[ids], "weight": np.asarray(w, dtype=float)}))
     out = pd.concat(parts, ignore_index=True)
     return out[out["days"] > 0].reset_index(drop=True)
-
-
 
 
 def _cell_events(L: pd.DataFrame) -> dict:
@@ -162,9 +169,11 @@ def _cell_events(L: pd.DataFrame) -> dict:
             "events_comparator_pre": int(g.get((0, 0), 0)), "events_comparator_post": int(g.get((0, 1), 0))}
 
 
-def _glm(L: pd.DataFrame, X: pd.DataFrame):
-    """Poisson GLM, log(person-years) offset, var_weights = matching weights (when not all 1),
-    cluster-robust by matched set when there are at least 3 sets (as spstudy.analyses.evaluation.did)."""
+def poisson_did_fit(L: pd.DataFrame, X: pd.DataFrame):
+    """The matched DiD's Poisson GLM on long data (:func:`did_long`) with design matrix ``X``:
+    log(person-years) offset, var_weights = matching weights (when not all 1), cluster-robust
+    (sandwich) errors by matched set when there are at least 3 sets. Returns (statsmodels fit,
+    whether the errors are cluster-robust)."""
     import statsmodels.api as sm
 
     w = L["weight"].to_numpy(dtype=float)
@@ -197,7 +206,7 @@ def fit_ratio_of_rate_ratios(L: pd.DataFrame, confidence: float = 0.95, min_matc
         return {**out, "status": "not estimable: no events in one of the four cells"}
     X = pd.DataFrame({"const": 1.0, "treated": L["treated"].astype(float), "post": L["post"].astype(float),
                       "treated_post": (L["treated"] * L["post"]).astype(float)})
-    fit, _ = _glm(L, X)
+    fit, _ = poisson_did_fit(L, X)
     b, se = float(fit.params["treated_post"]), float(fit.bse["treated_post"])
     out.update(log_rrr=b, se_log_rrr=se, ratio_of_rate_ratios=float(np.exp(b)), ratio_of_rate_ratios_lower=float(np.exp(b - z * se)),
                ratio_of_rate_ratios_upper=float(np.exp(b + z * se)), p_value=float(2 * stats.norm.sf(abs(b / se))))
@@ -251,7 +260,7 @@ def _interaction(L: pd.DataFrame, group: pd.Series, levels: list) -> tuple[float
         cols[f"g{i}_post"] = g * L["post"].to_numpy()
         cols[f"g{i}_treated_post"] = g * (L["treated"] * L["post"]).to_numpy()
     X = pd.DataFrame(cols, index=L.index)
-    fit, _ = _glm(L, X)
+    fit, _ = poisson_did_fit(L, X)
     names = [f"g{i}_treated_post" for i in range(len(levels))]
     V = fit.cov_params().loc[names, names].to_numpy()
     return wald_equality_test(fit.params[names].to_numpy(), V)

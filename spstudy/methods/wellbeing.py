@@ -54,7 +54,7 @@ from scipy import stats
 
 from spstudy.inputs import project
 from spstudy.methods.checks import require_columns
-from spstudy.methods.stats import wilson_ci
+from spstudy.methods.stats import wilson_limits
 
 __all__ = [
     "ONS4_ITEMS",
@@ -378,14 +378,6 @@ def _wilcoxon_r_style(d: np.ndarray) -> tuple[float, float, str]:
     return v, float(res.pvalue), method
 
 
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson interval of k / n (:func:`spstudy.methods.stats.wilson_ci`); NaN when n is 0."""
-    if n == 0:
-        return float("nan"), float("nan")
-    w = wilson_ci(k, n, confidence).iloc[0]
-    return float(w["lower"]), float(w["upper"])
-
-
 def paired_change(
     scores: pd.DataFrame,
     measure: str,
@@ -446,8 +438,8 @@ def paired_change(
     tol = 1e-9
     improved = int(np.sum(directed >= threshold - tol))
     worsened = int(np.sum(directed <= -threshold + tol))
-    imp_lo, imp_hi = _wilson(improved, n, confidence)
-    wor_lo, wor_hi = _wilson(worsened, n, confidence)
+    imp_lo, imp_hi = wilson_limits(improved, n, confidence)
+    wor_lo, wor_hi = wilson_limits(worsened, n, confidence)
 
     row = {
         "measure": measure,

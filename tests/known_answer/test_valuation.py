@@ -18,7 +18,8 @@ def test_investment_is_fte_times_unit_cost_plus_overhead(a):
 
 
 def test_impact_map_quantities_and_proxies(a):
-    imap, draws = valuation.impact_map(_matched(), n_referred=2000, wellbeing_change=_wb(), assumptions=a)
+    im = valuation.impact_map(_matched(), n_referred=2000, wellbeing_change=_wb(), assumptions=a)
+    imap, draws = im.table, im.draws
     m = imap.set_index("outcome")
     # 1,000 fewer GP appointments per 1,000 person-years x 2,000 referred x 1 year = 2,000 avoided
     assert m.loc["GP appointments avoided", "quantity"] == pytest.approx(2000)

@@ -13,7 +13,8 @@ from spstudy.methods import subgroups as S
 def _rejection_rate(effect, reps, n_sets, seed0, **world):
     rej = 0
     for s in range(reps):
-        d, pairs = P.simulate_matched_counts(n_sets, seed=seed0 + s, effect_rate_ratio=effect, **world)
+        w = P.simulate_matched_counts(n_sets, seed=seed0 + s, effect_rate_ratio=effect, **world)
+        d, pairs = w.units, w.pairs
         rej += S.fit_ratio_of_rate_ratios(S.did_long(d, pairs, "gp", 6))["p_value"] < 0.05
     return rej / reps
 

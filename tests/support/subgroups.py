@@ -9,7 +9,8 @@ from spstudy.methods.power import simulate_matched_counts
 
 
 def _world(n_sets, seed, groups=None, effect=1.0, **kw):
-    d, pairs = simulate_matched_counts(n_sets, seed=seed, groups=groups, effect_rate_ratio=effect, **kw)
+    w = simulate_matched_counts(n_sets, seed=seed, groups=groups, effect_rate_ratio=effect, **kw)
+    d, pairs = w.units, w.pairs
     return d, pairs
 
 

@@ -228,3 +228,28 @@ def test_require_columns_names_the_argument_the_missing_and_the_present():
     assert require_columns(["a", "b"], ["b", "a"], "x") == ["b", "a"]
     with pytest.raises(ValueError, match=r"^`counts`: missing column\(s\) \['c', 'd'\] \(columns: \['a', 'b'\]\); see here$"):
         require_columns(df, ["a", "c", "d"], "counts", "see here")
+
+
+def _tuple_of_tables_returns(tree: ast.AST) -> list[str]:
+    """Public functions annotated to return a tuple holding a DataFrame, and NamedTuple results."""
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_") and node.returns is not None:
+            ann = ast.unparse(node.returns)
+            if ann.startswith(("tuple[", "Tuple[")) and "DataFrame" in ann:
+                bad.append(f"{node.name} -> {ann}")
+        if isinstance(node, ast.ClassDef) and any(ast.unparse(b).endswith("NamedTuple") for b in node.bases):
+            bad.append(f"class {node.name}(NamedTuple)")
+    return bad
+
+
+def test_results_that_hold_several_tables_are_typed_not_tuples():
+    """A method or analysis that returns more than one table returns a frozen dataclass whose fields
+    name the tables (``cohort(...).flow``), never a tuple the caller must unpack in the right order."""
+    bad = []
+    for path, dotted in _modules():
+        if _stage_of_module(dotted) in ("methods", "analyses"):
+            bad += [f"{dotted}.{b}" for b in _tuple_of_tables_returns(ast.parse(path.read_text()))]
+    assert not bad, bad
+    sample = "class R(typing.NamedTuple):\n    a: int\ndef f() -> tuple[pd.DataFrame, dict]:\n    pass\ndef _g() -> tuple[pd.DataFrame, int]:\n    pass"
+    assert _tuple_of_tables_returns(ast.parse(sample)) == ["class R(NamedTuple)", "f -> tuple[pd.DataFrame, dict]"]

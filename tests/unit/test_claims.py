@@ -32,7 +32,8 @@ def test_claim_specs_read_the_published_figures_and_their_sources():
 
 def _cohort(seed=3):
     """Two boroughs' matched worlds with the windows the claims use (pre/post 6 and 12 months)."""
-    d, pairs = simulate_matched_counts(300, seed=seed, effect_rate_ratio=0.85, groups={"Enfield": 0.85, "Haringey": 0.85})
+    w = simulate_matched_counts(300, seed=seed, effect_rate_ratio=0.85, groups={"Enfield": 0.85, "Haringey": 0.85})
+    d, pairs = w.units, w.pairs
     rng = np.random.default_rng(seed)
     d = d.rename(columns={"group": "borough"})
     for s in ("gp", "ae"):

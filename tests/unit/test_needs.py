@@ -46,8 +46,9 @@ def test_need_cut_is_the_ncl_quantile(ind, weights):
 
 
 def test_sensitivity_ranks_wards_among_ncl_so_packs_agree(weights):
-    ncl_w, _ = needs.need_index_sensitivity(needs.ward_indicators(), weights, draws=100, seed=3)
-    cam_w, comps = needs.need_index_sensitivity(needs.ward_indicators(reference.area("camden")), weights, draws=100, seed=3)
+    ncl_w = needs.need_index_sensitivity(needs.ward_indicators(), weights, draws=100, seed=3).wards
+    cam = needs.need_index_sensitivity(needs.ward_indicators(reference.area("camden")), weights, draws=100, seed=3)
+    cam_w, comps = cam.wards, cam.components
     assert (cam_w["rank_p05"] <= cam_w["rank_median"]).all() and (cam_w["rank_median"] <= cam_w["rank_p95"]).all()
     assert cam_w["rank_p95"].max() <= 107 and len(comps) == len(weights) and comps["spearman_with_base_ranking"].between(-1, 1).all()
     cols = ["need_rank", "rank_median", "rank_p05", "rank_p95", "pct_draws_top_fifth"]

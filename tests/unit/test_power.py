@@ -21,7 +21,8 @@ def test_within_person_covariance_cancels_a_stable_rate():
 
 
 def test_mde_table_by_group_flags_target_and_reads_no_post_events():
-    d, pairs = P.simulate_matched_counts(400, seed=3, groups={"Camden": 1.0, "Islington": 1.0})
+    w = P.simulate_matched_counts(400, seed=3, groups={"Camden": 1.0, "Islington": 1.0})
+    d, pairs = w.units, w.pairs
     d = d.rename(columns={"group": "borough"})
     d["gp_post_6m_events"] = -999  # outcomes after the index date must never be read
     t = P.minimum_detectable_effects(d, pairs, settings=("gp",), windows_months=(6,), by="borough", target_reductions={"gp": 0.14}).table

@@ -27,6 +27,20 @@ def test_same_estimator_as_evaluation_did():
     assert pp["ratio_of_rate_ratios"] == pytest.approx(E.did(d, pairs, "gp", 6, "per_protocol", boot=2)["ratio_of_rate_ratios"], rel=1e-10)
 
 
+def test_did_long_refuses_pairs_whose_people_are_not_in_the_counts():
+    """The one long-data builder (used by evaluation.did too) names the ids it cannot find rather
+    than reading the wrong person's counts."""
+    d, pairs = _world(50, seed=3)
+    bad = pairs.copy()
+    bad.loc[bad.index[:2], "control_id"] = -99
+    with pytest.raises(ValueError, match=r"pairs: control_id \[-99, -99\] not in d \(2 rows\)"):
+        S.did_long(d, bad, "gp", 6)
+    with pytest.raises(ValueError, match="index_id not unique"):
+        S.did_long(pd.concat([d, d.head(1)]), pairs, "gp", 6)
+    L = S.did_long(d, pairs, "gp", 6)
+    assert set(L["unit_id"]) <= set(d["index_id"]) and (L["days"] > 0).all()
+
+
 def test_subgroup_estimates_equal_fits_on_each_subset_and_small_ones_say_so():
     d, pairs = _world(300, seed=5, groups={"A": 0.8, "B": 1.0, "C": 1.0})
     # make group C tiny: keep 5 of its sets

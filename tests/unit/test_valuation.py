@@ -32,7 +32,8 @@ def test_a_published_mapping_in_the_parameters_values_the_instrument(a):
     b = dict(a)
     b["wellbeing_valuation"] = dict(a["wellbeing_valuation"]) | {
         "swemwbs_metric": {"wellbys_per_point": 0.2, "wellbys_per_point_range": (0.1, 0.3), "source": "test mapping"}}
-    imap, draws = valuation.impact_map(_matched(), n_referred=100, wellbeing_change=_wb("swemwbs_metric", 1.5, 1.0, 2.0, 40), assumptions=b)
+    im = valuation.impact_map(_matched(), n_referred=100, wellbeing_change=_wb("swemwbs_metric", 1.5, 1.0, 2.0, 40), assumptions=b)
+    imap, draws = im.table, im.draws
     row = imap.set_index("outcome").loc["Better mental wellbeing (SWEMWBS)"]
     # 40 people x 1.5 points; GBP 13,000 x 117.6/100 per WELLBY x 0.2 WELLBY per point
     assert row["valued"] and row["quantity"] == pytest.approx(60) and row["financial_proxy"] == pytest.approx(13000 * 1.176 * 0.2)
