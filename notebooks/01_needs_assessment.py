@@ -40,6 +40,8 @@ from spstudy.publish import charts, findings
 from spstudy.publish.disclosure import Count, Estimate, Label, Public, Rate
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
+conf = p.study.confidence  # the level of every interval below (parameters: study.confidence)
+CI = pub.ci  # that level as labels say it, e.g. '95%'
 years = ((p.study.referral_end - p.study.referral_start).days + 1) / 365.25
 W = p.needs.need_index_weights
 pub.section(f"Need and referrals in {ctx.area_name}",
@@ -53,9 +55,11 @@ pub.section(f"Need and referrals in {ctx.area_name}",
 # composite need index (weighted mean of z-scores against all NCL wards; weights in the parameters).
 
 # %%
-profile = needs.ward_needs_profile(ctx.scope, referrals=ex.referrals, reference_referrals=ex.referrals, persons=ex.persons, weights=W,
-                                   years=years, reference_area=reference.area(p.needs.reference_area),
-                                   reference_min_count=pub.min_publishable_count, reference_count_transform=pub.count_as_published)
+ref_area = reference.area(p.needs.reference_area)
+# expected counts come from the reference population's age-sex rates, pooled and rounded by the publisher
+ref_rates = pub.reference_rates(needs.reference_referral_rates(ex.referrals, ex.persons, years, ref_area))
+profile = needs.ward_needs_profile(ctx.scope, referrals=ex.referrals, reference_rates=ref_rates, persons=ex.persons, weights=W,
+                                   years=years, reference_area=ref_area, confidence=conf)
 ward = {"ward22_code": Label("Ward code"), "ward22_name": Label("Ward"), "borough_name": Label("Borough")}
 pct = lambda label: Public(label, "percent")  # noqa: E731
 pub.table("ward_profile", profile.sort_values("need_rank"), "Ward needs profile (Census 2021, IMD 2025, mid-2020 estimates)",
@@ -106,8 +110,8 @@ pub.table("ward_referral_rates", profile, "Referral rates and standardised refer
                    "crude_rate": Rate("Crude rate per 1,000 per year", count="referrals", per="person_years", multiplier=1000,
                                       lower="crude_rate_lower", upper="crude_rate_upper"),
                    "dsr_rate": Estimate("Age-standardised rate per 1,000 per year", ("referrals",), "rate"),
-                   "dsr_rate_lower": Estimate("Age-standardised rate: lower 95% limit", ("referrals",), "rate"),
-                   "dsr_rate_upper": Estimate("Age-standardised rate: upper 95% limit", ("referrals",), "rate"),
+                   "dsr_rate_lower": Estimate(f"Age-standardised rate: lower {CI} limit", ("referrals",), "rate"),
+                   "dsr_rate_upper": Estimate(f"Age-standardised rate: upper {CI} limit", ("referrals",), "rate"),
                    "expected": Public("Expected referrals (NCL age-sex rates)", "number"),
                    "referral_ratio": Rate("Standardised referral ratio (100 = as expected)", count="referrals", per="expected",
                                           multiplier=100, method="ratio", lower="referral_ratio_lower", upper="referral_ratio_upper",
@@ -126,7 +130,7 @@ pub.figure("map_referral_ratio", "Standardised referral ratio by ward", charts.m
 for level, unit in (("pcn_code", "PCN"), ("practice_code", "practice")):
     pr = needs.referral_rates_by_practice(ctx.scope, referrals=ex.referrals, years=years, level=level,
                                           reference_area=reference.area(p.needs.reference_area),
-                                          reference_row=True)
+                                          reference_row=True, confidence=conf)
     ncl_code = reference.area(p.needs.reference_area).code
     name = "pcn_name" if level == "pcn_code" else "practice_name"
     cols = {level: Label(f"{unit} code"), name: Label(unit)}

@@ -42,6 +42,8 @@ from spstudy.publish import cells, charts, findings
 from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Public, Rate, RateRatio
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
+conf = p.study.confidence  # the level of every interval below (parameters: study.confidence)
+CI = pub.ci  # that level as labels say it, e.g. '95%'
 REF = p.equity.reference_ethnic_group
 REF_LANG = coding.PROFICIENCY_LABELS[p.equity.reference_language_group]
 here, NCL = ctx.scope.code, cells.NCL_CODE
@@ -54,7 +56,6 @@ pub.section(f"Equity of access in {ctx.area_name}",
             "(parameter `equity.reference_ethnic_group`).")
 svc = Count("Referrals", measure="referrals_svc")
 res = Count("Referrals of residents", measure="referrals_res")
-ci_ = {"lower": "lower", "upper": "upper"}
 
 # %% [markdown]
 # ## How ethnicity and language are coded
@@ -66,20 +67,20 @@ pub.table("ethnicity_coding", equity.coding_table(refs), "NHS ethnic category co
           rows={"code": "ethnicity"}, columns={"code": Label("Code"), "nhs_category": Label("NHS ethnic category"),
                                                "census2021_group": Label("Census 2021 group"), "referrals": svc},
           source="NHS Data Dictionary (Ethnic Category); ONS Census 2021 classification")
-detail = equity.registered_representation(data, "ethnic_detail", coding.DETAILED_GROUPS)
+detail = equity.registered_representation(data, "ethnic_detail", coding.DETAILED_GROUPS, confidence=conf)
 pub.table("referrals_by_detailed_ethnicity", detail, "Referrals by detailed ethnic category against the registered population",
           rows={"group": "ethnicity"},
           columns={"group": Label("Ethnic category"), "referrals": svc,
                    "registered_py": Count("Registered person-years (weighted)", measure="registered_py", continuous=True),
                    "rate": Rate("Referrals per 1,000 registered person-years", count="referrals", per="registered_py", multiplier=1000,
-                                **ci_)},
+                                lower="rate_lower", upper="rate_upper")},
           notes="No Census denominator exists for the detailed categories: the denominator is the registered population of the "
                 "area's practices (weighted for the extract's sampling).")
 
 # %% [markdown]
 # ## Recording completeness
 # Share of referrals with an ethnic group (code A-S) and with a main language, by borough, PCN, practice and
-# quarter (Wilson 95% intervals; funnel limits at 95% and 99.8% around the area's share).
+# quarter (Wilson intervals at the level of `study.confidence`, 95% by default; funnel control limits at 95% and 99.8% around the area's share).
 
 # %%
 def completeness_columns(field, unit, quarter=False):
@@ -101,19 +102,19 @@ levels = [("borough", "Borough"), ("pcn", "PCN"), ("practice", "Practice")]
 for field in ("ethnicity", "language"):
     for level, unit in levels:
         t = equity.completeness_table(refs, field, level, here, ctx.area_name, reference_referrals=data.all_referrals,
-                                      reference_code=NCL, reference_name="North Central London (reference)")
+                                      reference_code=NCL, reference_name="North Central London (reference)", confidence=conf)
         if field == "language" and level == "practice":
             continue
         pub.table(f"{field}_recording_by_{level}", t, f"{field.capitalize()} recording by {unit.lower()}, {ctx.area_name}",
                   rows={"code": "geo"}, columns=completeness_columns(field, unit),
                   notes="The last rows are the whole area and NCL: funnel limits are drawn around NCL's share in every pack.")
-q = equity.completeness_table(refs, "ethnicity", "borough", here, ctx.area_name, by_quarter=True)
+q = equity.completeness_table(refs, "ethnicity", "borough", here, ctx.area_name, by_quarter=True, confidence=conf)
 pub.table("ethnicity_recording_by_quarter", q, f"Ethnicity recording by quarter, {ctx.area_name}", rows={"code": "geo", "quarter": "quarter"},
           columns=completeness_columns("ethnicity", "Area", quarter=True))
 pub.figure("completeness_trend", "Ethnicity recording by quarter", charts.lines, "ethnicity_recording_by_quarter", charts.alt_lines,
            x="quarter", y="pct_recorded", lower="pct_recorded_lower", upper="pct_recorded_upper", series="name",
            title=f"Referrals with an ethnic group recorded, by quarter, {ctx.area_name}", xlabel="Quarter of referral",
-           ylabel="% of referrals with ethnicity recorded (95% CI)", ylim=[0, 100])
+           ylabel=f"% of referrals with ethnicity recorded ({CI} CI)", ylim=[0, 100])
 for level, unit in levels[1:]:
     pub.figure(f"completeness_funnel_{level}", f"Funnel plot of ethnicity recording by {unit.lower()}", charts.funnel,
                f"ethnicity_recording_by_{level}", charts.alt_funnel, x="referrals", count="recorded", y="pct_recorded",
@@ -137,13 +138,13 @@ rate_cols = lambda group_label, at: {  # noqa: E731
     "rr_crude": RateRatio("Crude rate ratio", count="referrals", per="person_years", key="group", reference=at,
                           lower="rr_crude_lower", upper="rr_crude_upper"),
     "dsr": Estimate("Age-standardised rate per 1,000 per year", ("referrals",), "rate"),
-    "dsr_lower": Estimate("Age-standardised rate: lower 95% limit", ("referrals",), "rate"),
-    "dsr_upper": Estimate("Age-standardised rate: upper 95% limit", ("referrals",), "rate"),
+    "dsr_lower": Estimate(f"Age-standardised rate: lower {CI} limit", ("referrals",), "rate"),
+    "dsr_upper": Estimate(f"Age-standardised rate: upper {CI} limit", ("referrals",), "rate"),
     "rr_dsr": Estimate("Age-standardised rate ratio", ("referrals",)),
-    "rr_dsr_lower": Estimate("Age-standardised rate ratio: lower 95% limit", ("referrals",)),
-    "rr_dsr_upper": Estimate("Age-standardised rate ratio: upper 95% limit", ("referrals",)),
+    "rr_dsr_lower": Estimate(f"Age-standardised rate ratio: lower {CI} limit", ("referrals",)),
+    "rr_dsr_upper": Estimate(f"Age-standardised rate ratio: upper {CI} limit", ("referrals",)),
     "note": Label("Note")}
-eth = equity.ethnicity_rates(data, REF).assign(person_years=lambda d: d["residents"] * data.years)
+eth = equity.ethnicity_rates(data, REF, confidence=conf).assign(person_years=lambda d: d["residents"] * data.years)
 pub.table("rates_by_ethnic_group", eth, f"Referral rates per 1,000 residents per year by ethnic group, {ctx.area_name}",
           rows={"group": "ethnicity"}, columns=rate_cols("Ethnic group", REF),
           notes=f"Rate ratios against the {REF} group. Not stated and not recorded referrals have no denominator.",
@@ -160,7 +161,7 @@ pub.figure("forest_ethnicity_rates", "Referral rate ratios by ethnic group (crud
 # whose main language is English (parameter `equity.reference_language_group`).
 
 # %%
-prof = equity.proficiency_rates(data, p.equity.reference_language_group).assign(person_years=lambda d: d["residents"] * data.years)
+prof = equity.proficiency_rates(data, p.equity.reference_language_group, confidence=conf).assign(person_years=lambda d: d["residents"] * data.years)
 pub.table("rates_by_english_proficiency", prof, f"Referral rates per 1,000 residents aged 3+ per year by proficiency in English, {ctx.area_name}",
           rows={"group": "proficiency"}, columns=rate_cols("Proficiency in English", REF_LANG),
           source="ONS Census 2021 TS029 (MSOA); registered-population age structure from the extract")
@@ -178,9 +179,9 @@ pub.finding(findings.proficiency, priority=3)
 
 # %%
 frame = equity.model_frame(data)
-adj = equity.adjusted_rate_ratios(frame, REF)
+adj = equity.adjusted_rate_ratios(frame, REF, confidence=conf)
 seed, m_imp = p.equity.imputation_seed, p.equity.imputations
-sens = equity.missing_ethnicity_sensitivity(frame, REF, m=m_imp, seed=seed)
+sens = equity.missing_ethnicity_sensitivity(frame, REF, m=m_imp, seed=seed, confidence=conf)
 pub.text(equity.MODEL_NOTE.format(borough=" x borough" if "borough_code" in adj.adjusted_for else "",
                                   dispersion=adj.dispersion, m=m_imp, seed=seed))
 model_n = Count("Referrals in the model (aged 16+)")
@@ -188,57 +189,57 @@ model_py = Count("Registered person-years in the model (weighted)", continuous=T
 est = lambda label: Estimate(label, ("referrals", "exposure"))  # noqa: E731
 pub.table("adjusted_rate_ratios", adj.table, "Adjusted referral rate ratios by ethnic group (complete cases)", rows={"group": "ethnicity"},
           columns={"group": Label("Ethnic group"), "referrals": model_n, "exposure": model_py, "rate_ratio": est("Adjusted rate ratio"),
-                   "lower": est("Lower 95% limit"), "upper": est("Upper 95% limit"), "p": Estimate("p-value", ("referrals", "exposure"), "p")},
+                   "rate_ratio_lower": est(f"Lower {CI} limit"), "rate_ratio_upper": est(f"Upper {CI} limit"), "p": Estimate("p-value", ("referrals", "exposure"), "p")},
           notes=f"Reference: {REF}. Exposure = weighted registered person-years aged 16+ with the group recorded.")
 sest = lambda label, fmt="ratio": Estimate(label, (), fmt)  # noqa: E731
 pub.table("missing_ethnicity_sensitivity", sens, "Adjusted rate ratios under four treatments of missing ethnicity",
           rows={"method": "method", "group": "ethnicity"},
           columns={"method": Label("Treatment of missing ethnicity"), "group": Label("Ethnic group"),
-                   "rate_ratio": sest("Adjusted rate ratio"), "lower": sest("Lower 95% limit"), "upper": sest("Upper 95% limit"),
+                   "rate_ratio": sest("Adjusted rate ratio"), "rate_ratio_lower": sest(f"Lower {CI} limit"), "rate_ratio_upper": sest(f"Upper {CI} limit"),
                    "fmi": sest("Fraction of missing information", "share")},
           notes="Model estimates from the whole registered population; groups too small to estimate are left blank.")
 pub.figure("forest_adjusted_sensitivity", "Adjusted rate ratios: complete cases, multiple imputation and bounds", charts.forest,
-           "missing_ethnicity_sensitivity", charts.alt_forest, label="group", est="rate_ratio", lower="lower", upper="upper",
+           "missing_ethnicity_sensitivity", charts.alt_forest, label="group", est="rate_ratio", lower="rate_ratio_lower", upper="rate_ratio_upper",
            group="method", where={"group": [g for g in CENSUS5_GROUPS if g != REF]},
            title=f"Adjusted referral rate ratios vs {REF}, {ctx.area_name}", xlabel="Adjusted rate ratio (log scale; 1 = same rate)")
 pub.finding(findings.adjusted_ratios, priority=1, reference=REF)
 
 # %% [markdown]
 # ## Uptake and outcome
-# What happened after referral, and who referred, by ethnic group (Wilson 95% intervals), and the odds of not
+# What happened after referral, and who referred, by ethnic group (Wilson intervals at the `study.confidence` level), and the odds of not
 # attending adjusted for age, sex, deprivation and referral source.
 
 # %%
 def share_columns(value_col, value_label, tree):
     return {"group": Label("Ethnic group"), value_col: Label(value_label), "n": Count("Referrals", measure="referrals_svc"),
             "referrals": Count("All referrals in the group", measure="referrals_svc", at={tree: "All"}),
-            "pct": Proportion("% of the group's referrals", count="n", total="referrals", **ci_)}
+            "pct": Proportion("% of the group's referrals", count="n", total="referrals", lower="pct_lower", upper="pct_upper")}
 
 
-out = equity.outcome_by_group(refs, total=True)
+out = equity.outcome_by_group(refs, total=True, confidence=conf)
 pub.table("outcome_by_ethnic_group", out, "Referral outcome by ethnic group", rows={"group": "ethnicity", "outcome": "outcome"},
           columns=share_columns("outcome", "Outcome", "outcome"))
-src = equity.source_by_group(refs, total=True)
+src = equity.source_by_group(refs, total=True, confidence=conf)
 pub.table("source_by_ethnic_group", src, "Referral source by ethnic group", rows={"group": "ethnicity", "source": "source"},
           columns=share_columns("source", "Source", "source"))
 pub.figure("dna_by_ethnic_group", "Did-not-attend rate by ethnic group", charts.bars, "outcome_by_ethnic_group", charts.alt_bars,
-           label="group", value="pct", lower="lower", upper="upper", where={"outcome": "dna"}, reference_row="All",
+           label="group", value="pct", lower="pct_lower", upper="pct_upper", where={"outcome": "dna"}, reference_row="All",
            reference_label="All referrals", title=f"Did not attend, by ethnic group, {ctx.area_name}", xlabel="Ethnic group",
-           ylabel="% of referrals not attending (95% CI)")
-dna = equity.readable_terms(equity.dna_model(refs, REF))
+           ylabel=f"% of referrals not attending ({CI} CI)")
+dna = equity.readable_terms(equity.dna_model(refs, REF, confidence=conf))
 factor_dims = {"by": "factor", "dims": {"ethnic_group": "ethnicity", "sex": "sex", "imd_quintile": "imd_quintile", "source": "source",
                                         "model_age_band": "model_age_band", "borough_code": "geo"}}
 dest = lambda label, fmt="ratio": Estimate(label, ("n", "events"), fmt)  # noqa: E731
-pub.table("dna_odds_ratios", dna, "Odds of not attending: logistic regression (odds ratios, 95% CI)", rows={"level": factor_dims},
+pub.table("dna_odds_ratios", dna, f"Odds of not attending: logistic regression (odds ratios, {CI} CI)", rows={"level": factor_dims},
           columns={"factor": Label("Factor"), "level": Label("Level"), "label": Label("Term"), "reference_label": Label("Compared with"),
                    "n": Count("Referrals", measure="referrals_svc_adults"),
                    "events": Count("Did not attend", measure="referrals_svc_adults", at={"outcome": "dna"}),
-                   "odds_ratio": dest("Adjusted odds ratio"), "lower": dest("Lower 95% limit"), "upper": dest("Upper 95% limit"),
+                   "odds_ratio": dest("Adjusted odds ratio"), "odds_ratio_lower": dest(f"Lower {CI} limit"), "odds_ratio_upper": dest(f"Upper {CI} limit"),
                    "p": dest("p-value", "p")},
           notes=f"Referrals aged 16+ with a known IMD quintile. Reference: {REF}, GP referral, age 16-29, female, IMD quintile 1. "
                 "Not stated and not recorded ethnicity are kept as their own categories.")
 pub.figure("forest_dna", "Adjusted odds ratios for not attending", charts.forest, "dna_odds_ratios", charts.alt_forest,
-           label="label", est="odds_ratio", lower="lower", upper="upper", group="factor",
+           label="label", est="odds_ratio", lower="odds_ratio_lower", upper="odds_ratio_upper", group="factor",
            where={"factor": ["ethnic_group", "model_age_band", "sex", "imd_quintile", "source", "borough_code"]},
            title=f"Odds of not attending, {ctx.area_name}", xlabel="Adjusted odds ratio (log scale; 1 = same odds)", legend="none")
 pub.finding(findings.dna, priority=2, reference=REF)
@@ -252,23 +253,24 @@ pub.finding(findings.dna, priority=2, reference=REF)
 # %%
 Q = p.equity.deprivation_quintiles
 qname = "quintile" if Q == 5 else "decile"
-dep = equity.deprivation_rates(data, Q).assign(person_years=lambda d: d["residents"] * data.years)
-sii = equity.deprivation_sii(dep, seed=p.equity.sii_seed)
+dep = equity.deprivation_rates(data, Q, confidence=conf).assign(person_years=lambda d: d["residents"] * data.years)
+sii = equity.deprivation_sii(dep, seed=p.equity.sii_seed, confidence=conf)
 pub.table("rates_by_deprivation", dep, f"Referral rates per 1,000 residents per year by IMD 2025 {qname} (1 = most deprived)",
           rows={"imd_quantile": f"imd_{qname}"},
           columns={"imd_quantile": Public(f"IMD 2025 {qname}", "integer"), "residents": Public("Residents (Census 2021)", "count"),
                    "person_years": Public("Person-years", "person_years"), "referrals": res,
-                   "rate": Rate("Referrals per 1,000 residents per year", count="referrals", per="person_years", multiplier=1000, **ci_)})
+                   "rate": Rate("Referrals per 1,000 residents per year", count="referrals", per="person_years", multiplier=1000,
+                                lower="rate_lower", upper="rate_upper")})
 sest2 = lambda label: Estimate(label, (), "rate")  # noqa: E731
 pub.table("sii_rii", sii, f"Slope and relative index of inequality of referral rates across IMD 2025 {qname}s",
-          columns={"sii": sest2("Slope index of inequality (per 1,000 per year)"), "sii_lower": sest2("SII: lower 95% limit"),
-                   "sii_upper": sest2("SII: upper 95% limit"), "rii": Estimate("Relative index of inequality", ()),
-                   "rii_lower": Estimate("RII: lower 95% limit", ()), "rii_upper": Estimate("RII: upper 95% limit", ())},
+          columns={"sii": sest2("Slope index of inequality (per 1,000 per year)"), "sii_lower": sest2(f"SII: lower {CI} limit"),
+                   "sii_upper": sest2(f"SII: upper {CI} limit"), "rii": Estimate("Relative index of inequality", ()),
+                   "rii_lower": Estimate(f"RII: lower {CI} limit", ()), "rii_upper": Estimate(f"RII: upper {CI} limit", ())},
           notes="SII: modelled difference in rate between the least and the most deprived ends of the area's population (negative = "
                 "more referrals where more deprived). RII: their ratio." + ("" if len(sii) else " " + equity.SII_NOT_COMPUTED.capitalize() + "."))
 pub.figure("bar_rates_by_deprivation", "Referral rates by deprivation", charts.bars, "rates_by_deprivation", charts.alt_bars,
-           label="imd_quantile", value="rate", lower="lower", upper="upper", title=f"Referral rate by deprivation, {ctx.area_name}",
-           xlabel=f"IMD 2025 national {qname} (1 = most deprived)", ylabel="Referrals per 1,000 residents per year (95% CI)")
+           label="imd_quantile", value="rate", lower="rate_lower", upper="rate_upper", title=f"Referral rate by deprivation, {ctx.area_name}",
+           xlabel=f"IMD 2025 national {qname} (1 = most deprived)", ylabel=f"Referrals per 1,000 residents per year ({CI} CI)")
 pub.finding(findings.deprivation, priority=3)
 
 # %% [markdown]
@@ -277,14 +279,15 @@ pub.finding(findings.deprivation, priority=3)
 # language (TS025), the most common recorded main languages, and interpreter need.
 
 # %%
-pc = equity.proficiency_comparison(data, total=True)
+pc = equity.proficiency_comparison(data, total=True, confidence=conf)
 pub.table("english_proficiency_residents_vs_referrals", pc,
           "Proficiency in English: residents aged 3+ (Census 2021) against referrals of residents with it recorded",
           rows={"group": "proficiency"},
           columns={"group": Label("Proficiency in English"), "residents": Public("Residents aged 3+", "count"),
                    "pct_residents": Public("% of residents", "percent"), "referrals": res,
                    "recorded": Count("Referrals with proficiency recorded", measure="referrals_res", at={"proficiency": "Recorded"}),
-                   "pct_referrals": Proportion("% of referrals with it recorded", count="referrals", total="recorded", **ci_)},
+                   "pct_referrals": Proportion("% of referrals with it recorded", count="referrals", total="recorded",
+                                               lower="pct_referrals_lower", upper="pct_referrals_upper")},
           source="ONS Census 2021 TS029 (MSOA)")
 pub.table("household_language", equity.household_language(ctx.scope), "Household language (Census 2021 TS025), households in the area's wards",
           columns={"category": Label("Household language"), "households": Public("Households", "count"), "pct": Public("%", "percent")},
@@ -294,12 +297,12 @@ pub.table("top_languages", langs, "Most common recorded main languages among ref
           columns={"group": Label("Main language"), "referrals": svc,
                    "registered_py": Count("Registered person-years (weighted)", measure="registered_py", continuous=True),
                    "rate": Rate("Referrals per 1,000 registered person-years", count="referrals", per="registered_py", multiplier=1000,
-                                **ci_)},
+                                lower="rate_lower", upper="rate_upper")},
           notes="Against the weighted registered population with the language recorded.")
-interp = equity.interpreter_need(refs)
+interp = equity.interpreter_need(refs, confidence=conf)
 pub.table("interpreter_need", interp, "Interpreter needed among referrals with it recorded, overall and by proficiency in English",
           rows={"group": "proficiency"},
           columns={"group": Label("Proficiency in English"),
                    "recorded": Count("Referrals with interpreter need recorded", measure="referrals_svc", at={"interpreter": "Recorded"}),
                    "interpreter_needed": Count("Interpreter needed", measure="referrals_svc", at={"interpreter": "Interpreter needed"}),
-                   "pct": Proportion("% needing an interpreter", count="interpreter_needed", total="recorded", **ci_)})
+                   "pct": Proportion("% needing an interpreter", count="interpreter_needed", total="recorded", lower="pct_lower", upper="pct_upper")})

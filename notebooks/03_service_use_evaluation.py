@@ -42,6 +42,8 @@ from spstudy.publish import charts, findings
 from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Public
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
+conf = p.study.confidence  # the level of every interval below (parameters: study.confidence)
+CI = pub.ci  # that level as labels say it, e.g. '95%'
 design = evaluation.design_from_parameters(p)
 W = max(p.evaluation.windows_months)
 factors = ["ethnic_group", "imd_quintile", "age_band", "main_reason"] + (["borough"] if ctx.scope.several_boroughs else [])
@@ -60,7 +62,7 @@ pl = plan.plan_from_parameters(
     verdict_rules=dict(p.evaluation.verdict.model_dump()),
     estimators={"main": "matched difference in differences (Poisson, cluster-robust by matched set)",
                 "robust": "trend-adjusted comparative interrupted time series", "sensitivity": "E-values; elective admissions as negative control",
-                "power": "minimum detectable effect (Bloom 1995)", "wellbeing_attrition": "complete case, IPW, bounds"})
+                "power": "minimum detectable effect (Bloom 1995)", "wellbeing_attrition": "complete case, IPW, bounds"}, confidence=conf)
 plan_json = plan.canonical_json(pl).decode()
 plan_hash = plan.plan_sha256(pl)
 registered = ctx.parameters_dir / "evaluation_plan.json"
@@ -93,7 +95,7 @@ rr = lambda label, src=(): Estimate(label, src)  # noqa: E731
 mde = power.minimum_detectable_effects(d, pairs, settings=("gp", "ae"), windows_months=p.evaluation.windows_months,
                                        cohorts=("itt", "per_protocol"), by="borough",
                                        target_reductions={"gp": p.evaluation.upc_expectations.gp_reduction,
-                                                          "ae": p.evaluation.upc_expectations.ae_reduction})
+                                                          "ae": p.evaluation.upc_expectations.ae_reduction}, confidence=conf)
 pub.table("power_mde", mde.table, "Minimum detectable effect (80% power, two-sided 5%)", rows={**rows_e, "group": "subgroup_borough"},
           columns={"group": Label("Borough"), **ecols,
                    "n_matched_sets": Count("Matched referred people", measure="matched_referred", at=by_cohort),
@@ -133,12 +135,12 @@ pub.figure("love_plot", "Balance before and after matching (Love plot)", charts.
            threshold=p.evaluation.smd_threshold)
 hist = evaluation.score_histogram(res.units)
 pub.table("propensity_score_distribution", hist, "Propensity score distribution, referred and comparators",
-          rows={"panel": "panel", "group": "group", "lower": "band"},
-          columns={"panel": Label("Sample"), "group": Label("Group"), "lower": Public("Score from", "share"), "upper": Public("Score to", "share"),
+          rows={"panel": "panel", "group": "group", "score_from": "band"},
+          columns={"panel": Label("Sample"), "group": Label("Group"), "score_from": Public("Score from", "share"), "score_to": Public("Score to", "share"),
                    "n": Count("People")}, show=False,
           notes="Fixed score bands (0 to 1 in twentieths). After matching, comparators are weighted by their matching weight.")
 pub.figure("ps_overlap", "Propensity score overlap", charts.histogram, "propensity_score_distribution", charts.alt_histogram,
-           group="group", lower="lower", upper="upper", count="n", panel="panel", title="Propensity score overlap",
+           group="group", lower="score_from", upper="score_to", count="n", panel="panel", title="Propensity score overlap",
            xlabel="Propensity score")
 
 # %% [markdown]
@@ -151,8 +153,8 @@ pub.figure("ps_overlap", "Propensity score overlap", charts.histogram, "propensi
 # %%
 vcols = {**ecols, "verdict": Label("Verdict"), "headline_estimator": Label("Headline estimate"),
          "n_referred": Count("Matched referred people", measure="matched_referred", at=by_cohort),
-         "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_referred",)),
-         "rate_ratio_upper": rr("Upper 95% limit", ("n_referred",)), "e_value": rr("E-value", ("n_referred",)),
+         "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr(f"Lower {CI} limit", ("n_referred",)),
+         "rate_ratio_upper": rr(f"Upper {CI} limit", ("n_referred",)), "e_value": rr("E-value", ("n_referred",)),
          "valued": Label("Valued in the SROI"), "reason": Label("Why")}
 pub.table("verdicts", res.verdicts, "Verdict for each outcome: what the pack may claim", rows=rows_e, columns=vcols,
           notes="Rules in the README ('How the evaluation works') and docs/assumptions.md E1-E9. A not-credible estimate is never the "
@@ -160,8 +162,8 @@ pub.table("verdicts", res.verdicts, "Verdict for each outcome: what the pack may
 est = res.estimates
 pub.table("estimates", est, "Every estimate: naive, matched, trend-adjusted and conventional designs", rows={**rows_e, "estimator": "estimator"},
           columns={**ecols, "estimator": Label("Estimator"), "n_referred": Count("Referred people", measure=None),
-                   "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_referred",)),
-                   "rate_ratio_upper": rr("Upper 95% limit", ("n_referred",)),
+                   "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr(f"Lower {CI} limit", ("n_referred",)),
+                   "rate_ratio_upper": rr(f"Upper {CI} limit", ("n_referred",)),
                    "verdict": Label("Verdict"), "headline": Label("Headline")},
           notes="Differences in events per person-year are not published: with the rates before and after they would give the "
                 "person-years and so the exact event counts.")
@@ -177,17 +179,17 @@ pub.table("rates_naive", nv, "Referred people only: rates before and after refer
           columns={**ecols, "n_referred": Count("Referred people", measure="evaluated_referred", at=by_cohort),
                    "events_pre": Count("Events before"), "events_post": Count("Events after"),
                    "rate_ratio": rr("Rate ratio after / before", ("events_pre", "events_post")),
-                   "rate_ratio_lower": rr("Lower 95% limit", ("events_pre", "events_post")), "rate_ratio_upper": rr("Upper 95% limit", ("events_pre", "events_post"))},
+                   "rate_ratio_lower": rr(f"Lower {CI} limit", ("events_pre", "events_post")), "rate_ratio_upper": rr(f"Upper {CI} limit", ("events_pre", "events_post"))},
           show=False)
 pub.table("rates_matched", res.matched, "Ratio of rate ratios, referred against matched comparators", rows=rows_e,
           columns={**ecols, "n_treated": Count("Matched referred people", measure="matched_referred", at=by_cohort),
-                   "ratio_of_rate_ratios": rr("Ratio of rate ratios", ("n_treated",)), "ratio_of_rate_ratios_lower": rr("Lower 95% limit", ("n_treated",)),
-                   "ratio_of_rate_ratios_upper": rr("Upper 95% limit", ("n_treated",)),
+                   "ratio_of_rate_ratios": rr("Ratio of rate ratios", ("n_treated",)), "ratio_of_rate_ratios_lower": rr(f"Lower {CI} limit", ("n_treated",)),
+                   "ratio_of_rate_ratios_upper": rr(f"Upper {CI} limit", ("n_treated",)),
                    "did_per_1000py": Estimate("Difference in differences per 1,000 person-years", ("n_treated",), "rate")}, show=False)
 
 # %% [markdown]
 # ## Checks: event study, pre-trends, placebo, negative control, E-values
-# Per-month effects relative to the baseline window with 95% intervals (fixed-effects Poisson with
+# Per-month effects relative to the baseline window with intervals at the `study.confidence` level (fixed-effects Poisson with
 # matched-set x month effects, clustered by set); a joint test of the clean pre-period; the placebo
 # nearest referral; elective admissions as a negative control; and how strong an unmeasured confounder
 # would have to be to explain each headline away.
@@ -199,8 +201,8 @@ pub.table("event_study", es, "Event study: use of referred people relative to co
           columns={"setting": Label("Outcome"), "cohort": Label("Cohort"), "month": Public("Month from referral", "integer"),
                    "n_sets": Count("Matched sets"), "events_referred": Count("Events, referred"), "events_comparators": Count("Events, comparators"),
                    "rate_ratio": rr("Rate ratio against the baseline", ("events_referred", "events_comparators")),
-                   "rate_ratio_lower": rr("Lower 95% limit", ("events_referred", "events_comparators")),
-                   "rate_ratio_upper": rr("Upper 95% limit", ("events_referred", "events_comparators"))}, show=False)
+                   "rate_ratio_lower": rr(f"Lower {CI} limit", ("events_referred", "events_comparators")),
+                   "rate_ratio_upper": rr(f"Upper {CI} limit", ("events_referred", "events_comparators"))}, show=False)
 pub.figure("event_study_plot", "Event study: per-month effects relative to the baseline window", charts.event_study, "event_study",
            charts.alt_event_study, month="month", est="rate_ratio", lower="rate_ratio_lower", upper="rate_ratio_upper", panel="setting",
            where={"cohort": "itt", "setting": ["gp", "ae"]}, reference_month=-5,
@@ -209,19 +211,19 @@ pt = res.pretrend
 pub.table("pretrend", pt, "Pre-trend test, where the rise starts, and the first months after referral", rows={"setting": "setting", "cohort": "cohort"},
           columns={"setting": Label("Outcome"), "cohort": Label("Cohort"), "pretrend_p": Estimate("Pre-trend test p", (), "p"),
                    "baseline_deviation_ratio": rr("Baseline against the clean months"),
-                   "baseline_deviation_ratio_lower": rr("Lower 95% limit"), "baseline_deviation_ratio_upper": rr("Upper 95% limit"),
+                   "baseline_deviation_ratio_lower": rr(f"Lower {CI} limit"), "baseline_deviation_ratio_upper": rr(f"Upper {CI} limit"),
                    "rise_onset_month": Public("Month the rise starts", "integer"), "washout_first_month": Public("Washout starts", "integer"),
                    "rise_starts_before_washout": Label("Rise starts before the washout")})
 pub.table("placebo", res.placebo, "Placebo nearest referral: the design run with referral moved earlier", rows={"setting": "setting", "cohort": "cohort"},
           columns={"setting": Label("Outcome"), "cohort": Label("Cohort"), "shift_months": Public("Months earlier", "integer"),
                    "window_months": Public("Window (months)", "integer"), "n_treated": Count("Matched referred people"),
-                   "rate_ratio": rr("Rate ratio", ("n_treated",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_treated",)),
-                   "rate_ratio_upper": rr("Upper 95% limit", ("n_treated",))})
+                   "rate_ratio": rr("Rate ratio", ("n_treated",)), "rate_ratio_lower": rr(f"Lower {CI} limit", ("n_treated",)),
+                   "rate_ratio_upper": rr(f"Upper {CI} limit", ("n_treated",))})
 pub.finding(findings.rise_and_placebo, priority=3)
 pub.table("negative_control", res.negative_control, "Negative control: elective admissions through the same design", rows=rows_e,
           columns={**ecols, "status": Label("Status"), "n_referred": Count("Matched referred people", measure=None),
-                   "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr("Lower 95% limit", ("n_referred",)),
-                   "rate_ratio_upper": rr("Upper 95% limit", ("n_referred",))})
+                   "rate_ratio": rr("Rate ratio", ("n_referred",)), "rate_ratio_lower": rr(f"Lower {CI} limit", ("n_referred",)),
+                   "rate_ratio_upper": rr(f"Upper {CI} limit", ("n_referred",))})
 pub.finding(findings.negative_control, priority=3, window_months=W)
 pub.table("e_values", res.e_values, "E-values of the estimates", rows={**rows_e, "estimator": "estimator"},
           columns={**ecols, "estimator": Label("Estimator"), "rate_ratio": rr("Rate ratio"), "e_value": rr("E-value"),
@@ -234,15 +236,15 @@ pub.finding(findings.e_values, priority=4)
 # interaction test per factor and Holm's adjustment for the number of tests.
 
 # %%
-sg = subgroups.subgroup_effects(d, pairs, factors, settings=("gp", "ae"), windows_months=[W], cohorts=("itt",), min_matched_sets=20)
+sg = subgroups.subgroup_effects(d, pairs, factors, settings=("gp", "ae"), windows_months=[W], cohorts=("itt",), min_matched_sets=20, confidence=conf)
 sub_dims = {"by": "factor", "dims": {"ethnic_group": "ethnicity", "imd_quintile": "imd_quintile", "age_band": "age_band_eval",
                                      "main_reason": "main_reason", "borough": "subgroup_borough"}}
 pub.table("subgroup_effects", sg.estimates, "Effects by subgroup (matched difference in differences)", rows={**rows_e, "subgroup": sub_dims},
           columns={"factor": Label("Factor"), "subgroup": Label("Subgroup"), **ecols,
                    "n_matched_sets": Count("Matched referred people", measure="matched_referred", at=by_cohort),
                    "ratio_of_rate_ratios": rr("Ratio of rate ratios", ("n_matched_sets",)),
-                   "ratio_of_rate_ratios_lower": rr("Lower 95% limit", ("n_matched_sets",)),
-                   "ratio_of_rate_ratios_upper": rr("Upper 95% limit", ("n_matched_sets",)),
+                   "ratio_of_rate_ratios_lower": rr(f"Lower {CI} limit", ("n_matched_sets",)),
+                   "ratio_of_rate_ratios_upper": rr(f"Upper {CI} limit", ("n_matched_sets",)),
                    "p_holm": Estimate("Holm-adjusted p", ("n_matched_sets",), "p"), "status": Label("Status")})
 pub.table("subgroup_interactions", sg.interactions, "Does the effect differ between subgroups? (interaction tests)",
           rows={**rows_e, "factor": "factor"},
@@ -259,7 +261,7 @@ pub.finding(findings.who_benefits, priority=3)
 # %%
 if ctx.scope.several_boroughs:  # the boroughs' claims side by side, in the pack that covers them all
     specs = claims.claim_specs(claims.review_facts())
-    ce = claims.claim_estimates(d, pairs, specs, hiu_min_ae_12m=p.evaluation.high_intensity_ae_per_year)
+    ce = claims.claim_estimates(d, pairs, specs, hiu_min_ae_12m=p.evaluation.high_intensity_ae_per_year, confidence=conf)
     ct = claims.claims_table(specs, ce.naive, ce.matched, ce.shares)
     cl = lambda label: Estimate(label, ("n_referred",), "percent")  # noqa: E731
     pub.table("claims_vs_estimates", ct, "The boroughs' published figures beside the naive and matched estimates", rows={"claim_id": "claim"},
@@ -268,7 +270,7 @@ if ctx.scope.several_boroughs:  # the boroughs' claims side by side, in the pack
                        "claim_sample_size": Public("Sample the review gives", "integer"), "source": Label("Source"),
                        "n_referred": Count("Referred people in the same group", measure=None),
                        "naive_estimate": cl("Naive before/after (%)"), "matched_estimate": cl("Matched (%)"),
-                       "matched_estimate_lower": cl("Matched: lower 95% limit"), "matched_estimate_upper": cl("Matched: upper 95% limit"),
+                       "matched_estimate_lower": cl(f"Matched: lower {CI} limit"), "matched_estimate_upper": cl(f"Matched: upper {CI} limit"),
                        "statement": Label("What the matched design supports")})
     pub.finding(findings.claims, priority=2)
 
@@ -279,7 +281,7 @@ if ctx.scope.several_boroughs:  # the boroughs' claims side by side, in the pack
 upc = evaluation.upc_comparison(res.units, res.matched, p.evaluation.upc_expectations.model_dump())
 pub.table("upc_comparison", upc, "Observed against the Universal Personalised Care expectations",
           columns={"measure": Label("Measure"), "expected": Public("Expected", "percent"), "observed": Estimate("Observed", (), "percent"),
-                   "lower": Estimate("Lower 95% limit", (), "percent"), "upper": Estimate("Upper 95% limit", (), "percent")},
+                   "observed_lower": Estimate(f"Lower {CI} limit", (), "percent"), "observed_upper": Estimate(f"Upper {CI} limit", (), "percent")},
           notes="Observed GP and A&E changes are the matched estimates whatever their verdict: read them with the verdicts above.")
 
 # %% [markdown]
@@ -290,27 +292,27 @@ pub.table("upc_comparison", upc, "Observed against the Universal Personalised Ca
 
 # %%
 seen_ids = d.loc[(d["treated"] == 1) & (d["seen"] == 1), "referral_id"]
-wb_change = evaluation.wellbeing_change(ctx.local.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds.model_dump(), p.evaluation.confidence).change
+wb_change = evaluation.wellbeing_change(ctx.local.wellbeing, seen_ids, p.evaluation.wellbeing_thresholds.model_dump(), p.study.confidence).change
 if ctx.build_dir:
     wb_change.to_parquet(ctx.shared("evaluation") / "wellbeing_change.parquet")
 if len(wb_change):
     w = lambda label: Estimate(label, ("n_pairs",), "score")  # noqa: E731
     pub.table("wellbeing_change", wb_change, "Paired change in wellbeing among people seen", rows={"measure": "measure"},
               columns={"measure": Label("Measure"), "n_pairs": Count("People with both scores"), "mean_baseline": w("Mean at first contact"),
-                       "mean_follow_up": w("Mean at follow-up"), "mean_change": w("Mean change"), "mean_change_lower": w("Lower 95% limit"),
-                       "mean_change_upper": w("Upper 95% limit"), "n_improved": Count("Improved meaningfully"),
+                       "mean_follow_up": w("Mean at follow-up"), "mean_change": w("Mean change"), "mean_change_lower": w(f"Lower {CI} limit"),
+                       "mean_change_upper": w(f"Upper {CI} limit"), "n_improved": Count("Improved meaningfully"),
                        "pct_improved": Proportion("% improved meaningfully", count="n_improved", total="n_pairs")})
     seen = d[(d["treated"] == 1) & (d["seen"] == 1)]
     sc = wellbeing.score_instruments(ctx.local.wellbeing.loc[ctx.local.wellbeing["referral_id"].isin(set(seen["referral_id"])),
                                                       ["referral_id", "timepoint", "instrument", "item", "score"]])
     cov = ["age_band", "sex", "imd_q", "ethnic_group"] + (["borough"] if ctx.scope.several_boroughs else [])
-    wa = wellbeing.attrition_adjusted_changes(sc, seen[["referral_id"] + cov], cov)
+    wa = wellbeing.attrition_adjusted_changes(sc, seen[["referral_id"] + cov], cov, confidence=conf)
     a = lambda label, kind="score": Estimate(label, ("n_baseline", "n_followed_up"), kind)  # noqa: E731
     pub.table("wellbeing_attrition_adjusted", wa.estimates, "Wellbeing change allowing for missing follow-up",
               rows={"measure": "measure", "method": "method"},
               columns={"measure": Label("Measure"), "method": Label("Method"), "assumption": Label("Assumption"),
                        "n_baseline": Count("People with a baseline score"), "n_followed_up": Count("With a follow-up score"),
-                       "mean_change": a("Mean change"), "mean_change_lower": a("Lower 95% limit"), "mean_change_upper": a("Upper 95% limit"),
+                       "mean_change": a("Mean change"), "mean_change_lower": a(f"Lower {CI} limit"), "mean_change_upper": a(f"Upper {CI} limit"),
                        "bound_low": a("Bound: low", "integer"), "bound_high": a("Bound: high", "integer"),
                        "tipping_point_delta": a("Tipping point (points)", "integer"),
                        "status": Label("Status")})

@@ -42,6 +42,7 @@ from spstudy.publish import charts, findings
 from spstudy.publish.disclosure import Count, Estimate, Label, Public
 
 p, pub = ctx.params, ctx.publisher
+conf = p.study.confidence  # the level of every interval below (parameters: study.confidence)
 if ctx.build_dir:  # in a build, notebook 03 has written its result (Parquet tables, no pickle)
     shared = ctx.shared("evaluation")
     res = evaluation.EvaluationResult.read_parquet(shared)
@@ -50,7 +51,7 @@ else:  # run on its own (interactive): run the evaluation now
     ex = ctx.extracts
     res = evaluation.run(ex, evaluation.design_from_parameters(p), ctx.scope, engine=p.evaluation.engine)
     seen = res.units.loc[(res.units["treated"] == 1) & (res.units["seen"] == 1), "referral_id"]
-    wbc = evaluation.wellbeing_change(ctx.local.wellbeing, seen, p.evaluation.wellbeing_thresholds.model_dump(), p.evaluation.confidence).change
+    wbc = evaluation.wellbeing_change(ctx.local.wellbeing, seen, p.evaluation.wellbeing_thresholds.model_dump(), p.study.confidence).change
 cov = needs.workforce_coverage(p.workforce.target_link_workers_per_10000)
 fte = float(cov.loc[ctx.scope.covers(cov["borough_code"]).to_numpy(), "link_workers"].sum())
 # Quantities are people x effect per person: computed from the people counts as published (rounded), so
@@ -58,7 +59,7 @@ fte = float(cov.loc[ctx.scope.covers(cov["borough_code"]).to_numpy(), "link_work
 if len(wbc):
     wbc = wbc.assign(n_pairs=wbc["n_pairs"].map(pub.count_as_published))
 out = valuation.analyse(res.sroi_inputs(), n_referred=pub.count_as_published(res.n_referred), wellbeing_change=wbc, link_worker_fte=fte,
-                        assumptions=valuation.assumptions_from_parameters(p), seed=p.sroi.seed, credibility=res.verdict_mapping())
+                        assumptions=valuation.assumptions_from_parameters(p), seed=p.sroi.seed, credibility=res.verdict_mapping(), confidence=conf)
 
 # %% [markdown]
 # ## Impact map
@@ -86,8 +87,8 @@ pub.table("investment", out.investment, "Investment: link-worker service cost pe
 
 # %% [markdown]
 # ## The ratio and its uncertainty
-# The point estimate at the central assumptions, and the Monte Carlo median with the middle 95% of
-# draws: the median is the typical ratio once every uncertain input varies together.
+# The point estimate at the central assumptions, and the Monte Carlo median with the middle of the
+# draws (95% of them at the default `study.confidence`): the median is the typical ratio once every uncertain input varies together.
 
 # %%
 money = lambda label: Estimate(label, (), "money")  # noqa: E731

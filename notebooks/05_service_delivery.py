@@ -39,9 +39,11 @@ from spstudy.publish import cells, charts, findings
 from spstudy.publish.disclosure import Count, Estimate, Label, Proportion, Public, Rate
 
 p, pub, ex = ctx.params, ctx.publisher, ctx.extracts
+conf = p.study.confidence  # the level of every interval below (parameters: study.confidence)
+CI = pub.ci  # that level as labels say it, e.g. '95%'
 here = ctx.scope.code
 r, wf = ctx.local.referrals, ctx.local.workforce
-rep = service.service_report(r, wf, p.study.referral_start, p.study.referral_end, p.study.referral_end)
+rep = service.service_report(r, wf, p.study.referral_start, p.study.referral_end, p.study.referral_end, confidence=conf)
 K = lambda t: service.keyed(t, here, ctx.area_name)  # noqa: E731
 keys = {"unit": Label("Area, borough, PCN or provider"), "level": Label("Level"), "geo": Label("Code"), "provider": Label("Provider")}
 rows = {"geo": "geo", "provider": "provider"}
@@ -52,7 +54,7 @@ pub.section(f"Service delivery in {ctx.area_name}", f"Referrals made by {ctx.are
 # %% [markdown]
 # ## How long do people wait?
 # Days from referral to first contact and from first contact to closure: median with a distribution-free
-# 95% interval, quartiles, and the share within 2 and 4 weeks (Wilson intervals).
+# interval (at the `study.confidence` level), quartiles, and the share within 2 and 4 weeks (Wilson intervals).
 
 # %%
 wt = K(rep.waiting_times)
@@ -64,8 +66,8 @@ def wait_columns(n: str, n_label: str, n_measure: str, within: str) -> dict:
     their waits, and how many came within 14 and 28 days (nested subsets of n)."""
     med = lambda label: Estimate(label, (n,), "days")  # noqa: E731
     return {**keys, n: Count(n_label, measure=n_measure, at=seen),
-            "median_days": med("Median days"), "median_days_lower": med("Median: lower 95% limit"),
-            "median_days_upper": med("Median: upper 95% limit"), "q1_days": med("Lower quartile (days)"),
+            "median_days": med("Median days"), "median_days_lower": med(f"Median: lower {CI} limit"),
+            "median_days_upper": med(f"Median: upper {CI} limit"), "q1_days": med("Lower quartile (days)"),
             "q3_days": med("Upper quartile (days)"),
             "n_within_14_days": Count("Within 14 days", measure=f"{within}_within_14d", at=seen),
             "n_within_28_days": Count("Within 28 days", measure=f"{within}_within_28d", at=seen),
@@ -93,7 +95,7 @@ pub.table("support_duration", wait_table("first contact to closure", "n_referral
 pub.figure("median_wait_by_unit", "Median days from referral to first contact", charts.forest, "wait_to_first_contact", charts.alt_forest,
            label="unit", est="median_days", lower="median_days_lower", upper="median_days_upper", log=False, ref=14,
            where={"provider": "All"},
-           title=f"Days from referral to first contact (median, 95% CI), {ctx.area_name}", xlabel="Days (reference line: 14 days)")
+           title=f"Days from referral to first contact (median, {CI} CI), {ctx.area_name}", xlabel="Days (reference line: 14 days)")
 pub.finding(findings.waiting, priority=2, area_code=here)
 
 # %% [markdown]
@@ -167,7 +169,7 @@ pub.table("sources", src, f"Referral sources, did not attend and declined by sou
                                               lower="pct_declined_lower", upper="pct_declined_upper")})
 pub.figure("dna_by_source", "Did not attend, by referral source", charts.bars, "sources", charts.alt_bars, label="source",
            value="pct_dna", lower="pct_dna_lower", upper="pct_dna_upper", where={"geo": here, "provider": "All"},
-           title=f"Did not attend, by referral source, {ctx.area_name}", xlabel="Referral source", ylabel="% did not attend (95% CI)")
+           title=f"Did not attend, by referral source, {ctx.area_name}", xlabel="Referral source", ylabel=f"% did not attend ({CI} CI)")
 pub.finding(findings.sources, priority=3, area_code=here)
 
 # %% [markdown]
@@ -181,11 +183,11 @@ mo = K(rep.monthly).assign(month=lambda d: d["month"].astype(str))
 pub.table("monthly_referrals", mo, f"Referrals by month, {ctx.area_name}", rows={"geo": "geo", "month": "month"},
           columns={"unit": Label("Area or borough"), "geo": Label("Code"), "month": Label("Month"), "n_referrals": svc})
 pub.view("monthly_referrals_xmr", f"XmR statistics of monthly referrals, {ctx.area_name}", of="monthly_referrals",
-         select=findings.select_xmr, columns=["unit", "geo", "month", "n_referrals", "mean", "lower_process_limit", "upper_process_limit",
-                                              "lower_near_limit", "upper_near_limit", "special_cause", "rule", "direction", "variation"],
-         labels={"mean": ["Mean", "number"], "lower_process_limit": ["Lower process limit", "number"],
-                 "upper_process_limit": ["Upper process limit", "number"], "lower_near_limit": ["Lower 2-sigma", "number"],
-                 "upper_near_limit": ["Upper 2-sigma", "number"], "special_cause": "Special cause", "rule": "Rule broken",
+         select=findings.select_xmr, columns=["unit", "geo", "month", "n_referrals", "mean", "process_limit_lower", "process_limit_upper",
+                                              "near_limit_lower", "near_limit_upper", "special_cause", "rule", "direction", "variation"],
+         labels={"mean": ["Mean", "number"], "process_limit_lower": ["Lower process limit", "number"],
+                 "process_limit_upper": ["Upper process limit", "number"], "near_limit_lower": ["Lower 2-sigma", "number"],
+                 "near_limit_upper": ["Upper 2-sigma", "number"], "special_cause": "Special cause", "rule": "Rule broken",
                  "variation": "Variation", "direction": "Direction"})
 pub.figure("xmr_monthly_referrals", "Monthly referrals: XmR control chart", charts.xmr, "monthly_referrals_xmr", charts.alt_xmr,
            value="n_referrals", period="month", series="unit", title=f"Monthly referrals, {ctx.area_name}", ylabel="Referrals per month")

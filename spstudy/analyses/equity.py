@@ -184,6 +184,7 @@ def prepare(extracts, area: reference.Area, study_start, study_end, pool_fractio
     study period / 365.25. Age for the models: age at the middle of the study period
     (year of the midpoint - birth year); age at referral for referral tables.
     """
+    area = reference.as_area(area, "area")
     if not 0 < pool_fraction <= 1:
         raise ValueError(f"pool_fraction must be in (0, 1]; got {pool_fraction!r}")
     persons, referrals = extracts.persons, extracts.referrals
@@ -290,7 +291,7 @@ def recording_completeness(referrals: pd.DataFrame, by: str | Sequence[str] | No
     language is given.
 
     Returns one row per group x field: the ``by`` columns, field, description, referrals, recorded,
-    not_stated, not_recorded, pct_recorded, lower, upper (percent) and funnel (position against the
+    not_stated, not_recorded, pct_recorded, pct_recorded_lower, pct_recorded_upper (percent) and funnel (position against the
     95% / 99.8% Wilson funnel limits around the overall share of the rows given; PHEindicatormethods
     ``assign_funnel_significance``). Denominator: all referrals in the group.
     """
@@ -313,12 +314,13 @@ def recording_completeness(referrals: pd.DataFrame, by: str | Sequence[str] | No
             if by_cols else d[["referrals", "recorded", "not_stated", "not_recorded"]].sum().to_frame().T
         ci = stats.wilson_ci(g["recorded"], g["referrals"], confidence, multiplier=100)
         g["field"], g["description"] = f, desc
-        g["pct_recorded"], g["lower"], g["upper"] = ci["proportion"].to_numpy(), ci["lower"].to_numpy(), ci["upper"].to_numpy()
+        g["pct_recorded"], g["pct_recorded_lower"], g["pct_recorded_upper"] = (ci["proportion"].to_numpy(), ci["proportion_lower"].to_numpy(),
+                                                                              ci["proportion_upper"].to_numpy())
         g["funnel"] = stats.funnel_flag(g["recorded"], g["referrals"], "proportion").to_numpy() if len(g) > 1 else "within limits"
         rows.append(g)
     out = pd.concat(rows, ignore_index=True)
     return out[by_cols + ["field", "description", "referrals", "recorded", "not_stated", "not_recorded", "pct_recorded",
-                          "lower", "upper", "funnel"]]
+                          "pct_recorded_lower", "pct_recorded_upper", "funnel"]]
 
 
 COMPLETENESS_LEVELS = {"borough": ("borough_code", "borough_name"), "pcn": ("pcn_code", "pcn_name"),
@@ -333,7 +335,7 @@ def completeness_table(referrals: pd.DataFrame, field: str, level: str, area_cod
     (its code in ``code``), optionally by quarter of referral; with ``reference_referrals`` (e.g. every
     NCL referral) a reference row (``reference_code``) follows, so funnel limits are drawn around one
     reference in every pack. Counts of referrals: referrals,
-    recorded, not_stated, not_recorded; pct_recorded / lower / upper (Wilson, percent).
+    recorded, not_stated, not_recorded; pct_recorded with its Wilson interval (percent).
     Columns: code, name, [quarter], referrals, recorded, not_stated, not_recorded, pct_recorded,
     pct_recorded_lower, pct_recorded_upper."""
     if level not in COMPLETENESS_LEVELS:
@@ -351,8 +353,7 @@ def completeness_table(referrals: pd.DataFrame, field: str, level: str, area_cod
         rt.insert(0, code, reference_code)
         rt.insert(1, name, reference_name or reference_code)
         parts.append(rt)
-    out = pd.concat(parts, ignore_index=True).rename(columns={code: "code", name: "name", "lower": "pct_recorded_lower",
-                                                                          "upper": "pct_recorded_upper"})
+    out = pd.concat(parts, ignore_index=True).rename(columns={code: "code", name: "name"})
     return out[["code", "name"] + q + ["referrals", "recorded", "not_stated", "not_recorded", "pct_recorded",
                                        "pct_recorded_lower", "pct_recorded_upper"]]
 
@@ -371,6 +372,7 @@ def census_ethnicity_totals(area: reference.Area) -> pd.DataFrame:
 
     Columns: group, residents. Source: ONS Census 2021 TS021 (LSOA 2021), data/reference.
     """
+    area = reference.as_area(area, "area")
     e = reference.ethnicity_lsoa21()
     e = e[e["borough_code"].isin(area.borough_codes)]
     t = e.groupby("group")["residents"].sum().reindex(CENSUS5_GROUPS).fillna(0).astype("int64")
@@ -382,6 +384,7 @@ def census_proficiency_totals(area: reference.Area) -> pd.DataFrame:
 
     Columns: group (PROFICIENCY_LABELS), key (contract key), residents. Source: ONS Census 2021 TS029 (MSOA 2021).
     """
+    area = reference.as_area(area, "area")
     t = reference.english_proficiency_msoa21()
     t = t[t["borough_code"].isin(area.borough_codes) & t["category"].isin(TS029_TO_KEY)]
     s = t.groupby("category")["residents"].sum()
@@ -479,7 +482,7 @@ def group_rates(referrals: pd.DataFrame, denominators: pd.DataFrame, group_col: 
     years : length of the study period in years (person-years = residents x years).
 
     Returns one row per group (``groups`` then ``missing_groups``): referrals, pct_of_referrals (of
-    all), residents, crude_rate / crude_lower / crude_upper (Byar's or exact), dsr / dsr_lower /
+    all), residents, crude_rate / crude_rate_lower / crude_rate_upper (Byar's or exact), dsr / dsr_lower /
     dsr_upper (2013 ESP, Dobson), rr_crude (vs reference, log-normal) with rr_crude_lower/upper,
     rr_dsr with rr_dsr_lower/upper (:func:`dsr_rate_ratio`), rr_area (vs the area average of the
     recorded groups, whose rate is recorded referrals / all residents) with limits, pct_of_recorded
@@ -529,17 +532,17 @@ def group_rates(referrals: pd.DataFrame, denominators: pd.DataFrame, group_col: 
             row["residents"] = pop
             if pop > 0:
                 cr = stats.crude_rate(n, pop * years, multiplier, c).iloc[0]
-                row.update(crude_rate=cr["rate"], crude_lower=cr["lower"], crude_upper=cr["upper"])
+                row.update(crude_rate=cr["rate"], crude_rate_lower=cr["rate_lower"], crude_rate_upper=cr["rate_upper"])
             d = ds[ds["group"] == g].iloc[0]
-            row.update(dsr=d["dsr"], dsr_lower=d["lower"], dsr_upper=d["upper"])
+            row.update(dsr=d["dsr"], dsr_lower=d["dsr_lower"], dsr_upper=d["dsr_upper"])
             if g == reference_group:  # the comparator itself: ratio 1 by definition, no interval
                 row.update(rr_crude=1.0, rr_dsr=1.0 if np.isfinite(a["d"]) and a["count"] >= stats.DSR_MIN_COUNT else np.nan)
             elif pop > 0 and ref["population"] > 0:
                 rr = stats.rate_ratio(n, pop * years, ref["count"], ref["population"] * years, c).iloc[0]
-                row.update(rr_crude=rr["rate_ratio"], rr_crude_lower=rr["lower"], rr_crude_upper=rr["upper"])
+                row.update(rr_crude=rr["rate_ratio"], rr_crude_lower=rr["rate_ratio_lower"], rr_crude_upper=rr["rate_ratio_upper"])
             if pop > 0 and ref["population"] > 0:
                 ra = stats.rate_ratio(n, pop * years, rec_total, pop_total * years, c).iloc[0]
-                row.update(rr_area=ra["rate_ratio"], rr_area_lower=ra["lower"], rr_area_upper=ra["upper"])
+                row.update(rr_area=ra["rate_ratio"], rr_area_lower=ra["rate_ratio_lower"], rr_area_upper=ra["rate_ratio_upper"])
             if g != reference_group:
                 rd = dsr_rate_ratio(a["d"], a["v"], a["count"], ref["d"], ref["v"], ref["count"], c)
                 row.update(rr_dsr=rd[0], rr_dsr_lower=rd[1], rr_dsr_upper=rd[2])
@@ -560,7 +563,7 @@ def group_rates(referrals: pd.DataFrame, denominators: pd.DataFrame, group_col: 
             row["representation_ratio"] = (row["pct_of_recorded"] / row["pct_of_population"]
                                            if row["pct_of_population"] and row["pct_of_population"] > 0 else np.nan)
         rows.append(row)
-    cols = ["group", "referrals", "pct_of_referrals", "residents", "crude_rate", "crude_lower", "crude_upper", "dsr",
+    cols = ["group", "referrals", "pct_of_referrals", "residents", "crude_rate", "crude_rate_lower", "crude_rate_upper", "dsr",
             "dsr_lower", "dsr_upper", "rr_crude", "rr_crude_lower", "rr_crude_upper", "rr_dsr", "rr_dsr_lower", "rr_dsr_upper",
             "rr_area", "rr_area_lower", "rr_area_upper", "pct_of_recorded", "pct_of_population", "representation_ratio", "note"]
     out = pd.DataFrame(rows).reindex(columns=cols)
@@ -603,7 +606,7 @@ def registered_representation(data: EquityData, group_col: str, groups: Sequence
     representation_ratio = share of recorded referrals / share of recorded registered population
     (= rate / rate of all people with the field recorded, log-normal interval, approximate because
     the group is part of the comparator). Missing categories (Not stated / Not recorded) get counts
-    and shares only. Columns: group, referrals, pct_of_referrals, registered_py, rate, lower, upper,
+    and shares only. Columns: group, referrals, pct_of_referrals, registered_py, rate, rate_lower, rate_upper,
     pct_of_recorded, pct_of_registered, representation_ratio, representation_ratio_lower, representation_ratio_upper.
     """
     require_columns(data.persons, argument="persons", columns=[group_col, "exposure"])
@@ -622,12 +625,13 @@ def registered_representation(data: EquityData, group_col: str, groups: Sequence
             py = float(pop[g])
             cr = stats.crude_rate(x, py, 1000, c).iloc[0]
             rr = stats.rate_ratio(x, py, X, N, c).iloc[0] if X > 0 else None
-            row.update(registered_py=py, rate=cr["rate"], lower=cr["lower"], upper=cr["upper"],
+            row.update(registered_py=py, rate=cr["rate"], rate_lower=cr["rate_lower"], rate_upper=cr["rate_upper"],
                        pct_of_recorded=100 * x / X if X else np.nan, pct_of_registered=100 * py / N,
                        representation_ratio=rr["rate_ratio"] if rr is not None else np.nan,
-                       representation_ratio_lower=rr["lower"] if rr is not None else np.nan, representation_ratio_upper=rr["upper"] if rr is not None else np.nan)
+                       representation_ratio_lower=rr["rate_ratio_lower"] if rr is not None else np.nan,
+                       representation_ratio_upper=rr["rate_ratio_upper"] if rr is not None else np.nan)
         rows.append(row)
-    cols = ["group", "referrals", "pct_of_referrals", "registered_py", "rate", "lower", "upper", "pct_of_recorded",
+    cols = ["group", "referrals", "pct_of_referrals", "registered_py", "rate", "rate_lower", "rate_upper", "pct_of_recorded",
             "pct_of_registered", "representation_ratio", "representation_ratio_lower", "representation_ratio_upper"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
@@ -683,8 +687,8 @@ def _coef_table(res, terms: list[dict], confidence: float, ratio_name: str, not_
         t["z"] = t["estimate"] / t["se"]
         t["p"] = 2 * _st.norm.sf(np.abs(t["z"]))
         t[ratio_name] = np.exp(t["estimate"])
-        t["lower"] = np.exp(t["estimate"] - z * t["se"])
-        t["upper"] = np.exp(t["estimate"] + z * t["se"])
+        t[f"{ratio_name}_lower"] = np.exp(t["estimate"] - z * t["se"])
+        t[f"{ratio_name}_upper"] = np.exp(t["estimate"] + z * t["se"])
     t["note"] = np.where(bad, "not estimable: no events (or only events) at this level", "")
     return t
 
@@ -722,7 +726,7 @@ class ModelFit:
 class AdjustedRatios:
     """Adjusted rate ratios by group (:func:`adjusted_rate_ratios`): the table and how it was made.
 
-    ``table``: group, referrals, exposure, log_rr, se, rate_ratio, lower, upper, p; ``adjusted_for``:
+    ``table``: group, referrals, exposure, log_rr, se, rate_ratio, rate_ratio_lower, rate_ratio_upper, p; ``adjusted_for``:
     the adjustment variables actually used (one-level ones dropped); ``fit``: the underlying model.
     """
 
@@ -749,7 +753,7 @@ def poisson_glm(df: pd.DataFrame, count: str, exposure: str, factors: Mapping[st
     Fitted by IRLS with statsmodels ``GLM``.
 
     Returns a :class:`ModelFit` whose ``coefficients`` has one row per coefficient: term, factor,
-    level, reference, estimate (log rate ratio), se, z, p, rate_ratio, lower, upper, note (a factor
+    level, reference, estimate (log rate ratio), se, z, p, rate_ratio, rate_ratio_lower, rate_ratio_upper, note (a factor
     level with no events is 'not estimable' and blanked rather than reported as a rate ratio of ~0);
     ``n`` is the number of cells.
     """
@@ -777,7 +781,7 @@ def logistic_glm(df: pd.DataFrame, outcome: str, factors: Mapping[str, object], 
     Fitted by IRLS with statsmodels ``GLM(family=Binomial())`` (as R ``glm(family = binomial)``).
     Returns a :class:`ModelFit` whose ``coefficients`` are term, factor, level, reference, n and
     events (rows and outcomes at the level; the whole sample for the intercept and numeric terms),
-    estimate (log odds ratio), se, z, p, odds_ratio, lower, upper.
+    estimate (log odds ratio), se, z, p, odds_ratio, odds_ratio_lower, odds_ratio_upper.
     """
     import statsmodels.api as sm
 
@@ -814,7 +818,7 @@ def rubin_pool(estimates, variances, confidence: float = 0.95) -> pd.DataFrame:
     Nonresponse in Surveys*, Wiley, ch. 3; van Buuren (2018) *Flexible Imputation of Missing Data*
     s.2.3-2.4.
 
-    Returns one row per parameter: parameter, m, qbar, ubar, b, t, se, df, fmi, lower, upper.
+    Returns one row per parameter: parameter, m, qbar, ubar, b, t, se, df, fmi, qbar_lower, qbar_upper.
     """
     names = list(estimates.columns) if isinstance(estimates, pd.DataFrame) else None
     q = np.atleast_2d(np.asarray(estimates, dtype=float))
@@ -838,7 +842,7 @@ def rubin_pool(estimates, variances, confidence: float = 0.95) -> pd.DataFrame:
     tq = np.where(np.isfinite(df), _st.t.ppf(1 - (1 - c) / 2, np.where(np.isfinite(df), df, 1)), stats.z_value(c))
     se = np.sqrt(t)
     return pd.DataFrame({"parameter": names or list(range(q.shape[1])), "m": m, "qbar": qbar, "ubar": ubar, "b": b, "t": t,
-                         "se": se, "df": df, "fmi": fmi, "lower": qbar - tq * se, "upper": qbar + tq * se})
+                         "se": se, "df": df, "fmi": fmi, "qbar_lower": qbar - tq * se, "qbar_upper": qbar + tq * se})
 
 
 # ------------------------------------------------------------------------------------ adjusted comparison
@@ -883,11 +887,11 @@ def _group_rows(coefs: pd.DataFrame, groups: Sequence[str], reference_group: str
     rows = []
     for grp in groups:
         if grp == reference_group:
-            rows.append({"group": grp, "log_rr": 0.0, "se": 0.0, "rate_ratio": 1.0, "lower": np.nan, "upper": np.nan, "p": np.nan})
+            rows.append({"group": grp, "log_rr": 0.0, "se": 0.0, "rate_ratio": 1.0, "rate_ratio_lower": np.nan, "rate_ratio_upper": np.nan, "p": np.nan})
         elif grp in g.index:
             r = g.loc[grp]
             rows.append({"group": grp, "log_rr": r["estimate"], "se": r["se"], "rate_ratio": r["rate_ratio"],
-                         "lower": r["lower"], "upper": r["upper"], "p": r["p"]})
+                         "rate_ratio_lower": r["rate_ratio_lower"], "rate_ratio_upper": r["rate_ratio_upper"], "p": r["p"]})
     return pd.DataFrame(rows)
 
 
@@ -899,7 +903,7 @@ def adjusted_rate_ratios(frame: pd.DataFrame, reference_group: str = "White", gr
 
     Only people with a recorded group (in ``groups``) enter, referred or not. Returns group,
     referrals (recorded referrals in the model), exposure (weighted person-years), log_rr, se,
-    rate_ratio, lower, upper, p, as the ``table`` of an :class:`AdjustedRatios`.
+    rate_ratio, rate_ratio_lower, rate_ratio_upper, p, as the ``table`` of an :class:`AdjustedRatios`.
     """
     adj = _adjusters(frame, adjust)
     d = frame[frame["group"].isin(groups)]
@@ -1006,7 +1010,7 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
     allocated fractionally across groups in proportion to the recorded non-referred population in
     their stratum (the expected allocation). Bounds are reported for each non-reference group g.
 
-    Returns method, group, rate_ratio, lower, upper, log_rr, se, fmi (MI only), missing_referrals.
+    Returns method, group, rate_ratio, rate_ratio_lower, rate_ratio_upper, log_rr, se, fmi (MI only), missing_referrals.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     c = stats._check_confidence(confidence)
@@ -1021,7 +1025,7 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
 
     cc = adjusted_rate_ratios(frame, reference_group, groups, adj, c).table
     for _, r in cc.iterrows():
-        rows.append({"method": "Complete cases", **r[["group", "rate_ratio", "lower", "upper", "log_rr", "se"]].to_dict()})
+        rows.append({"method": "Complete cases", **r[["group", "rate_ratio", "rate_ratio_lower", "rate_ratio_upper", "log_rr", "se"]].to_dict()})
 
     den = _complete_denominators(frame, groups)
     ref_known = frame[referred & known]
@@ -1064,13 +1068,13 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
             var.append(fit["se"] ** 2)
         E, V = pd.DataFrame(est), pd.DataFrame(var)
         ok = [g for g in E.columns if E[g].notna().all() and V[g].notna().all()]  # a group with no referrals is not estimable
-        pooled = rubin_pool(E[ok], V[ok], c) if ok else pd.DataFrame(columns=["parameter", "qbar", "lower", "upper", "se", "fmi"])
+        pooled = rubin_pool(E[ok], V[ok], c) if ok else pd.DataFrame(columns=["parameter", "qbar", "qbar_lower", "qbar_upper", "se", "fmi"])
         pooled = pd.concat([pooled, pd.DataFrame({"parameter": [g for g in E.columns if g not in ok]})], ignore_index=True)
-        rows.append({"method": f"Multiple imputation (M={m})", "group": reference_group, "rate_ratio": 1.0, "lower": np.nan,
-                     "upper": np.nan, "log_rr": 0.0, "se": 0.0})
+        rows.append({"method": f"Multiple imputation (M={m})", "group": reference_group, "rate_ratio": 1.0, "rate_ratio_lower": np.nan,
+                     "rate_ratio_upper": np.nan, "log_rr": 0.0, "se": 0.0})
         for _, r in pooled.iterrows():
             rows.append({"method": f"Multiple imputation (M={m})", "group": r["parameter"], "rate_ratio": np.exp(r["qbar"]),
-                         "lower": np.exp(r["lower"]), "upper": np.exp(r["upper"]), "log_rr": r["qbar"], "se": r["se"],
+                         "rate_ratio_lower": np.exp(r["qbar_lower"]), "rate_ratio_upper": np.exp(r["qbar_upper"]), "log_rr": r["qbar"], "se": r["se"],
                          "fmi": r["fmi"]})
 
     if bounds and n_missing > 0:
@@ -1080,18 +1084,18 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
             up = pd.concat([base, ref_missing.assign(group=g)[cell_keys + ["referrals", "exposure"]]], ignore_index=True)
             fu = adjusted_rate_ratios(up, reference_group, groups, adj, c).table.set_index("group").loc[g]
             rows.append({"method": "Bound: all unrecorded assigned to the group", "group": g,
-                         **fu[["rate_ratio", "lower", "upper", "log_rr", "se"]].to_dict()})
+                         **fu[["rate_ratio", "rate_ratio_lower", "rate_ratio_upper", "log_rr", "se"]].to_dict()})
             lo_alloc = _allocate(frame.assign(_w=frame["referrals"]), groups, referred & ~known, referred & known,
                                  ["_w", "referrals", "exposure"], exclude=g, strata_levels=strata)
             lo = pd.concat([base, lo_alloc[cell_keys + ["referrals", "exposure"]]], ignore_index=True)
             fl = adjusted_rate_ratios(lo, reference_group, groups, adj, c).table.set_index("group").loc[g]
             rows.append({"method": "Bound: none assigned to the group", "group": g,
-                         **fl[["rate_ratio", "lower", "upper", "log_rr", "se"]].to_dict()})
+                         **fl[["rate_ratio", "rate_ratio_lower", "rate_ratio_upper", "log_rr", "se"]].to_dict()})
     out = pd.DataFrame(rows)
     if "fmi" not in out.columns:
         out["fmi"] = np.nan
     out["missing_referrals"] = n_missing
-    return out[["method", "group", "rate_ratio", "lower", "upper", "log_rr", "se", "fmi", "missing_referrals"]]
+    return out[["method", "group", "rate_ratio", "rate_ratio_lower", "rate_ratio_upper", "log_rr", "se", "fmi", "missing_referrals"]]
 
 
 # ------------------------------------------------------------------------------------ uptake and outcome
@@ -1101,7 +1105,7 @@ def proportions_by_group(referrals: pd.DataFrame, group_col: str, groups: Sequen
     """Share of each group's referrals with each value of ``value_col`` (e.g. outcome, source), Wilson intervals.
 
     Returns one row per group x value: group, value, n, referrals (the group's total, the
-    denominator), pct, lower, upper (percent). Groups with no referrals are kept with n = 0 and no
+    denominator), pct, pct_lower, pct_upper (percent). Groups with no referrals are kept with n = 0 and no
     percentages.
     """
     require_columns(referrals, argument="referrals", columns=[group_col, value_col])
@@ -1119,7 +1123,7 @@ def proportions_by_group(referrals: pd.DataFrame, group_col: str, groups: Sequen
     out = pd.DataFrame(rows)
     ok = out["referrals"] > 0
     ci = stats.wilson_ci(out.loc[ok, "n"], out.loc[ok, "referrals"], confidence, multiplier=100)
-    for col, src in (("pct", "proportion"), ("lower", "lower"), ("upper", "upper")):
+    for col, src in (("pct", "proportion"), ("pct_lower", "proportion_lower"), ("pct_upper", "proportion_upper")):
         out[col] = np.nan
         out.loc[ok, col] = ci[src].to_numpy()
     return out
@@ -1175,7 +1179,7 @@ def deprivation_rates(data: EquityData, quantiles: int = 5, confidence: float = 
     Population: Census 2021 usual residents of the area's LSOAs (TS021 summed over groups) by the
     LSOA's IMD 2025 national quantile; referrals: the area's residents by the quantile of their LSOA
     of residence. Crude rates with Byar's / exact intervals. Columns: imd_quantile, residents,
-    referrals, rate, lower, upper.
+    referrals, rate, rate_lower, rate_upper.
     """
     if quantiles not in (5, 10):
         raise ValueError(f"quantiles must be 5 (quintiles) or 10 (deciles); got {quantiles!r}")
@@ -1195,9 +1199,9 @@ def deprivation_rates(data: EquityData, quantiles: int = 5, confidence: float = 
         row = {"imd_quantile": k, "residents": n_pop, "referrals": x}
         if n_pop > 0:
             cr = stats.crude_rate(x, n_pop * data.years, multiplier, confidence).iloc[0]
-            row.update(rate=cr["rate"], lower=cr["lower"], upper=cr["upper"])
+            row.update(rate=cr["rate"], rate_lower=cr["rate_lower"], rate_upper=cr["rate_upper"])
         rows.append(row)
-    return pd.DataFrame(rows).reindex(columns=["imd_quantile", "residents", "referrals", "rate", "lower", "upper"])
+    return pd.DataFrame(rows).reindex(columns=["imd_quantile", "residents", "referrals", "rate", "rate_lower", "rate_upper"])
 
 
 SII_NOT_COMPUTED = "not computed: every IMD quantile needs residents and at least one referral"
@@ -1216,7 +1220,7 @@ def deprivation_sii(rates: pd.DataFrame, seed: int | np.random.Generator = 2024,
     d = rates.dropna(subset=["rate"])
     if len(d) < len(rates) or len(d) < 5 or (d["rate"] <= 0).any() or (d["residents"] <= 0).any():
         return pd.DataFrame(columns=["confidence", "sii", "sii_lower", "sii_upper", "rii", "rii_lower", "rii_upper", "reps"])
-    return stats.sii_rii(d, "rate", "lower", "upper", "residents", "imd_quantile", confidence=confidence, reps=reps,
+    return stats.sii_rii(d, "rate", "rate_lower", "rate_upper", "residents", "imd_quantile", confidence=confidence, reps=reps,
                          seed=seed, value_type="rate")
 
 
@@ -1246,8 +1250,8 @@ def proficiency_comparison(data: EquityData, confidence: float = 0.95, total: bo
     """Proficiency in English among residents aged 3+ (Census 2021 TS029, area MSOAs) against the
     area's resident referrals with proficiency recorded.
 
-    Columns: group, residents, pct_residents, referrals, pct_referrals (of recorded), lower, upper
-    (Wilson), representation_ratio (pct_referrals / pct_residents).
+    Columns: group, residents, pct_residents, referrals, pct_referrals (of recorded), pct_referrals_lower,
+    pct_referrals_upper (Wilson), representation_ratio (pct_referrals / pct_residents).
     """
     t = census_proficiency_totals(data.area)
     refs = data.resident_referrals
@@ -1258,9 +1262,10 @@ def proficiency_comparison(data: EquityData, confidence: float = 0.95, total: bo
     out["referrals"] = out["group"].map(n).fillna(0).astype(int)
     if len(rec):
         ci = stats.wilson_ci(out["referrals"], len(rec), confidence, multiplier=100)
-        out["pct_referrals"], out["lower"], out["upper"] = ci["proportion"].to_numpy(), ci["lower"].to_numpy(), ci["upper"].to_numpy()
+        out["pct_referrals"], out["pct_referrals_lower"], out["pct_referrals_upper"] = (ci["proportion"].to_numpy(), ci["proportion_lower"].to_numpy(),
+                                                                                        ci["proportion_upper"].to_numpy())
     else:
-        out["pct_referrals"] = out["lower"] = out["upper"] = np.nan
+        out["pct_referrals"] = out["pct_referrals_lower"] = out["pct_referrals_upper"] = np.nan
     out["representation_ratio"] = out["pct_referrals"] / out["pct_residents"]
     out["recorded"] = len(rec)  # the denominator of pct_referrals (referrals with proficiency recorded)
     if total:
@@ -1275,6 +1280,7 @@ def household_language(area: reference.Area) -> pd.DataFrame:
     Ward estimates are derived from output areas (data/reference SOURCES.md section 3), so counts
     are estimates (not whole numbers). Columns: category, households, pct.
     """
+    area = reference.as_area(area, "area")
     cw = reference.census_ward()
     d = cw[(cw["table"] == "TS025") & cw["borough_code"].isin(area.borough_codes)]
     t = d.groupby(["category_code", "category_name"], sort=True)["estimate"].sum().reset_index()
@@ -1285,7 +1291,7 @@ def household_language(area: reference.Area) -> pd.DataFrame:
 def main_language_not_english(data: EquityData, confidence: float = 0.95) -> pd.DataFrame:
     """Share whose main language is not English: residents aged 3+ (TS029), the registered
     population (weighted, language recorded) and resident referrals (language recorded), Wilson
-    interval for the referrals. Columns: population, numerator, denominator, pct, lower, upper."""
+    interval for the referrals. Columns: population, numerator, denominator, pct, pct_lower, pct_upper."""
     t = census_proficiency_totals(data.area)
     res_not = float(t.loc[t["key"] != "main_english", "residents"].sum())
     res_all = float(t["residents"].sum())
@@ -1296,13 +1302,13 @@ def main_language_not_english(data: EquityData, confidence: float = 0.95) -> pd.
     r = refs[refs["language"] != NOT_RECORDED]
     x, n = int((r["language"] != "English").sum()), len(r)
     rows = [{"population": "Residents aged 3+ (Census 2021 TS029)", "numerator": res_not, "denominator": res_all,
-             "pct": 100 * res_not / res_all if res_all else np.nan, "lower": np.nan, "upper": np.nan},
+             "pct": 100 * res_not / res_all if res_all else np.nan, "pct_lower": np.nan, "pct_upper": np.nan},
             {"population": "Registered patients, language recorded (weighted person-years)", "numerator": reg_not,
-             "denominator": reg_all, "pct": 100 * reg_not / reg_all if reg_all else np.nan, "lower": np.nan, "upper": np.nan}]
+             "denominator": reg_all, "pct": 100 * reg_not / reg_all if reg_all else np.nan, "pct_lower": np.nan, "pct_upper": np.nan}]
     if n:
         ci = stats.wilson_ci(x, n, confidence, multiplier=100).iloc[0]
         rows.append({"population": "Referrals, language recorded", "numerator": x, "denominator": n, "pct": ci["proportion"],
-                     "lower": ci["lower"], "upper": ci["upper"]})
+                     "pct_lower": ci["proportion_lower"], "pct_upper": ci["proportion_upper"]})
     return pd.DataFrame(rows)
 
 
@@ -1323,7 +1329,7 @@ def interpreter_need(referrals: pd.DataFrame, by: str | None = "proficiency", co
     with Wilson intervals; and the DNA share of each interpreter group.
 
     Columns: the ``by`` value (or 'All referrals'), recorded (denominator), interpreter_needed, pct,
-    lower, upper.
+    pct_lower, pct_upper.
     """
     require_columns(referrals, argument="referrals", columns=["interpreter"] + ([by] if by else []))
     rec = referrals[referrals["interpreter"] != NOT_RECORDED]
@@ -1336,9 +1342,9 @@ def interpreter_need(referrals: pd.DataFrame, by: str | None = "proficiency", co
         row = {"group": g, "recorded": n, "interpreter_needed": x}
         if n:
             ci = stats.wilson_ci(x, n, confidence, multiplier=100).iloc[0]
-            row.update(pct=ci["proportion"], lower=ci["lower"], upper=ci["upper"])
+            row.update(pct=ci["proportion"], pct_lower=ci["proportion_lower"], pct_upper=ci["proportion_upper"])
         rows.append(row)
-    return pd.DataFrame(rows).reindex(columns=["group", "recorded", "interpreter_needed", "pct", "lower", "upper"])
+    return pd.DataFrame(rows).reindex(columns=["group", "recorded", "interpreter_needed", "pct", "pct_lower", "pct_upper"])
 
 
 # ------------------------------------------------------------------------------------ summary

@@ -155,7 +155,7 @@ def design_from_parameters(params, **overrides) -> Design:
         smd_fail=e.verdict.smd_fail, placebo_shift_months=e.placebo_shift_months, placebo_window_months=e.placebo_window_months,
         event_study_months_before=e.event_study_months_before, clean_buffer_months=e.clean_buffer_months,
         post_washout_months=e.post_washout_months,
-        age_spline_knots=e.age_spline_knots, negative_control_setting=e.negative_control_setting, confidence=e.confidence,
+        age_spline_knots=e.age_spline_knots, negative_control_setting=e.negative_control_setting, confidence=params.study.confidence,
         bootstrap_draws=e.bootstrap_draws, seed_comparator_pool=e.seeds.comparator_pool, seed_bootstrap=e.seeds.bootstrap,
         seed_placebo=e.seeds.placebo, alpha=e.verdict.alpha, margin=e.verdict.margin, post_window_from=e.post_window_from,
         data_start=params.study.data_start, data_end=params.study.data_end)
@@ -244,6 +244,7 @@ def cohort(persons: pd.DataFrame, referrals: pd.DataFrame, area: reference.Area,
 
     Returns a :class:`Cohort` (``index`` and ``flow`` tables).
     """
+    area = reference.as_area(area, "area")
     codes = area.borough_codes
     p = persons.copy()
     gp = reference.gp_practices()[["practice_code", "pcn_code", "borough_code"]]
@@ -952,6 +953,7 @@ def run(ex, design: Design, area: reference.Area, engine: str = "duckdb", boot: 
     activity, referred_ever). ``design``: a :class:`Design` (:func:`design_from_parameters` makes
     one from the parameters); ``boot`` and ``seed`` override the bootstrap draws and the
     comparator-pool seed."""
+    area = reference.as_area(area, "area")
     if boot is not None:
         design = dataclasses.replace(design, bootstrap_draws=boot)
     if seed is not None:
@@ -1057,11 +1059,13 @@ def upc_comparison(d: pd.DataFrame, matched: pd.DataFrame, upc: Mapping[str, flo
     m = matched[(matched["cohort"] == "itt")].set_index(["setting", "window_months"])
     w = max(matched["window_months"])
     rows = [
-        {"measure": "Take up (share of referred people seen)", "expected": 100 * upc["uptake"], "observed": 100 * t["seen"].mean(), "lower": np.nan, "upper": np.nan},
+        {"measure": "Take up (share of referred people seen)", "expected": 100 * upc["uptake"], "observed": 100 * t["seen"].mean(), "observed_lower": np.nan, "observed_upper": np.nan},
         {"measure": f"Change in GP appointments, matched, {w} months (%)", "expected": -100 * upc["gp_reduction"],
-         "observed": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios"] - 1), "lower": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_lower"] - 1), "upper": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_upper"] - 1)},
+         "observed": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios"] - 1), "observed_lower": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_lower"] - 1),
+         "observed_upper": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_upper"] - 1)},
         {"measure": f"Change in A&E attendances, matched, {w} months (%)", "expected": -100 * upc["ae_reduction"],
-         "observed": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios"] - 1), "lower": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios_lower"] - 1), "upper": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios_upper"] - 1)},
+         "observed": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios"] - 1), "observed_lower": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios_lower"] - 1),
+         "observed_upper": 100 * (m.loc[("ae", w), "ratio_of_rate_ratios_upper"] - 1)},
     ]
     return pd.DataFrame(rows)
 
@@ -1071,7 +1075,7 @@ def score_histogram(data: pd.DataFrame, bins: int = 20, score: str = "ps") -> pd
     before and after matching (the data behind an overlap plot, so the figure can be drawn from a
     published, disclosure-controlled table). Bands are fixed: ``bins`` equal bands over 0..1 (the
     band edges say nothing about anyone's score; edges at the observed minimum and maximum would
-    publish two people's scores). Columns: panel, group, lower, upper (score band), n (people in the
+    publish two people's scores). Columns: panel, group, score_from, score_to (score band), n (people in the
     band; after matching, matched people weighted by their matching weight, rounded to whole people)."""
     need = [score, "treated"] + (["weight"] if "weight" in data.columns else [])
     require_columns(data, need, "data")
@@ -1089,6 +1093,6 @@ def score_histogram(data: pd.DataFrame, bins: int = 20, score: str = "ps") -> pd
             h, _ = np.histogram(s[m], bins=edges, weights=w[m])
             h = np.round(h)
             for i in range(bins):
-                rows.append({"panel": panel, "group": group, "lower": round(float(edges[i]), 4), "upper": round(float(edges[i + 1]), 4),
+                rows.append({"panel": panel, "group": group, "score_from": round(float(edges[i]), 4), "score_to": round(float(edges[i + 1]), 4),
                              "n": float(h[i])})
     return pd.DataFrame(rows)

@@ -53,6 +53,7 @@ def ward_indicators(area: reference.Area = reference.WHOLE_REGION) -> pd.DataFra
     Columns: ward22_code, ward22_name, borough_code, borough_name, residents, then every key of
     INDICATORS and OTHER_INDICATORS. Sources: see INDICATORS / OTHER_INDICATORS descriptions.
     """
+    area = reference.as_area(area, "area")
     out = _ward_indicators_ncl()
     out = out[out["borough_code"].isin(area.borough_codes)]
     return out.reset_index(drop=True).copy()
@@ -206,6 +207,7 @@ def ward_population_age_sex(area: reference.Area = reference.WHOLE_REGION) -> pd
     assumptions log, A2). Scaled so each ward sums to its Census 2021 residents.
     Columns: ward22_code, borough_code, age_band, sex ('F'/'M'), population.
     """
+    area = reference.as_area(area, "area")
     out = _ward_population_age_sex_ncl()
     return out[out["borough_code"].isin(area.borough_codes)].reset_index(drop=True).copy()
 
@@ -247,7 +249,7 @@ def referral_counts(referrals: pd.DataFrame, persons: pd.DataFrame, argument: st
 
 
 def reference_referral_rates(reference_referrals: pd.DataFrame, persons: pd.DataFrame, years: float = 1.0,
-                             reference_area: reference.Area = reference.WHOLE_REGION, min_count: int = 0, count_transform=None) -> pd.DataFrame:
+                             reference_area: reference.Area = reference.WHOLE_REGION) -> pd.DataFrame:
     """Age-sex referral rates of the reference population, the basis of every expected count.
 
     Rate = referrals of residents of ``reference_area`` (all NCL by default; ``reference_referrals``
@@ -255,12 +257,12 @@ def reference_referral_rates(reference_referrals: pd.DataFrame, persons: pd.Data
     ``years``), by five-year age band and sex. Population: :func:`ward_population_age_sex`.
 
     Published expected counts are linear in these rates, so with enough wards a reader could solve
-    for the stratum counts. Two safeguards make that give back nothing a pack would not publish:
-    adjacent age bands within each sex are pooled (youngest first) until every pooled stratum has at
-    least ``min_count`` referrals, and ``count_transform`` (the publisher's rounding, passed in by the
-    notebook) is applied to each pooled count before the rate is taken.
-    Columns: age_band, sex, stratum (the pooled bands), referrals, person_years, rate (referrals per person-year).
+    for the stratum counts: a pack uses them only after the publisher has pooled and rounded them
+    (:meth:`spstudy.publish.publisher.Publisher.reference_rates`), which is where the disclosure rule lives.
+    Columns: age_band, sex, referrals, person_years, rate (referrals per person-year); rows by sex, then
+    age band from the youngest (the order in which the publisher pools adjacent bands).
     """
+    reference_area = reference.as_area(reference_area, "reference_area")
     if not years > 0:
         raise ValueError(f"years: must be > 0, got {years!r}")
     pop = ward_population_age_sex(reference_area)
@@ -273,43 +275,20 @@ def reference_referral_rates(reference_referrals: pd.DataFrame, persons: pd.Data
     g["referrals"] = g["referrals"].astype(int)
     g["order"] = g["age_band"].map({b: i for i, b in enumerate(AGE_BANDS)})
     g = g.sort_values(["sex", "order"]).reset_index(drop=True)
-    strata = []
-    for sex, sub in g.groupby("sex", sort=True):
-        groups, cur, tot = [], [], 0
-        for i, r in sub.iterrows():
-            cur.append(i)
-            tot += r["referrals"]
-            if tot >= min_count:
-                groups.append(cur)
-                cur, tot = [], 0
-        if cur:
-            if groups:
-                groups[-1] += cur  # the oldest bands join the last full stratum
-            else:
-                groups.append(cur)
-        for grp in groups:
-            label = f"{g.at[grp[0], 'age_band']} to {g.at[grp[-1], 'age_band']}" if len(grp) > 1 else g.at[grp[0], "age_band"]
-            strata += [(i, label) for i in grp]
-    g["stratum"] = pd.Series(dict(strata))
-    pooled = g.groupby(["sex", "stratum"])[["referrals", "person_years"]].transform("sum")
-    c = pooled["referrals"].astype(float)
-    if count_transform is not None:
-        c = c.map(lambda v: float(count_transform(float(v))))
-    g["rate"] = c / pooled["person_years"]
-    g = g.sort_values(["order", "sex"]).reset_index(drop=True)
-    return g[["age_band", "sex", "stratum", "referrals", "person_years", "rate"]]
+    g["rate"] = g["referrals"] / g["person_years"]
+    return g[["age_band", "sex", "referrals", "person_years", "rate"]]
 
 
-def referral_rates_by_ward(area: reference.Area, *, referrals: pd.DataFrame, reference_referrals: pd.DataFrame, persons: pd.DataFrame,
-                           years: float = 1.0, reference_area: reference.Area = reference.WHOLE_REGION, confidence: float = 0.95,
-                           reference_min_count: int = 0, reference_count_transform=None) -> pd.DataFrame:
+def referral_rates_by_ward(area: reference.Area, *, referrals: pd.DataFrame, reference_rates: pd.DataFrame, persons: pd.DataFrame,
+                           years: float = 1.0, reference_area: reference.Area = reference.WHOLE_REGION, confidence: float = 0.95) -> pd.DataFrame:
     """Ward referral rates and the standardised referral ratio for the wards of ``area``.
 
     Observed: referrals of the ward's residents (``persons.ward22_code``) whichever borough's service
     took them, so pass every referral in the extract as ``referrals``, not only those of the area's
-    services. Expected: the ward's population by age band and sex x the reference rates
-    (:func:`reference_referral_rates`: all referrals of ``reference_area`` residents, NCL by default,
-    over its population), so a ward has the same observed, expected, ratio and interval in every pack.
+    services. Expected: the ward's population by age band and sex x ``reference_rates`` (age_band,
+    sex, rate per person-year: :func:`reference_referral_rates` of ``reference_area`` residents, NCL by
+    default, as the publisher protects them), so a ward has the same observed, expected, ratio and
+    interval in every pack.
 
     Columns: ward22_code, ward22_name, borough_name, referrals (count of referrals), person_years
     (population x ``years``), crude_rate / _lower / _upper (per 1,000 person-years; exact Poisson below
@@ -322,27 +301,31 @@ def referral_rates_by_ward(area: reference.Area, *, referrals: pd.DataFrame, ref
     Denominator: Census 2021 ward population (age from mid-2020 estimates, sex from TS008;
     :func:`ward_population_age_sex`).
     """
+    area = reference.as_area(area, "area")
+    reference_area = reference.as_area(reference_area, "reference_area")
     if not years > 0:
         raise ValueError(f"years: must be > 0, got {years!r}")
-    rates = reference_referral_rates(reference_referrals, persons, years, reference_area, reference_min_count, reference_count_transform)
+    require_columns(reference_rates, ["age_band", "sex", "rate"], "reference_rates", "see needs.reference_referral_rates")
+    rates = reference_rates
     pop = ward_population_age_sex(area)
     counts = referral_counts(referrals, persons, "referrals")
     full = pop.merge(counts, on=["ward22_code", "age_band", "sex"], how="left").fillna({"referrals": 0})
     full["person_years"] = full["population"] * years
     full = full.merge(rates[["age_band", "sex", "rate"]], on=["age_band", "sex"], how="left", validate="many_to_one")
     if full["rate"].isna().any():
-        raise ValueError("reference_referral_rates: no rate for some age-sex strata of the area's population")
+        miss = full.loc[full["rate"].isna(), ["age_band", "sex"]].drop_duplicates().head(5).values.tolist()
+        raise ValueError(f"reference_rates: no rate for some age-sex strata of the area's population (first: {miss})")
     full["expected"] = full["person_years"] * full["rate"]
     w = full.groupby("ward22_code").agg(referrals=("referrals", "sum"), person_years=("person_years", "sum"), expected=("expected", "sum")).reset_index()
     w["referrals"] = w["referrals"].astype(int)
     crude = stats.crude_rate(w["referrals"], w["person_years"], multiplier=1000, confidence=confidence)
-    w["crude_rate"], w["crude_rate_lower"], w["crude_rate_upper"] = crude["rate"].to_numpy(), crude["lower"].to_numpy(), crude["upper"].to_numpy()
+    w["crude_rate"], w["crude_rate_lower"], w["crude_rate_upper"] = crude["rate"].to_numpy(), crude["rate_lower"].to_numpy(), crude["rate_upper"].to_numpy()
     by_age = full.groupby(["ward22_code", "age_band"], as_index=False)[["referrals", "person_years"]].sum()
     d = stats.dsr(by_age, "referrals", "person_years", "age_band", multiplier=1000, by="ward22_code", confidence=confidence)
-    w = w.merge(d[["ward22_code", "dsr", "lower", "upper"]].rename(columns={"dsr": "dsr_rate", "lower": "dsr_rate_lower", "upper": "dsr_rate_upper"}),
+    w = w.merge(d[["ward22_code", "dsr", "dsr_lower", "dsr_upper"]].rename(columns={"dsr": "dsr_rate", "dsr_lower": "dsr_rate_lower", "dsr_upper": "dsr_rate_upper"}),
                 on="ward22_code", how="left", validate="one_to_one")
     isr = stats.indirectly_standardised_ratio(w["referrals"], w["expected"], multiplier=100, confidence=confidence)
-    w["referral_ratio"], w["referral_ratio_lower"], w["referral_ratio_upper"] = isr["ratio"].to_numpy(), isr["lower"].to_numpy(), isr["upper"].to_numpy()
+    w["referral_ratio"], w["referral_ratio_lower"], w["referral_ratio_upper"] = isr["ratio"].to_numpy(), isr["ratio_lower"].to_numpy(), isr["ratio_upper"].to_numpy()
     w["funnel"] = stats.funnel_flag(w["referrals"], w["expected"], statistic="ratio").to_numpy()
     w["reference"] = (f"{reference_area.name} referral rates by age band and sex: all referrals of "
                       f"{reference_area.name} residents over its Census 2021 population")
@@ -368,6 +351,8 @@ def referral_rates_by_practice(area: reference.Area, *, referrals: pd.DataFrame,
     reference_rate (per 1,000 person-years). ``reference_row`` appends the reference area itself as a
     last row (its code in the ``level`` column), so the funnel target can be published from its counts.
     """
+    area = reference.as_area(area, "area")
+    reference_area = reference.as_area(reference_area, "reference_area")
     if level not in ("practice_code", "pcn_code"):
         raise ValueError(f"level: must be 'practice_code' or 'pcn_code', got {level!r}")
     if not years > 0:
@@ -395,7 +380,7 @@ def referral_rates_by_practice(area: reference.Area, *, referrals: pd.DataFrame,
     out["referrals"] = out["referrals"].astype(int)
     out["person_years"] = out["registered_patients"] * years
     cr = stats.crude_rate(out["referrals"], out["person_years"], multiplier=1000, confidence=confidence)
-    out["rate"], out["rate_lower"], out["rate_upper"] = cr["rate"].to_numpy(), cr["lower"].to_numpy(), cr["upper"].to_numpy()
+    out["rate"], out["rate_lower"], out["rate_upper"] = cr["rate"].to_numpy(), cr["rate_lower"].to_numpy(), cr["rate_upper"].to_numpy()
     out["funnel"] = stats.funnel_flag(out["referrals"], out["person_years"], statistic="rate", target=ref_rate).to_numpy()
     out["reference_rate"] = 1000 * ref_rate
     out = out.sort_values(label).reset_index(drop=True)
@@ -406,7 +391,7 @@ def referral_rates_by_practice(area: reference.Area, *, referrals: pd.DataFrame,
         if "pcn_name" in out.columns and label != "pcn_name":
             row["pcn_name"] = ""
         cr = stats.crude_rate([ref_n], [row["person_years"]], multiplier=1000, confidence=confidence)
-        row.update(rate=float(cr["rate"].iloc[0]), rate_lower=float(cr["lower"].iloc[0]), rate_upper=float(cr["upper"].iloc[0]),
+        row.update(rate=float(cr["rate"].iloc[0]), rate_lower=float(cr["rate_lower"].iloc[0]), rate_upper=float(cr["rate_upper"].iloc[0]),
                    funnel="within limits")
         out = pd.concat([out, pd.DataFrame([row])], ignore_index=True)
     return out
@@ -434,18 +419,19 @@ def outreach_candidates(profile: pd.DataFrame, *, need_cut: float, ratio_below: 
     return out.sort_values(["need_index", "ward22_code"], ascending=[False, True]).reset_index(drop=True)
 
 
-def ward_needs_profile(area: reference.Area, *, referrals: pd.DataFrame, reference_referrals: pd.DataFrame, persons: pd.DataFrame,
-                       weights: dict[str, float], years: float = 1.0, reference_area: reference.Area = reference.WHOLE_REGION, confidence: float = 0.95,
-                       reference_min_count: int = 0, reference_count_transform=None) -> pd.DataFrame:
+def ward_needs_profile(area: reference.Area, *, referrals: pd.DataFrame, reference_rates: pd.DataFrame, persons: pd.DataFrame,
+                       weights: dict[str, float], years: float = 1.0, reference_area: reference.Area = reference.WHOLE_REGION,
+                       confidence: float = 0.95) -> pd.DataFrame:
     """Ward indicators + need index (:func:`need_index`) + referral rates and ratios
     (:func:`referral_rates_by_ward`) in one table for the wards of ``area``. ``referrals``: every
-    referral in the extract; ``reference_referrals``: the referrals behind the expected counts (every
-    referral of NCL residents by default)."""
+    referral in the extract; ``reference_rates``: the age-sex rates behind the expected counts
+    (:func:`reference_referral_rates`, as the publisher protects them)."""
+    area = reference.as_area(area, "area")
+    reference_area = reference.as_area(reference_area, "reference_area")
     ind = ward_indicators(area)
     ni = need_index(ind, weights, ward_indicators())
-    rates = referral_rates_by_ward(area, referrals=referrals, reference_referrals=reference_referrals, persons=persons,
-                                   years=years, reference_area=reference_area, confidence=confidence,
-                                   reference_min_count=reference_min_count, reference_count_transform=reference_count_transform)
+    rates = referral_rates_by_ward(area, referrals=referrals, reference_rates=reference_rates, persons=persons,
+                                   years=years, reference_area=reference_area, confidence=confidence)
     return ni.merge(rates.drop(columns=["ward22_name", "borough_name"]), on="ward22_code", how="left", validate="one_to_one")
 
 
@@ -614,6 +600,7 @@ def pcn_coverage(workforce: pd.DataFrame, area: reference.Area, target_per_10000
     Digital, May 2022). ``gap_to_target`` = target x registered patients / 10,000 - link workers.
     Only boroughs with link-worker rows appear. Columns: :data:`PCN_COVERAGE_COLUMNS`.
     """
+    area = reference.as_area(area, "area")
     need = {"borough_code", "pcn_code", "role", "fte", "employer"}
     if not need <= set(workforce.columns):
         raise ValueError(f"workforce: missing column(s) {sorted(need - set(workforce.columns))}")

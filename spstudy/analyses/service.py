@@ -70,8 +70,8 @@ def _with_wilson(out: pd.DataFrame, x: str, n: str, name: str, confidence: float
     if ok.any():
         w = stats.wilson_ci(out.loc[ok, x].to_numpy(), out.loc[ok, n].to_numpy(), confidence=confidence)
         out.loc[ok, name] = w["proportion"].to_numpy()
-        out.loc[ok, f"{name}_lower"] = w["lower"].to_numpy()
-        out.loc[ok, f"{name}_upper"] = w["upper"].to_numpy()
+        out.loc[ok, f"{name}_lower"] = w["proportion_lower"].to_numpy()
+        out.loc[ok, f"{name}_upper"] = w["proportion_upper"].to_numpy()
     return out
 
 

@@ -42,6 +42,8 @@ class Study(_Model):
     referral_end: dt.date = Field(description="Last referral date in the study (inclusive).")
     data_start: dt.date = Field(description="First day of GP/A&E activity in the extract.")
     data_end: dt.date = Field(description="Last day of GP/A&E activity in the extract (data cut).")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Confidence level of every interval the packs publish "
+                              "(needs, equity, evaluation, SROI, service delivery) and of the labels and sentences that name it.")
 
     @model_validator(mode="after")
     def _order(self):
@@ -168,7 +170,6 @@ class Evaluation(_Model):
     post_washout_months: int = Field(default=3, ge=0, le=6, description="Trend-adjusted estimator: months after referral left out (the tail of the pre-referral rise).")
     age_spline_knots: int = Field(default=4, ge=3, le=7, description="Knots of the restricted cubic spline of age in the propensity model (Harrell 2015).")
     negative_control_setting: Optional[str] = Field(default="elective", description="Activity setting used as the negative-control outcome (null: none).")
-    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Confidence level of every interval.")
     bootstrap_draws: int = Field(default=500, ge=50, le=100_000)
     seeds: Seeds = Field(default_factory=lambda: Seeds(comparator_pool=20231, bootstrap=1, placebo=2))
     verdict: VerdictRules = Field(default_factory=lambda: VerdictRules(alpha=0.05, margin=0.05, smd_fail=0.25))

@@ -81,6 +81,16 @@ class Area:
         return pd.Series(borough_code).isin(self.borough_codes)
 
 
+def as_area(value, argument: str = "area") -> Area:
+    """``value`` if it is an :class:`Area`; otherwise a TypeError that says how to make one. Analyses
+    call it on every Area argument so a key passed by mistake ('camden') fails with the fix, not with an
+    AttributeError deep inside; it never resolves a key (that is :func:`area`'s job, done once per pack)."""
+    if isinstance(value, Area):
+        return value
+    hint = f" (for a key use reference.area({value!r}))" if isinstance(value, str) else ""
+    raise TypeError(f"`{argument}`: expected a spstudy.inputs.reference.Area, got {type(value).__name__} {value!r}{hint}")
+
+
 @functools.lru_cache(maxsize=None)
 def area(key: str) -> Area:
     """The :class:`Area` for ``key`` ('ncl' or a borough slug); the only place a key is resolved."""

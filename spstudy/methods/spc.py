@@ -90,7 +90,7 @@ def xmr(data: pd.DataFrame, value: str, period: str, by: list[str] | tuple[str, 
     how special causes are named in ``variation``.
 
     Returns the input columns plus, per row: ``mean``, ``moving_range``, ``mean_moving_range``,
-    ``lower_process_limit``, ``upper_process_limit``, ``lower_near_limit``, ``upper_near_limit``
+    ``process_limit_lower``, ``process_limit_upper``, ``near_limit_lower``, ``near_limit_upper``
     (2 sigma), ``special_cause`` (bool), ``rule`` (the first rule broken, see :data:`RULES`, or
     ''), ``direction`` ('high', 'low' or ''), ``variation`` ('common cause', 'special cause
     improvement' / 'concern', or 'special cause high' / 'low' when neutral) and ``n_points``
@@ -137,7 +137,7 @@ def xmr(data: pd.DataFrame, value: str, period: str, by: list[str] | tuple[str, 
             variation = np.select([direction == good, direction != ""], ["special cause improvement", "special cause concern"],
                                   default="common cause")
         g = g.assign(mean=mean, moving_range=np.concatenate([[np.nan], np.abs(np.diff(y))]), mean_moving_range=amr,
-                     lower_process_limit=lpl, upper_process_limit=upl, lower_near_limit=nlpl, upper_near_limit=nupl,
+                     process_limit_lower=lpl, process_limit_upper=upl, near_limit_lower=nlpl, near_limit_upper=nupl,
                      special_cause=rule != "", rule=rule, direction=direction, variation=variation, n_points=len(y))
         out.append(g)
     return pd.concat(out, ignore_index=True)
@@ -150,7 +150,7 @@ def xmr_figure(table: pd.DataFrame, value: str, period: str, title: str, ylabel:
     (Okabe-Ito orange high, blue low; improvement/concern as labelled in ``variation``). One panel
     per ``series`` value (e.g. borough). Returns the matplotlib Figure.
     """
-    need = [value, period, "mean", "lower_process_limit", "upper_process_limit", "lower_near_limit", "upper_near_limit",
+    need = [value, period, "mean", "process_limit_lower", "process_limit_upper", "near_limit_lower", "near_limit_upper",
             "special_cause", "direction", "variation"] + ([series] if series else [])
     require_columns(table, need, "table", "pass the output of spstudy.methods.spc.xmr")
     panels = [(None, table)] if series is None else list(table.groupby(series, sort=True))
@@ -171,10 +171,10 @@ def xmr_figure(table: pd.DataFrame, value: str, period: str, title: str, ylabel:
                 ax.scatter(x[m], g[value].to_numpy()[m], s=26, color=c, zorder=3,
                            label=g.loc[m, "variation"].iloc[0].capitalize())
         ax.plot(x, g["mean"], color="#000000", linewidth=1, label="Mean")
-        ax.plot(x, g["upper_process_limit"], "--", color="#555555", linewidth=1, label="Process limits (3 sigma)")
-        ax.plot(x, g["lower_process_limit"], "--", color="#555555", linewidth=1)
-        ax.plot(x, g["upper_near_limit"], ":", color="#999999", linewidth=1, label="2 sigma")
-        ax.plot(x, g["lower_near_limit"], ":", color="#999999", linewidth=1)
+        ax.plot(x, g["process_limit_upper"], "--", color="#555555", linewidth=1, label="Process limits (3 sigma)")
+        ax.plot(x, g["process_limit_lower"], "--", color="#555555", linewidth=1)
+        ax.plot(x, g["near_limit_upper"], ":", color="#999999", linewidth=1, label="2 sigma")
+        ax.plot(x, g["near_limit_lower"], ":", color="#999999", linewidth=1)
         labels = [str(p)[:7] for p in g[period]]
         step = max(1, len(labels) // 6)
         ax.set_xticks(x[::step])

@@ -51,6 +51,7 @@ __all__ = [
     "ESP2013_BANDS",
     "esp2013",
     "wilson_ci",
+    "confidence_label",
     "wilson_limits",
     "byars_ci",
     "exact_poisson_ci",
@@ -164,6 +165,11 @@ def _pct(level: float) -> str:
     return f"{level * 100:.10g}"
 
 
+def confidence_label(confidence: float) -> str:
+    """A confidence level as readers see it: 0.95 -> '95%', 0.998 -> '99.8%' (labels, notes, findings)."""
+    return f"{_pct(_check_confidence(confidence))}%"
+
+
 # --------------------------------------------------------------------------------------------
 # 2013 European Standard Population
 # --------------------------------------------------------------------------------------------
@@ -206,8 +212,8 @@ def wilson_ci(x, n, confidence: float = 0.95, multiplier: float = 1.0) -> pd.Dat
     confidence : two-sided level in (0, 1).
     multiplier : scale of the output, 1 for a proportion, 100 for a percentage.
 
-    Returns a DataFrame with columns ``numerator``, ``denominator``, ``proportion``, ``lower``,
-    ``upper`` (all on the ``multiplier`` scale), ``confidence`` and ``method`` ("Wilson").
+    Returns a DataFrame with columns ``numerator``, ``denominator``, ``proportion``, ``proportion_lower``,
+    ``proportion_upper`` (all on the ``multiplier`` scale), ``confidence`` and ``method`` ("Wilson").
 
     Method: Wilson EB (1927) JASA 22:209-212; Newcombe RG (1998) Stat Med 17:857-872 (method 3),
     formula as PHEindicatormethods ``wilson_lower`` / ``wilson_upper``::
@@ -242,8 +248,8 @@ def wilson_ci(x, n, confidence: float = 0.95, multiplier: float = 1.0) -> pd.Dat
             "numerator": xa,
             "denominator": na,
             "proportion": p * multiplier,
-            "lower": lower * multiplier,
-            "upper": upper * multiplier,
+            "proportion_lower": lower * multiplier,
+            "proportion_upper": upper * multiplier,
             "confidence": c,
             "method": "Wilson",
         }
@@ -256,7 +262,7 @@ def wilson_limits(x: float, n: float, confidence: float = 0.95) -> tuple[float, 
     if n == 0:
         return float("nan"), float("nan")
     w = wilson_ci(x, n, confidence).iloc[0]
-    return float(w["lower"]), float(w["upper"])
+    return float(w["proportion_lower"]), float(w["proportion_upper"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,7 +301,7 @@ def byars_ci(x, confidence: float = 0.95) -> pd.DataFrame:
     x : observed counts (events), >= 0.
     confidence : two-sided level in (0, 1).
 
-    Returns a DataFrame with columns ``count``, ``lower``, ``upper`` (counts), ``confidence`` and
+    Returns a DataFrame with columns ``count``, ``count_lower``, ``count_upper`` (counts), ``confidence`` and
     ``method`` ("Byars").
 
     Method: Breslow NE, Day NE (1987) *Statistical methods in cancer research* vol II, IARC,
@@ -313,7 +319,7 @@ def byars_ci(x, confidence: float = 0.95) -> pd.DataFrame:
     _check_nonneg("x", xa)
     z = z_value(c)
     return pd.DataFrame(
-        {"count": xa, "lower": _byars_lower(xa, z), "upper": _byars_upper(xa, z), "confidence": c, "method": "Byars"}
+        {"count": xa, "count_lower": _byars_lower(xa, z), "count_upper": _byars_upper(xa, z), "confidence": c, "method": "Byars"}
     )
 
 
@@ -324,14 +330,14 @@ def exact_poisson_ci(x, confidence: float = 0.95) -> pd.DataFrame:
     alpha = 1 - confidence (Armitage P, Berry G (2002) *Statistical methods in medical research*,
     4th edn; the formula PHEindicatormethods ``phe_rate`` uses for counts below 10).
 
-    Returns a DataFrame with columns ``count``, ``lower``, ``upper`` (counts), ``confidence`` and
+    Returns a DataFrame with columns ``count``, ``count_lower``, ``count_upper`` (counts), ``confidence`` and
     ``method`` ("Exact").
     """
     c = _check_confidence(confidence)
     xa = _float_array("x", x)
     _check_nonneg("x", xa)
     return pd.DataFrame(
-        {"count": xa, "lower": _exact_lower(xa, c), "upper": _exact_upper(xa, c), "confidence": c, "method": "Exact"}
+        {"count": xa, "count_lower": _exact_lower(xa, c), "count_upper": _exact_upper(xa, c), "confidence": c, "method": "Exact"}
     )
 
 
@@ -355,7 +361,7 @@ def crude_rate(x, n, multiplier: float = 1000, confidence: float = 0.95) -> pd.D
     multiplier : rate per this many of the denominator (default per 1,000).
     confidence : two-sided level in (0, 1).
 
-    Returns a DataFrame with columns ``count``, ``denominator``, ``rate``, ``lower``, ``upper``
+    Returns a DataFrame with columns ``count``, ``denominator``, ``rate``, ``rate_lower``, ``rate_upper``
     (per ``multiplier``), ``confidence`` and ``method`` ("Exact" or "Byars").
 
     Method: as PHEindicatormethods ``phe_rate`` (source checked: ``if_else(x < 10, qchisq(...),
@@ -373,8 +379,8 @@ def crude_rate(x, n, multiplier: float = 1000, confidence: float = 0.95) -> pd.D
             "count": xa,
             "denominator": na,
             "rate": xa / na * multiplier,
-            "lower": lower / na * multiplier,
-            "upper": upper / na * multiplier,
+            "rate_lower": lower / na * multiplier,
+            "rate_upper": upper / na * multiplier,
             "confidence": c,
             "method": method,
         }
@@ -451,7 +457,7 @@ def dsr(
         interval.
 
     Returns one row per group: the ``by`` columns, ``total_count``, ``total_pop``, ``dsr``,
-    ``lower``, ``upper`` (per ``multiplier``), ``confidence``, ``method`` and ``note``
+    ``dsr_lower``, ``dsr_upper`` (per ``multiplier``), ``confidence``, ``method`` and ``note``
     ("" or e.g. "dsr and interval not shown: total count < 10").
 
     Method: DSR = sum(w_i x_i / n_i) / sum(w_i) with standard weights w_i. Interval by Dobson AJ
@@ -534,8 +540,8 @@ def dsr(
     out["total_count"] = O
     out["total_pop"] = agg["_n"].to_numpy(dtype=float)
     out["dsr"] = np.where(small & suppress_value, np.nan, value)
-    out["lower"] = np.where(small, np.nan, lower)
-    out["upper"] = np.where(small, np.nan, upper)
+    out["dsr_lower"] = np.where(small, np.nan, lower)
+    out["dsr_upper"] = np.where(small, np.nan, upper)
     out["confidence"] = c
     out["method"] = "Dobson"
     out["note"] = note
@@ -614,7 +620,7 @@ def indirectly_standardised_ratio(observed, expected, multiplier: float = 100, c
     multiplier : 100 (default) expresses the ratio with 100 = as expected; 1 gives a plain ratio.
     confidence : two-sided level in (0, 1).
 
-    Returns a DataFrame with columns ``observed``, ``expected``, ``ratio``, ``lower``, ``upper``
+    Returns a DataFrame with columns ``observed``, ``expected``, ``ratio``, ``ratio_lower``, ``ratio_upper``
     (x multiplier), ``confidence`` and ``method``.
 
     Method: PHEindicatormethods ``calculate_ISRatio``: the interval of the observed count (exact
@@ -631,8 +637,8 @@ def indirectly_standardised_ratio(observed, expected, multiplier: float = 100, c
             "observed": o,
             "expected": e,
             "ratio": o / e * multiplier,
-            "lower": lower / e * multiplier,
-            "upper": upper / e * multiplier,
+            "ratio_lower": lower / e * multiplier,
+            "ratio_upper": upper / e * multiplier,
             "confidence": c,
             "method": method,
         }
@@ -652,8 +658,8 @@ def rate_ratio(x1, n1, x2, n2, confidence: float = 0.95) -> pd.DataFrame:
     limits are ``RR exp(-/+ z SE)``. Group 2 is the comparator (e.g. White British, or the
     borough average). Where either count is 0 the ratio is 0 or infinite and the interval is NaN.
 
-    Returns a DataFrame with columns ``x1``, ``n1``, ``x2``, ``n2``, ``rate_ratio``, ``lower``,
-    ``upper``, ``confidence`` and ``method`` ("log-normal").
+    Returns a DataFrame with columns ``x1``, ``n1``, ``x2``, ``n2``, ``rate_ratio``, ``rate_ratio_lower``,
+    ``rate_ratio_upper``, ``confidence`` and ``method`` ("log-normal").
     """
     c = _check_confidence(confidence)
     a, na, b, nb = _broadcast(
@@ -671,7 +677,7 @@ def rate_ratio(x1, n1, x2, n2, confidence: float = 0.95) -> pd.DataFrame:
         lower = np.where(ok, rr * np.exp(-z * se), np.nan)
         upper = np.where(ok, rr * np.exp(z * se), np.nan)
     return pd.DataFrame(
-        {"x1": a, "n1": na, "x2": b, "n2": nb, "rate_ratio": rr, "lower": lower, "upper": upper,
+        {"x1": a, "n1": na, "x2": b, "n2": nb, "rate_ratio": rr, "rate_ratio_lower": lower, "rate_ratio_upper": upper,
          "confidence": c, "method": "log-normal"}
     )
 
@@ -684,7 +690,7 @@ def proportion_ratio(x1, n1, x2, n2, confidence: float = 0.95) -> pd.DataFrame:
     n > 0; where either numerator is 0 the interval is NaN.
 
     Returns a DataFrame with columns ``x1``, ``n1``, ``x2``, ``n2``, ``proportion_ratio``,
-    ``lower``, ``upper``, ``confidence`` and ``method`` ("Katz log").
+    ``proportion_ratio_lower``, ``proportion_ratio_upper``, ``confidence`` and ``method`` ("Katz log").
     """
     c = _check_confidence(confidence)
     a, na, b, nb = _broadcast(
@@ -705,7 +711,7 @@ def proportion_ratio(x1, n1, x2, n2, confidence: float = 0.95) -> pd.DataFrame:
         lower = np.where(ok, rr * np.exp(-z * se), np.nan)
         upper = np.where(ok, rr * np.exp(z * se), np.nan)
     return pd.DataFrame(
-        {"x1": a, "n1": na, "x2": b, "n2": nb, "proportion_ratio": rr, "lower": lower, "upper": upper,
+        {"x1": a, "n1": na, "x2": b, "n2": nb, "proportion_ratio": rr, "proportion_ratio_lower": lower, "proportion_ratio_upper": upper,
          "confidence": c, "method": "Katz log"}
     )
 
@@ -984,8 +990,8 @@ def funnel_limits_proportion(denominators, target: float, limits=(0.95, 0.998), 
     limits : two-sided levels; Fingertips uses 0.95 (about 2 SD) and 0.998 (about 3 SD).
     multiplier : 100 for percentages.
 
-    Returns a DataFrame with ``denominator``, ``target`` and ``lower_<L>`` / ``upper_<L>`` per
-    level (e.g. ``lower_95``, ``upper_99.8``), clipped to [0, multiplier].
+    Returns a DataFrame with ``denominator``, ``target`` and ``limit_<L>_lower`` / ``limit_<L>_upper`` per
+    level (e.g. ``limit_95_lower``, ``limit_99.8_upper``), clipped to [0, multiplier].
 
     Method: Wilson-score limits: the proportion whose Wilson interval at n just reaches the target
     (Fingertips technical guidance; closed form ``sigma_adjustment`` in PHEindicatormethods
@@ -1000,8 +1006,8 @@ def funnel_limits_proportion(denominators, target: float, limits=(0.95, 0.998), 
     tt = np.full_like(n, t)
     out = pd.DataFrame({"denominator": n, "target": t * multiplier})
     for level in lv:
-        out[f"lower_{_pct(level)}"] = np.maximum(_wilson_funnel(n, tt, level, "low"), 0) * multiplier
-        out[f"upper_{_pct(level)}"] = np.minimum(_wilson_funnel(n, tt, level, "high"), 1) * multiplier
+        out[f"limit_{_pct(level)}_lower"] = np.maximum(_wilson_funnel(n, tt, level, "low"), 0) * multiplier
+        out[f"limit_{_pct(level)}_upper"] = np.minimum(_wilson_funnel(n, tt, level, "high"), 1) * multiplier
     return out
 
 
@@ -1055,8 +1061,8 @@ def funnel_limits_ratio(expected, limits=(0.95, 0.998), multiplier: float = 1.0)
     limits : two-sided levels (Fingertips: 0.95 and 0.998).
     multiplier : 1 for a ratio, 100 for an SMR-style ratio with 100 = as expected.
 
-    Returns a DataFrame with ``expected``, ``target`` (1 x multiplier) and ``lower_<L>`` /
-    ``upper_<L>`` per level.
+    Returns a DataFrame with ``expected``, ``target`` (1 x multiplier) and ``limit_<L>_lower`` /
+    ``limit_<L>_upper`` per level.
 
     Method: exact Poisson limits around a ratio of 1 (Fingertips technical guidance; PHEindicator-
     methods ``calculate_funnel_limits``, statistic = "ratio", ratio_type = "isr"). The reference
@@ -1071,8 +1077,8 @@ def funnel_limits_ratio(expected, limits=(0.95, 0.998), multiplier: float = 1.0)
     out = pd.DataFrame({"expected": e, "target": 1.0 * multiplier})
     for level in lv:
         lo, hi = _poisson_ratio_limits(e, level)
-        out[f"lower_{_pct(level)}"] = lo * multiplier
-        out[f"upper_{_pct(level)}"] = hi * multiplier
+        out[f"limit_{_pct(level)}_lower"] = lo * multiplier
+        out[f"limit_{_pct(level)}_upper"] = hi * multiplier
     return out
 
 
@@ -1087,7 +1093,7 @@ def funnel_limits_rate(denominators, target_rate: float, multiplier: float = 100
     multiplier : rate per this many (default 100,000).
     limits : two-sided levels (Fingertips: 0.95 and 0.998).
 
-    Returns a DataFrame with ``denominator``, ``target`` and ``lower_<L>`` / ``upper_<L>``
+    Returns a DataFrame with ``denominator``, ``target`` and ``limit_<L>_lower`` / ``limit_<L>_upper``
     (per ``multiplier``).
 
     Method: exact Poisson limits for the count expected at the target rate,
@@ -1103,7 +1109,7 @@ def funnel_limits_rate(denominators, target_rate: float, multiplier: float = 100
     out = pd.DataFrame({"denominator": n, "target": float(target_rate)})
     for level in lv:
         for side in ("lower", "upper"):
-            col = f"{side}_{_pct(level)}"
+            col = f"limit_{_pct(level)}_{side}"
             out[col] = ratio[col].to_numpy() * target_rate
     return out
 

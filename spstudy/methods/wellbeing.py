@@ -54,7 +54,7 @@ from scipy import stats
 
 from spstudy.inputs import project
 from spstudy.methods.checks import require_columns
-from spstudy.methods.stats import wilson_limits
+from spstudy.methods.stats import wilson_limits, z_value
 
 __all__ = [
     "ONS4_ITEMS",
@@ -74,6 +74,7 @@ __all__ = [
     "MEASURE_RANGE",
     "AttritionAdjustedChange",
     "imbens_manski_interval",
+    "IpwMean",
     "ipw_mean",
     "attrition_adjusted_change",
     "attrition_adjusted_changes",
@@ -662,7 +663,23 @@ def _separation(frame: pd.DataFrame, covariates: list[str], r: np.ndarray) -> li
     return out
 
 
-def ipw_mean(y: np.ndarray, observed: np.ndarray, X: np.ndarray, confidence: float = 0.95) -> dict:
+@dataclass(frozen=True)
+class IpwMean:
+    """An inverse-probability-weighted mean (:func:`ipw_mean`): ``mean``, its ``se`` and normal
+    interval ``mean_lower`` / ``mean_upper``; the response model's coefficients ``params`` and
+    their sandwich ``param_se``; the fitted response probabilities ``p``; ``converged``."""
+
+    mean: float
+    se: float
+    mean_lower: float
+    mean_upper: float
+    params: np.ndarray
+    param_se: np.ndarray
+    p: np.ndarray
+    converged: bool
+
+
+def ipw_mean(y: np.ndarray, observed: np.ndarray, X: np.ndarray, confidence: float = 0.95) -> IpwMean:
     """Inverse-probability-weighted (Hajek) mean of ``y`` over everyone, ``y`` seen where ``observed``.
 
     Response model: logistic regression of ``observed`` on the design matrix ``X`` (maximum
@@ -673,8 +690,7 @@ def ipw_mean(y: np.ndarray, observed: np.ndarray, X: np.ndarray, confidence: flo
     cells this is the weighting-class estimator sum_j (n_j / n) ybar_j (Little & Rubin 2019,
     Statistical Analysis with Missing Data, 3rd ed., s.3.3), which the tests check.
 
-    Returns dict: mean, se, lower, upper (normal interval at ``confidence``), params, param_se,
-    p (fitted probabilities), converged.
+    Returns an :class:`IpwMean` (the interval is normal, at ``confidence``).
     """
     import statsmodels.api as sm
 
@@ -699,9 +715,9 @@ def ipw_mean(y: np.ndarray, observed: np.ndarray, X: np.ndarray, confidence: flo
     Ainv = np.linalg.inv(A)
     V = Ainv @ B @ Ainv.T / n
     se = float(np.sqrt(V[k, k]))
-    z = stats.norm.ppf(1 - (1 - confidence) / 2)
-    return {"mean": mu, "se": se, "lower": mu - z * se, "upper": mu + z * se, "params": np.asarray(fit.params, dtype=float),
-            "param_se": np.sqrt(np.diag(V)[:k]), "p": p, "converged": bool(getattr(fit, "converged", True))}
+    z = z_value(confidence)
+    return IpwMean(mean=mu, se=se, mean_lower=mu - z * se, mean_upper=mu + z * se, params=np.asarray(fit.params, dtype=float),
+                   param_se=np.sqrt(np.diag(V)[:k]), p=p, converged=bool(getattr(fit, "converged", True)))
 
 
 def attrition_adjusted_change(scores: pd.DataFrame, measure: str, characteristics: pd.DataFrame | None = None,
@@ -742,7 +758,7 @@ def attrition_adjusted_change(scores: pd.DataFrame, measure: str, characteristic
     lo_s, hi_s = MEASURE_RANGE[measure]
     base = wide["baseline"].to_numpy(dtype=float)
     change = (wide["follow_up"] - wide["baseline"]).to_numpy(dtype=float)
-    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    z = z_value(confidence)
     rows, coef_rows, wrows = [], [], []
     common = {"measure": measure, "n_baseline": n, "n_followed_up": m}
     na = float("nan")
@@ -785,14 +801,14 @@ def attrition_adjusted_change(scores: pd.DataFrame, measure: str, characteristic
     if status is None:
         X = _design(frame, covariates)
         res = ipw_mean(change, r, X.to_numpy(), confidence=confidence)
-        if not res["converged"]:
+        if not res.converged:
             rows.append(row("ipw", ipw_assumption, status="not estimable: response model did not converge"))
         else:
-            rows.append(row("ipw", ipw_assumption, res["mean"], ci=(res["lower"], res["upper"])))
-            for term, b, s in zip(X.columns, res["params"], res["param_se"]):
+            rows.append(row("ipw", ipw_assumption, res.mean, ci=(res.mean_lower, res.mean_upper)))
+            for term, b, s in zip(X.columns, res.params, res.param_se):
                 coef_rows.append({"measure": measure, "term": term, "log_odds": b, "se": s, "odds_ratio": np.exp(b),
                                   "odds_ratio_lower": np.exp(b - z * s), "odds_ratio_upper": np.exp(b + z * s)})
-            w = 1 / res["p"][r == 1]
+            w = 1 / res.p[r == 1]
             wrows.append({"measure": measure, "n_followed_up": m, "max_weight": float(w.max()), "effective_n": float(w.sum() ** 2 / np.sum(w ** 2))})
     else:
         rows.append(row("ipw", ipw_assumption, status=status))

@@ -130,7 +130,7 @@ def forest(values, label: str, title: str, xlabel: str, est: str = "", lower: st
 
 
 def alt_forest(values, label: str, title: str, xlabel: str, est: str = "", lower: str = "", upper: str = "", group: str | None = None,
-               ref: float = 1.0, measures: dict | None = None, where: dict | None = None, **_):
+               ref: float = 1.0, measures: dict | None = None, where: dict | None = None, *, ci: str, **_):
     d, lab, e, lo, hi, g = _forest_long(values, label, est, lower, upper, measures, where)
     shown = d.dropna(subset=[e])
     parts = []
@@ -139,7 +139,7 @@ def alt_forest(values, label: str, title: str, xlabel: str, est: str = "", lower
         parts.append(f"{gg}{r[lab]} {r[e]:.2f} ({_fmt(r[lo], 2)} to {_fmt(r[hi], 2)})")
     more = f"; and {len(shown) - 14} more" if len(shown) > 14 else ""
     hidden = len(d) - len(shown)
-    s = f"Forest plot, {title}, estimates with 95% intervals against a reference of {ref:g}: " + "; ".join(parts) + more
+    s = f"Forest plot, {title}, estimates with {ci} intervals against a reference of {ref:g}: " + "; ".join(parts) + more
     if hidden:
         s += f". {hidden} estimate(s) suppressed or not estimable are not drawn"
     return s + "."
@@ -275,7 +275,8 @@ def event_study(values, month: str, est: str, lower: str, upper: str, panel: str
     return fig
 
 
-def alt_event_study(values, month: str, est: str, lower: str, upper: str, panel: str, title: str, reference_month: int = -1, **_):
+def alt_event_study(values, month: str, est: str, lower: str, upper: str, panel: str, title: str, reference_month: int = -1,
+                    *, ci: str, **_):
     parts = []
     for p, d in values.groupby(panel, sort=False):
         d = d.dropna(subset=[est])
@@ -284,7 +285,7 @@ def alt_event_study(values, month: str, est: str, lower: str, upper: str, panel:
         excl = pre[(pre[lower] > 1) | (pre[upper] < 1)]
         parts.append(f"{p}: before referral the monthly ratios run from {pre[est].min():.2f} to {pre[est].max():.2f} "
                      f"({len(excl)} of {len(pre)} intervals exclude 1); after referral from {post[est].min():.2f} to {post[est].max():.2f}")
-    return f"Event study, {title}: per-month effects relative to month {reference_month} with 95% intervals. " + "; ".join(parts) + "."
+    return f"Event study, {title}: per-month effects relative to month {reference_month} with {ci} intervals. " + "; ".join(parts) + "."
 
 
 def tornado(values, **_):
@@ -315,7 +316,7 @@ def alt_xmr(values, value: str, period: str, title: str, ylabel: str, series: st
         g = g.dropna(subset=[value])
         n_sc = int(g["special_cause"].fillna(False).astype(bool).sum()) if "special_cause" in g else 0
         parts.append(f"{name + ': ' if name is not None else ''}mean {g['mean'].iloc[0]:,.0f} a month, process limits "
-                     f"{g['lower_process_limit'].iloc[0]:,.0f} to {g['upper_process_limit'].iloc[0]:,.0f}, "
+                     f"{g['process_limit_lower'].iloc[0]:,.0f} to {g['process_limit_upper'].iloc[0]:,.0f}, "
                      f"{n_sc} month(s) of special-cause variation" if len(g) else f"{name}: suppressed")
     return f"XmR control chart, {title}: " + "; ".join(parts) + "."
 
@@ -393,5 +394,6 @@ def render(entry: dict, tables, check: bool = True):
     draw = resolve(entry["draw"])
     alt_fn = resolve(entry["alt"])
     fig = draw(values, **opts)
-    alt = alt_fn(values, **opts, area_name=tables.area_name) if "area_name" in alt_fn.__code__.co_varnames else alt_fn(values, **opts)
+    extra = {k: v for k, v in (("area_name", tables.area_name), ("ci", tables.ci)) if k in alt_fn.__code__.co_varnames}
+    alt = alt_fn(values, **opts, **extra)
     return fig, alt, values

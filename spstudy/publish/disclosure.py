@@ -95,6 +95,43 @@ class Rules:
                 f"nearest {self.rounding_base}; rates and percentages are computed from the rounded counts.")
 
 
+def pool_strata(table: pd.DataFrame, rules: Rules, *, within: str, label: str, count: str = "referrals",
+                exposure: str = "person_years") -> pd.DataFrame:
+    """Rates behind published expected counts, protected: adjacent rows (in the table's order) within
+    each ``within`` group are pooled until every pooled stratum holds more than ``rules.threshold`` of
+    ``count`` (a last short run joins the stratum before it), each pooled count is rounded as a
+    published count is, and ``rate`` = rounded pooled count / pooled ``exposure``.
+
+    Expected counts are linear in the stratum rates, so with enough areas a reader could solve for
+    the stratum counts: after pooling and rounding they give back only what a pack could publish.
+    Returns the table with ``stratum`` (e.g. '85-89 to 90+') and ``rate`` (per unit of exposure)."""
+    for c in (within, label, count, exposure):
+        if c not in table.columns:
+            raise DisclosureError(f"pool_strata: missing column {c!r} (columns: {list(table.columns)})")
+    g = table.reset_index(drop=True).copy()
+    strata = {}
+    for _, sub in g.groupby(within, sort=True):
+        groups, cur, tot = [], [], 0.0
+        for i, v in zip(sub.index, sub[count].to_numpy(dtype=float)):
+            cur.append(i)
+            tot += v
+            if tot > rules.threshold:
+                groups.append(cur)
+                cur, tot = [], 0.0
+        if cur:
+            if groups:
+                groups[-1] += cur
+            else:
+                groups.append(cur)
+        for grp in groups:
+            name = f"{g.at[grp[0], label]} to {g.at[grp[-1], label]}" if len(grp) > 1 else str(g.at[grp[0], label])
+            strata.update({i: name for i in grp})
+    g["stratum"] = pd.Series(strata)
+    pooled = g.groupby([within, "stratum"])[[count, exposure]].transform("sum")
+    g["rate"] = pooled[count].astype(float).map(rules.round) / pooled[exposure]
+    return g
+
+
 # ----------------------------------------------------------------------------------- column specs
 
 @dataclass(frozen=True)
@@ -177,7 +214,7 @@ class Rate(Col):
     target: float | None = None
     target_row: str | None = None
     fmt: str = "rate"
-    confidence: float = 0.95
+    confidence: float | None = None  # None: the study's level (the publisher sets it); 0.95 outside a publisher
 
     @property
     def kind(self):
@@ -198,7 +235,7 @@ class Proportion(Col):
     flag: str | None = None
     target_row: str | None = None
     fmt: str = "percent"
-    confidence: float = 0.95
+    confidence: float | None = None  # None: the study's level (the publisher sets it); 0.95 outside a publisher
 
     @property
     def kind(self):
@@ -218,7 +255,7 @@ class RateRatio(Col):
     lower: str | None = None
     upper: str | None = None
     fmt: str = "ratio"
-    confidence: float = 0.95
+    confidence: float | None = None  # None: the study's level (the publisher sets it); 0.95 outside a publisher
 
     @property
     def kind(self):
@@ -238,6 +275,12 @@ class Generated(Col):
 
 
 DERIVED = (Rate, Proportion, RateRatio)
+DEFAULT_CONFIDENCE = 0.95  # a Rate, Proportion or RateRatio made outside a publisher (tests, direct calls) and given no level
+
+
+def level_of(c: Col) -> float:
+    """The confidence level of a recomputed interval: its own, else :data:`DEFAULT_CONFIDENCE`."""
+    return DEFAULT_CONFIDENCE if c.confidence is None else float(c.confidence)
 
 
 # --------------------------------------------------------------------------------------- tables
@@ -256,13 +299,18 @@ class TableSpec:
     empty: str = "none"
 
     def full_columns(self) -> dict[str, Col]:
+        from spstudy.methods.stats import confidence_label
+
         out = dict(self.columns)
         for name, c in self.columns.items():
             if isinstance(c, DERIVED):
-                for part, what in (("lower", "lower 95% limit"), ("upper", "upper 95% limit")):
+                for part in ("lower", "upper"):
                     col = getattr(c, part)
+                    if col and col != f"{name}_{part}":
+                        raise ValueError(f"table {self.name!r}: column {name!r} names its {part} limit {col!r}; an interval is named "
+                                         f"<estimate>_lower / <estimate>_upper ({name}_{part})")
                     if col:
-                        out[col] = Generated(f"{c.label}: {what}", of=name, fmt=c.kind)
+                        out[col] = Generated(f"{c.label}: {part} {confidence_label(level_of(c))} limit", of=name, fmt=c.kind)
                 if getattr(c, "flag", None):
                     out[c.flag] = Generated(f"{c.label}: against funnel limits", of=name, fmt="text")
         return out
@@ -393,11 +441,11 @@ def derive(spec: TableSpec, data: pd.DataFrame, suppressed: pd.DataFrame) -> Non
             lo, hi = val.copy(), val.copy()
             if ok.any():
                 if s.method == "ratio":
-                    r = stats.indirectly_standardised_ratio(x[ok], n[ok], multiplier=s.multiplier, confidence=s.confidence)
-                    val[ok], lo[ok], hi[ok] = r["ratio"], r["lower"], r["upper"]
+                    r = stats.indirectly_standardised_ratio(x[ok], n[ok], multiplier=s.multiplier, confidence=level_of(s))
+                    val[ok], lo[ok], hi[ok] = r["ratio"], r["ratio_lower"], r["ratio_upper"]
                 else:
-                    r = stats.crude_rate(x[ok], n[ok], multiplier=s.multiplier, confidence=s.confidence)
-                    val[ok], lo[ok], hi[ok] = r["rate"], r["lower"], r["upper"]
+                    r = stats.crude_rate(x[ok], n[ok], multiplier=s.multiplier, confidence=level_of(s))
+                    val[ok], lo[ok], hi[ok] = r["rate"], r["rate_lower"], r["rate_upper"]
             data[name] = val
             if s.lower:
                 data[s.lower] = lo
@@ -425,8 +473,8 @@ def derive(spec: TableSpec, data: pd.DataFrame, suppressed: pd.DataFrame) -> Non
             val = np.full(len(data), np.nan)
             lo, hi = val.copy(), val.copy()
             if ok.any():
-                w = stats.wilson_ci(x[ok], n[ok], multiplier=s.multiplier, confidence=s.confidence)
-                val[ok], lo[ok], hi[ok] = w["proportion"], w["lower"], w["upper"]
+                w = stats.wilson_ci(x[ok], n[ok], multiplier=s.multiplier, confidence=level_of(s))
+                val[ok], lo[ok], hi[ok] = w["proportion"], w["proportion_lower"], w["proportion_upper"]
             data[name] = val
             if s.lower:
                 data[s.lower] = lo
@@ -456,8 +504,8 @@ def derive(spec: TableSpec, data: pd.DataFrame, suppressed: pd.DataFrame) -> Non
             val = np.full(len(data), np.nan)
             lo, hi = val.copy(), val.copy()
             if ok.any():
-                r = stats.rate_ratio(x[ok], n[ok], np.full(ok.sum(), xr), np.full(ok.sum(), nr), confidence=s.confidence)
-                val[ok], lo[ok], hi[ok] = r["rate_ratio"], r["lower"], r["upper"]
+                r = stats.rate_ratio(x[ok], n[ok], np.full(ok.sum(), xr), np.full(ok.sum(), nr), confidence=level_of(s))
+                val[ok], lo[ok], hi[ok] = r["rate_ratio"], r["rate_ratio_lower"], r["rate_ratio_upper"]
             lo[ref], hi[ref] = np.nan, np.nan
             data[name] = val
             sup = suppressed[s.count] | sup_ref

@@ -122,7 +122,7 @@ def choropleth(values: pd.DataFrame, column: str, area: str, title: str, legend_
 @dataclass(frozen=True)
 class FunnelData:
     """What a funnel plot draws. ``limits``: the control limits on the x grid (columns ``x``,
-    ``target`` and ``lower_95``, ``upper_95``, ``lower_99.8``, ``upper_99.8`` in the plotted units);
+    ``target`` and ``limit_95_lower``, ``limit_95_upper``, ``limit_99.8_lower``, ``limit_99.8_upper`` in the plotted units);
     ``points``: one row per point with ``x``, ``y``, ``count``, the limits at the point's own x,
     ``position`` (where the point lies against the drawn limits) and ``funnel`` (its
     :func:`spstudy.methods.stats.funnel_flag` classification, as the tables print it). ``target`` is in
@@ -199,14 +199,14 @@ def funnel_data(points: pd.DataFrame, x: str, y: str, statistic: str, *, count: 
     xs = np.geomspace(max(np.nanmin(xv[ok]) * 0.8, 0.5), np.nanmax(xv[ok]) * 1.2, grid)
     lim = _limits(statistic, xs, tgt, multiplier, limits)
     at = _limits(statistic, np.where(ok, xv, 1.0), tgt, multiplier, limits)
-    cols = [c for c in lim.columns if c.startswith(("lower_", "upper_"))]
+    cols = [c for c in lim.columns if c.startswith("limit_")]
     pts = pd.DataFrame({"x": xv, "y": yv, "count": n})
     if label:
         pts.insert(0, "label", d[label].to_numpy())
     for c in cols:
         pts[c] = np.where(ok, at[c].to_numpy(), np.nan)
-    lo = sorted([c for c in cols if c.startswith("lower_")], key=lambda c: float(c.split("_")[1]))
-    hi = sorted([c for c in cols if c.startswith("upper_")], key=lambda c: float(c.split("_")[1]))
+    lo = sorted([c for c in cols if c.endswith("_lower")], key=lambda c: float(c.split("_")[1]))
+    hi = sorted([c for c in cols if c.endswith("_upper")], key=lambda c: float(c.split("_")[1]))
     inner, outer = lo[0].split("_")[1], lo[-1].split("_")[1]
     pos = np.select([yv < pts[lo[-1]], yv < pts[lo[0]], yv > pts[hi[-1]], yv > pts[hi[0]]],
                     [f"below {outer}% limit", f"below {inner}% limit", f"above {outer}% limit", f"above {inner}% limit"],
@@ -228,11 +228,12 @@ def funnel_plot(points: pd.DataFrame, x: str, y: str, statistic: str, title: str
     fd = funnel_data(points, x, y, statistic, count=count, target=target, multiplier=multiplier, label=label)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     lim = fd.limits
-    cols = [c for c in lim.columns if c.startswith(("lower_", "upper_"))]
+    cols = [c for c in lim.columns if c.startswith("limit_")]  # limit_<level>_lower / limit_<level>_upper
     outer = max(float(c.split("_")[1]) for c in cols)
     for c in cols:
-        style = ":" if float(c.split("_")[1]) == outer else "--"
-        ax.plot(lim["x"], lim[c], style, color="#555555", linewidth=1, label=None, gid=f"funnel_{c}")
+        _, level, side = c.split("_")
+        style = ":" if float(level) == outer else "--"
+        ax.plot(lim["x"], lim[c], style, color="#555555", linewidth=1, label=None, gid=f"funnel_{side}_{level}")
     if target_label is None:
         target_label = f"As expected (ratio {multiplier:g})" if statistic == "ratio" else "Reference value"
     ax.axhline(fd.target, color="#0072B2", linewidth=1.2, label=target_label, gid="funnel_target")

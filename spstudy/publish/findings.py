@@ -42,8 +42,9 @@ def names(xs, limit: int = 5) -> str:
     return s + (f" and {len(xs) - limit} more" if len(xs) > limit else "")
 
 
-def ci(lo, hi, d: int = 2) -> str:
-    return f"95% CI {num(lo, d)} to {num(hi, d)}"
+def ci(t, lo, hi, d: int = 2) -> str:
+    """An interval as sentences say it ('95% CI 0.71 to 0.88'), at the pack's confidence level (``t.ci``)."""
+    return f"{t.ci} CI {num(lo, d)} to {num(hi, d)}"
 
 
 # --------------------------------------------------------------------------- 01 needs assessment
@@ -167,11 +168,11 @@ def recording(t, ethnicity: str = "ethnicity_recording_by_borough", language: st
 def adjusted_ratios(t, table: str = "adjusted_rate_ratios", sensitivity: str = "missing_ethnicity_sensitivity",
                     reference: str = "White") -> str:
     a = t[table]
-    a = a[(a["group"] != reference)].dropna(subset=["upper"])
-    low, high = a[a["upper"] < 1], a[a["lower"] > 1]
+    a = a[(a["group"] != reference)].dropna(subset=["rate_ratio_upper"])
+    low, high = a[a["rate_ratio_upper"] < 1], a[a["rate_ratio_lower"] > 1]
 
     def rr(r):
-        return f"{r['group']} {r['rate_ratio']:.2f} ({ci(r['lower'], r['upper'])})"
+        return f"{r['group']} {r['rate_ratio']:.2f} ({ci(t, r['rate_ratio_lower'], r['rate_ratio_upper'])})"
 
     s = []
     if len(low):
@@ -196,7 +197,7 @@ def proficiency(t, table: str = "rates_by_english_proficiency") -> str | None:
     rows = p[p["group"].isin(["Cannot speak English well", "Cannot speak English"])].dropna(subset=["rr_crude"])
     if not len(rows):
         return None
-    parts = [f"{r['rr_crude']:.2f} ({ci(r['rr_crude_lower'], r['rr_crude_upper'])}) for residents who {r['group'].lower().replace('cannot', 'cannot')}"
+    parts = [f"{r['rr_crude']:.2f} ({ci(t, r['rr_crude_lower'], r['rr_crude_upper'])}) for residents who {r['group'].lower().replace('cannot', 'cannot')}"
              for _, r in rows.iterrows()]
     return (f"Compared with residents of {t.area_name} whose main language is English, the crude referral rate ratio was "
             + " and ".join(parts) + ".")
@@ -204,12 +205,12 @@ def proficiency(t, table: str = "rates_by_english_proficiency") -> str | None:
 
 def dna(t, table: str = "dna_odds_ratios", reference: str = "White") -> str:
     d = t[table]
-    d = d[(d["factor"] == "ethnic_group")].dropna(subset=["lower"])
+    d = d[(d["factor"] == "ethnic_group")].dropna(subset=["odds_ratio_lower"])
     d = d[~d["level"].isin(["Not stated", "Not recorded"])]
-    worse = d[d["lower"] > 1]
+    worse = d[d["odds_ratio_lower"] > 1]
     if len(worse):
         return (f"Once referred, people in the {names(worse['level'])} group(s) in {t.area_name} were more likely not to attend than "
-                f"{reference} people (odds ratio " + "; ".join(f"{r['level']} {r['odds_ratio']:.2f} ({ci(r['lower'], r['upper'])})"
+                f"{reference} people (odds ratio " + "; ".join(f"{r['level']} {r['odds_ratio']:.2f} ({ci(t, r['odds_ratio_lower'], r['odds_ratio_upper'])})"
                                                                for _, r in worse.iterrows()) + "), allowing for age, sex, deprivation and who referred them.")
     return f"Once referred, no ethnic group in {t.area_name} was clearly more likely not to attend than {reference} people."
 
@@ -222,7 +223,7 @@ def deprivation(t, table: str = "sii_rii") -> str | None:
     direction = "higher in more deprived areas" if r["sii"] < 0 else "higher in less deprived areas"
     clear = (r["sii_upper"] < 0) or (r["sii_lower"] > 0)
     return (f"Referral rates in {t.area_name} were {direction} (slope index of inequality {r['sii']:.1f} per 1,000 per year, "
-            f"{ci(r['sii_lower'], r['sii_upper'], 1)}){'' if clear else ', though the gradient is not clear-cut'}.")
+            f"{ci(t, r['sii_lower'], r['sii_upper'], 1)}){'' if clear else ', though the gradient is not clear-cut'}.")
 
 
 # --------------------------------------------------------------------------- 05 service delivery
@@ -236,11 +237,11 @@ def select_xmr(values: pd.DataFrame, value: str = "n_referrals", period: str = "
     ok = values.groupby(series)[value].transform(lambda s: s.notna().all()).astype(bool)
     v = values[ok]
     if not len(v):
-        return v.assign(mean=[], lower_process_limit=[], upper_process_limit=[], special_cause=[], rule=[], variation=[])
+        return v.assign(mean=[], process_limit_lower=[], process_limit_upper=[], special_cause=[], rule=[], variation=[])
     x = xmr(v[[series, period, value]].reset_index(), value, period, by=[series], shift_points=shift_points, trend_points=trend_points)
     x = x.set_index("index")
     out = v.copy()
-    for c in ("mean", "lower_process_limit", "upper_process_limit", "lower_near_limit", "upper_near_limit", "special_cause", "rule",
+    for c in ("mean", "process_limit_lower", "process_limit_upper", "near_limit_lower", "near_limit_upper", "special_cause", "rule",
               "direction", "variation"):
         out[c] = x.loc[out.index, c]
     out["special_cause"] = out["special_cause"].astype(bool)
@@ -254,7 +255,7 @@ def waiting(t, table: str = "wait_to_first_contact", area_code: str = "") -> str
         return None
     r = a.iloc[0]
     s = (f"In {t.area_name}, half of the people seen had their first link-worker contact within {num(r['median_days'], 0)} days of "
-         f"referral (95% CI {num(r['median_days_lower'], 0)} to {num(r['median_days_upper'], 0)}); {pct(r['pct_within_14_days'])} within "
+         f"referral ({t.ci} CI {num(r['median_days_lower'], 0)} to {num(r['median_days_upper'], 0)}); {pct(r['pct_within_14_days'])} within "
          f"two weeks and {pct(r['pct_within_28_days'])} within four.")
     b = w[(w["level"] == "borough") & (w["provider"] == "All")].dropna(subset=["median_days"])
     if len(b) > 1:
@@ -332,7 +333,7 @@ def effect(t, setting: str, window_months: int, cohort: str = "itt", table: str 
                 f"{t.area_name}: the comparison group does not show what would have happened ({r['reason']})")
     change = 100 * (r["rate_ratio"] - 1)
     lo, hi = 100 * (r["rate_ratio_lower"] - 1), 100 * (r["rate_ratio_upper"] - 1)
-    s = (f"{name} changed by {change:+.0f}% (95% CI {lo:+.0f}% to {hi:+.0f}%) over {window_months} months for {who} in {t.area_name}, "
+    s = (f"{name} changed by {change:+.0f}% ({t.ci} CI {lo:+.0f}% to {hi:+.0f}%) over {window_months} months for {who} in {t.area_name}, "
          f"against {ESTIMATOR_NAMES.get(r['headline_estimator'], r['headline_estimator'])}.")
     if v == "credible":
         s += " The design's checks pass."
@@ -382,7 +383,7 @@ def rise_and_placebo(t, pretrend: str = "pretrend", placebo: str = "placebo") ->
          (", so the baseline already holds part of the rise" if str(p["rise_starts_before_washout"]) in ("True", "yes") else "") + ".")
     if q is not None and not pd.isna(q["rate_ratio"]):
         s += (f" Pretending referral happened {int(q['shift_months'])} months earlier, use in the {int(q['window_months'])} months before the real "
-              f"referral was {q['rate_ratio']:.2f} times what the design expects (95% CI {q['rate_ratio_lower']:.2f} to {q['rate_ratio_upper']:.2f}): "
+              f"referral was {q['rate_ratio']:.2f} times what the design expects ({t.ci} CI {q['rate_ratio_lower']:.2f} to {q['rate_ratio_upper']:.2f}): "
               "the pre-referral rise the washout leaves out.")
     return s
 
@@ -405,7 +406,7 @@ def negative_control(t, table: str = "negative_control", window_months: int = 12
     if r is None or str(r.get("status", "")) != "estimated" or pd.isna(r["rate_ratio"]):
         return "The negative-control outcome (elective admissions) is not available in this extract."
     ch = 100 * (r["rate_ratio"] - 1)
-    s = (f"Elective admissions, which social prescribing should not change, changed by {ch:+.0f}% (95% CI {100 * (r['rate_ratio_lower'] - 1):+.0f}% "
+    s = (f"Elective admissions, which social prescribing should not change, changed by {ch:+.0f}% ({t.ci} CI {100 * (r['rate_ratio_lower'] - 1):+.0f}% "
          f"to {100 * (r['rate_ratio_upper'] - 1):+.0f}%) against the same comparators")
     s += ", consistent with no effect." if r["rate_ratio_lower"] <= 1 <= r["rate_ratio_upper"] else ": a warning that the comparison is biased."
     return s
@@ -479,7 +480,7 @@ def sroi_ratio(t, summary: str = "sroi_summary", mc: str = "sroi_monte_carlo") -
         return None
     s, m = s.iloc[0], m.iloc[0]
     txt = (f"Social return in {t.area_name}: GBP {s['sroi_ratio']:.2f} of valued outcomes per GBP 1 invested at the central assumptions; "
-           f"over {int(m['n']):,} Monte Carlo draws of every uncertain input the median is GBP {m['ratio_median']:.2f} (95% of draws "
+           f"over {int(m['n']):,} Monte Carlo draws of every uncertain input the median is GBP {m['ratio_median']:.2f} ({t.ci} of draws "
            f"{m['ratio_lower']:.2f} to {m['ratio_upper']:.2f}) and the probability that the ratio exceeds 1 is {_prob(m)}. "
            "SROI is not cash saved: appointments avoided free capacity that other patients use, and wellbeing values are not money "
            "anyone receives.")

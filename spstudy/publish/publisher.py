@@ -25,6 +25,7 @@ build.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import functools
@@ -92,6 +93,16 @@ class Tables:
 
     def __contains__(self, name: str) -> bool:
         return name in self._c
+
+    @property
+    def ci(self) -> str:
+        """The pack's confidence level as sentences say it ('95%'; parameters ``study.confidence``)."""
+        from spstudy.methods.stats import confidence_label
+
+        try:
+            return confidence_label(self.params["study"]["confidence"])
+        except KeyError:
+            raise PublishError(f"{self.area}: the tables do not say their confidence level (params['study']['confidence'])") from None
 
     def controlled(self, name: str) -> "D.Controlled":
         return self._c[name]
@@ -165,7 +176,10 @@ class Publisher:
         specs); ``rows`` names the columns that place a row in the release's cube (e.g. {"ward22_code": "geo"});
         ``at`` fixes coordinates for the whole table. Returns the table as a reader will see it (preview)."""
         self._name(name)
-        spec = D.TableSpec(name, title, dict(columns), dict(rows or {}), dict(at or {}), notes, source)
+        level = self.params.study.confidence  # a recomputed interval with no level of its own takes the study's
+        columns = {k: dataclasses.replace(c, confidence=level) if isinstance(c, D.DERIVED) and c.confidence is None else c
+                   for k, c in columns.items()}
+        spec = D.TableSpec(name, title, columns, dict(rows or {}), dict(at or {}), notes, source)
         where = f"{self.area}/{self.notebook}/{name}"
         raw = D.check_table(spec, df, where)
         D.row_keys(spec, raw, self.area, where)  # fail now, not at release time, on unknown codes
@@ -199,10 +213,18 @@ class Publisher:
         counts that are not themselves published, e.g. reference rates behind expected counts)."""
         return self.rules.round(float(x))
 
+    def reference_rates(self, bands: pd.DataFrame) -> pd.DataFrame:
+        """Age-sex reference rates (``spstudy.analyses.needs.reference_referral_rates``) made safe to
+        publish expected counts from: adjacent age bands pooled within sex and the pooled counts
+        rounded under this release's rule (:func:`spstudy.publish.disclosure.pool_strata`)."""
+        return D.pool_strata(bands, self.rules, within="sex", label="age_band")
+
     @property
-    def min_publishable_count(self) -> int:
-        """The smallest count that is published rather than suppressed."""
-        return self.rules.threshold + 1
+    def ci(self) -> str:
+        """The study's confidence level as labels and sentences say it ('95%'; parameters ``study.confidence``)."""
+        from spstudy.methods.stats import confidence_label
+
+        return confidence_label(self.params.study.confidence)
 
     def figure(self, name: str, caption: str, draw, table: str, alt, **options):
         """A figure drawn by ``draw(values, **options)`` from the published table ``table`` (controlled

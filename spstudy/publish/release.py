@@ -120,7 +120,7 @@ def read_published(pack_dir: Path) -> "Tables":
             else:
                 df[col] = df[col].astype(object).where(df[col] != "", None)
         out[t["name"].split("/", 1)[1]] = _View(df)
-    return Tables(out, meta["area"], reference.area(meta["area"]).name, {})
+    return Tables(out, meta["area"], reference.area(meta["area"]).name, {"study": {"confidence": meta["confidence"]}})
 
 
 class _View:
@@ -228,7 +228,8 @@ def _stage_pack(p: "Pack", st: Path, info: dict, rules: D.Rules):
                for e in p.entries if e["kind"] == "figure"]
     finds = [{"notebook": e["notebook"], "fn": e["fn"], "kwargs": e["kwargs"], "text": p.texts.get((e["notebook"], e["order"]))}
              for e in p.entries if e["kind"] == "finding"]
-    (st / A.AUDIT_FILE).write_text(json.dumps({"area": p.area, "rules": {"threshold": rules.threshold, "rounding_base": rules.rounding_base},
+    (st / A.AUDIT_FILE).write_text(json.dumps({"area": p.area, "confidence": p.params.study.confidence,
+                                               "rules": {"threshold": rules.threshold, "rounding_base": rules.rounding_base},
                                                "tables": meta, "figures": figures, "findings": finds}, indent=1, sort_keys=True) + "\n")
     return p.figures, p.findings, p.texts
 

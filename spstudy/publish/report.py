@@ -33,10 +33,10 @@ from spstudy.publish.release import MAX_KEY_FINDINGS, _notebook_intro, sanitise_
 
 NOT_AVAILABLE = "[x]"
 
-GLOSSARY = [
+GLOSSARY = [  # "{ci}": the pack's confidence level (parameters study.confidence), filled in by glossary()
     ("Standardised referral ratio", "Referrals observed in an area divided by the referrals expected if its residents were referred at NCL's rates for their age and sex, times 100. 100 = as expected; 50 = half as many."),
     ("Directly standardised rate", "A rate recalculated as if the area had the age structure of the 2013 European Standard Population, so areas with older or younger populations can be compared."),
-    ("Confidence interval (95%)", "The range of values consistent with the data; if the study were repeated many times, 95% of such ranges would include the true value."),
+    ("Confidence interval ({ci})", "The range of values consistent with the data; if the study were repeated many times, {ci} of such ranges would include the true value."),
     ("Funnel plot", "A chart of each unit's value against its size, with control limits: points outside the 99.8% limits differ from the reference by more than chance would usually produce."),
     ("Rate ratio", "One group's rate divided by another's: 0.8 means 20% lower, 1 the same."),
     ("Matched comparison group", "Registered people who were never referred, chosen to resemble the referred people in age, sex, deprivation, ethnic group and earlier GP and A&E use."),
@@ -52,7 +52,7 @@ GLOSSARY = [
     ("E-value", "How strongly an unmeasured factor would have to be linked to both referral and the outcome to explain away the estimate."),
     ("SROI ratio", "Social return on investment: the valued outcomes (in pounds, under stated assumptions) per pound spent. It is not cash saved."),
     ("WELLBY", "A wellbeing-adjusted life year: one point of life satisfaction (0 to 10) for one person for one year, valued by HM Treasury."),
-    ("Monte Carlo", "Repeating the SROI calculation thousands of times with inputs drawn from their uncertainty ranges; the median and the middle 95% are reported."),
+    ("Monte Carlo", "Repeating the SROI calculation thousands of times with inputs drawn from their uncertainty ranges; the median and the middle {ci} are reported."),
     ("XmR chart", "A statistical process control chart of monthly values with limits showing the range of common-cause variation; points beyond or runs on one side show special causes."),
     ("[c]", "Suppressed to protect confidentiality (see the output-checking annex)."),
 ]
@@ -65,6 +65,14 @@ LIMITATIONS = [
     "Workforce figures are those of the NCL review (2024), in the units it gives (FTE, headcount or not stated); they do not add up to the review's own NCL totals.",
     "Disclosure control protects against what can be computed from the published tables and the relations between them (see the output-checking annex); it cannot protect against knowledge from outside the release.",
 ]
+
+def glossary(confidence: float) -> list[tuple[str, str]]:
+    """The glossary with the pack's confidence level written in ('95%')."""
+    from spstudy.methods.stats import confidence_label
+
+    ci = confidence_label(confidence)
+    return [(t.replace("{ci}", ci), d.replace("{ci}", ci)) for t, d in GLOSSARY]
+
 
 def disclosure_method(rules) -> tuple[str, str]:
     """The methods-annex entry for disclosure control, from the rules the release was controlled with."""
@@ -216,7 +224,7 @@ def write_pack(pack, st: Path, info: dict, rules: D.Rules, prot, rep, commit: st
                                  "cells_suppressed": "Cells shown [c] (incl. derived values)", "rule": "Rule applied"})
     annexes = [
         {"id": "glossary", "title": "Annex A: Glossary",
-         "html": "<dl class='glossary'>" + "".join(f"<dt>{html.escape(t)}</dt><dd>{html.escape(d)}</dd>" for t, d in GLOSSARY) + "</dl>"},
+         "html": "<dl class='glossary'>" + "".join(f"<dt>{html.escape(t)}</dt><dd>{html.escape(d)}</dd>" for t, d in glossary(pack.params.study.confidence)) + "</dl>"},
         {"id": "methods", "title": "Annex B: Methods and sources",
          "html": "<dl class='glossary'>" + "".join(f"<dt>{html.escape(m)}</dt><dd>{html.escape(t)}</dd>"
                                                    for m, t in METHODS + [disclosure_method(rules)]) + "</dl>"},

@@ -451,6 +451,38 @@ def test_nothing_impossible_anywhere(built):
         assert "nan" not in [w.lower().strip(".,;()") for w in words], a
 
 
+LIMITS_WITHOUT_AN_ESTIMATE = ("process_limit", "near_limit")  # SPC chart limits around a mean, not an estimate's interval
+
+
+def test_every_interval_is_named_for_its_estimate_and_contains_it(built):
+    """One naming scheme for intervals across the release: ``<estimate>_lower`` / ``<estimate>_upper``
+    beside ``<estimate>`` (or ``<estimate>_median`` for a simulated distribution), never a bare
+    ``lower``/``upper`` a reader must pair by position; and every published interval holds its estimate."""
+    out, _, _ = built
+    checked = 0
+    for a in AREAS:
+        t = release.read_published(out / a)
+        for name in t._c:
+            v = t[name]
+            cols = set(v.columns)
+            assert not cols & {"lower", "upper", "lo", "hi", "lcl", "ucl"}, (a, name, sorted(cols))
+            for c in sorted(cols):
+                if not c.endswith("_lower"):
+                    continue
+                stem = c[: -len("_lower")]
+                assert f"{stem}_upper" in cols, (a, name, c)
+                if stem in LIMITS_WITHOUT_AN_ESTIMATE:
+                    continue
+                point = stem if stem in cols else f"{stem}_median"  # a distribution: its median and central range
+                assert point in cols, f"{a}/{name}: {c} has no estimate column {stem!r}"
+                est, lo, hi = (pd.to_numeric(v[x], errors="coerce") for x in (point, c, f"{stem}_upper"))
+                ok = est.notna() & lo.notna() & hi.notna()
+                bad = ok & ~((lo <= est + 1e-9 * est.abs().clip(lower=1)) & (est <= hi + 1e-9 * est.abs().clip(lower=1)))
+                assert not bad.any(), f"{a}/{name}: {stem} outside [{c}, {stem}_upper] in rows {list(v.index[bad][:5])}"
+                checked += int(ok.sum())
+    assert checked > 1000
+
+
 def test_each_borough_pack_finds_the_planted_under_referral(built):
     """synth.yaml plants each service's referral volume; relative to NCL a borough's residents are
     referred at about the planted ratio, and the borough's own pack shows it (as the NCL pack does)."""

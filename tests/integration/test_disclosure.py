@@ -24,7 +24,7 @@ def test_a_lone_small_practice_cannot_be_recovered_from_its_pcn():
     shown = out[0].shown.set_index("code")
     assert shown.loc[practices[0], "referrals"] == D.SUPPRESSED
     assert (shown["referrals"] == D.SUPPRESSED).sum() >= 2  # a second cell, or the total, hides the first
-    assert shown.loc[practices[0], "rate"] == D.SUPPRESSED and shown.loc[practices[0], "lo"] == D.SUPPRESSED
+    assert shown.loc[practices[0], "rate"] == D.SUPPRESSED and shown.loc[practices[0], "rate_lower"] == D.SUPPRESSED
 
 
 def test_rates_are_computed_from_the_published_count():
@@ -36,7 +36,7 @@ def test_rates_are_computed_from_the_published_count():
     from spstudy.methods import stats
 
     ci = stats.crude_rate([125], [5000], multiplier=1000)
-    assert v.loc[practices[0], "lo"] == pytest.approx(round(float(ci["lower"].iloc[0]), 1))
+    assert v.loc[practices[0], "rate_lower"] == pytest.approx(round(float(ci["rate_lower"].iloc[0]), 1))
 
 
 def test_the_same_cell_in_two_packs_is_suppressed_in_both_and_must_agree():
@@ -55,10 +55,10 @@ def test_a_rate_ratio_and_percentages_follow_their_counts():
     df = pd.DataFrame({"group": ["White", "Asian", "Black"], "referrals": [400.0, 6.0, 90.0], "py": [40000.0, 9000.0, 12000.0]})
     spec = D.TableSpec("g", "G", {"group": D.Label("Group"), "referrals": D.Count("Referrals", measure="referrals_res"),
                                   "py": D.Public("Person-years", "person_years"),
-                                  "rr": D.RateRatio("RR", count="referrals", per="py", key="group", reference="White", lower="l", upper="u")},
+                                  "rr": D.RateRatio("RR", count="referrals", per="py", key="group", reference="White", lower="rr_lower", upper="rr_upper")},
                        rows={"group": "ethnicity"})
     out, _ = D.control_release([D.Item("camden", "nb", spec, df)], R)
     v, s = out[0].values, out[0].shown
-    assert s.loc[1, "rr"] == D.SUPPRESSED and v.loc[0, "rr"] == pytest.approx(1.0) and math.isnan(v.loc[0, "l"])
+    assert s.loc[1, "rr"] == D.SUPPRESSED and v.loc[0, "rr"] == pytest.approx(1.0) and math.isnan(v.loc[0, "rr_lower"])
     assert v.loc[2, "rr"] == pytest.approx(round((90 / 12000) / (400 / 40000), 2))
 

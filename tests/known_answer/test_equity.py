@@ -126,7 +126,7 @@ def test_recording_completeness_counts_and_wilson():
     a = c[(c["borough_name"] == "A") & (c["field"] == "ethnicity")].iloc[0]
     assert (a["referrals"], a["recorded"], a["not_stated"], a["not_recorded"]) == (10, 7, 1, 2)
     w = stats.wilson_ci(7, 10, multiplier=100).iloc[0]
-    assert a["pct_recorded"] == pytest.approx(70) and a["lower"] == pytest.approx(w["lower"]) and a["upper"] == pytest.approx(w["upper"])
+    assert a["pct_recorded"] == pytest.approx(70) and a["pct_recorded_lower"] == pytest.approx(w["proportion_lower"]) and a["pct_recorded_upper"] == pytest.approx(w["proportion_upper"])
     lang = c[(c["borough_name"] == "B") & (c["field"] == "language")].iloc[0]
     assert lang["recorded"] == 0 and lang["not_recorded"] == 4
     with pytest.raises(ValueError, match="fields"):
@@ -144,7 +144,7 @@ def test_dsr_rate_ratio_single_band_is_crude_rate_ratio():
     d1, d2 = 30 / 1000, 20 / 1500
     rr = eq.dsr_rate_ratio(d1, 30 / 1000**2, 30, d2, 20 / 1500**2, 20)
     ref = stats.rate_ratio(30, 1000, 20, 1500).iloc[0]
-    assert rr == pytest.approx((ref["rate_ratio"], ref["lower"], ref["upper"]))
+    assert rr == pytest.approx((ref["rate_ratio"], ref["rate_ratio_lower"], ref["rate_ratio_upper"]))
     assert all(np.isnan(eq.dsr_rate_ratio(d1, 1e-5, 9, d2, 1e-5, 20)))  # below the Fingertips count of 10
 
 
@@ -295,7 +295,7 @@ def test_rubin_pool_matches_statsmodels_mice_combine():
 def test_rubin_pool_edge_cases():
     same = eq.rubin_pool(np.ones((4, 2)), np.full((4, 2), 0.04))
     assert np.all(np.isinf(same["df"])) and np.allclose(same["t"], 0.04) and np.allclose(same["fmi"], 0)
-    assert same.loc[0, "upper"] == pytest.approx(1 + 1.959964 * 0.2, abs=1e-6)
+    assert same.loc[0, "qbar_upper"] == pytest.approx(1 + 1.959964 * 0.2, abs=1e-6)
     with pytest.raises(ValueError, match="2 imputations"):
         eq.rubin_pool(np.ones((1, 2)), np.ones((1, 2)))
     with pytest.raises(ValueError, match="shape"):
@@ -326,8 +326,8 @@ def test_sensitivity_recovers_planted_ratios_and_orders_bounds():
     s = eq.missing_ethnicity_sensitivity(f, "White", m=5, seed=11)
     for method in ("Complete cases", "Multiple imputation (M=5)"):
         t = s[s["method"] == method].set_index("group")
-        assert t.loc["Asian", "lower"] < 0.6 < t.loc["Asian", "upper"], method
-        assert t.loc["Asian", "upper"] < 1
+        assert t.loc["Asian", "rate_ratio_lower"] < 0.6 < t.loc["Asian", "rate_ratio_upper"], method
+        assert t.loc["Asian", "rate_ratio_upper"] < 1
     for g in ("Asian", "Black", "Mixed", "Other"):
         lo = s[(s["method"] == "Bound: none assigned to the group") & (s["group"] == g)]["rate_ratio"].iloc[0]
         hi = s[(s["method"] == "Bound: all unrecorded assigned to the group") & (s["group"] == g)]["rate_ratio"].iloc[0]
@@ -426,14 +426,14 @@ def test_shipped_extract_recovers_planted_under_referral(shipped):
     # (adjusted for age, sex, IMD quintile and borough) does not see, so its intervals are somewhat narrow.
     for g in targeted:
         r = cc.loc[g]
-        assert r["upper"] < 1, f"{g}: adjusted rate ratio {r['rate_ratio']:.3f} not clearly below 1"
+        assert r["rate_ratio_upper"] < 1, f"{g}: adjusted rate ratio {r['rate_ratio']:.3f} not clearly below 1"
         assert abs(r["rate_ratio"] - truth[g]) < 0.1, f"{g}: adjusted {r['rate_ratio']:.3f} vs truth {truth[g]:.3f}"
     # the group with the milder planted multiplier (Mixed: 0.85 for every code) is less under-referred
     assert cc.loc["Mixed", "rate_ratio"] > max(cc.loc[g, "rate_ratio"] for g in ("Asian", "Other"))
     s = eq.missing_ethnicity_sensitivity(frame, "White", m=5, seed=1, bounds=False)
     mi = s[s["method"] == "Multiple imputation (M=5)"].set_index("group")
     for g in targeted:
-        assert mi.loc[g, "upper"] < 1
+        assert mi.loc[g, "rate_ratio_upper"] < 1
         assert abs(mi.loc[g, "rate_ratio"] - truth[g]) < 0.1, f"{g}: MI {mi.loc[g, 'rate_ratio']:.3f} vs truth {truth[g]:.3f}"
 
 

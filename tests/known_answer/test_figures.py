@@ -18,14 +18,14 @@ def test_rate_funnel_limits_surround_the_target_in_the_plotted_units():
     fd = figures.funnel_data(d, "person_years", "rate", "rate", count="referrals", target=target, multiplier=1000, label="name")
     lim = fd.limits
     assert fd.target == pytest.approx(target)
-    assert (lim["lower_99.8"] < target).all() and (lim["upper_99.8"] > target).all()
+    assert (lim["limit_99.8_lower"] < target).all() and (lim["limit_99.8_upper"] > target).all()
     # Spiegelhalter (2005, Stat Med 24:1185) Poisson funnel: for large expected counts the limits tend to
     # target +/- z sqrt(target / multiplier / n) x multiplier (z = 1.96 at 95%)
     big = lim.iloc[-1]
     half = st.norm.ppf(0.975) * np.sqrt(target / 1000 / big["x"]) * 1000
-    assert big["upper_95"] - target == pytest.approx(half, rel=0.05)
-    assert target - big["lower_95"] == pytest.approx(half, rel=0.05)
+    assert big["limit_95_upper"] - target == pytest.approx(half, rel=0.05)
+    assert target - big["limit_95_lower"] == pytest.approx(half, rel=0.05)
     # and exactly what spstudy.stats gives (PHEindicatormethods calculate_funnel_limits, statistic = "rate")
     ref = stats.funnel_limits_rate(lim["x"], target, multiplier=1000)
-    np.testing.assert_allclose(lim["upper_99.8"], ref["upper_99.8"])
+    np.testing.assert_allclose(lim["limit_99.8_upper"], ref["limit_99.8_upper"])
 

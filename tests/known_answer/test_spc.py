@@ -16,9 +16,9 @@ def test_limits_match_nhsrplotthedots_deviations_vignette():
     is the only special-cause point, an improvement."""
     data = [1, 2, 1, 2, 10, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1]
     s = _series(data, screen_outliers=True, improvement="increase")
-    assert (round(s.upper_process_limit[0], 2), round(s["mean"][0], 2), round(s.lower_process_limit[0], 2)) == (4.6, 1.94, -0.72)
+    assert (round(s.process_limit_upper[0], 2), round(s["mean"][0], 2), round(s.process_limit_lower[0], 2)) == (4.6, 1.94, -0.72)
     e = _series(data, screen_outliers=False, improvement="increase")
-    assert (round(e.upper_process_limit[0], 2), round(e["mean"][0], 2), round(e.lower_process_limit[0], 2)) == (6.95, 1.94, -3.06)
+    assert (round(e.process_limit_upper[0], 2), round(e["mean"][0], 2), round(e.process_limit_lower[0], 2)) == (6.95, 1.94, -3.06)
     for r in (s, e):
         assert r.index[r.special_cause].tolist() == [4]
         assert r.loc[4, "rule"] == "outside limits" and r.loc[4, "variation"] == "special cause improvement"

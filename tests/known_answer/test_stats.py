@@ -105,29 +105,29 @@ INTRO_PCT_998 = [
 def test_wilson_newcombe_table_i():
     x, n, lo, hi = map(np.array, zip(*NEWCOMBE_TABLE_I))
     out = S.wilson_ci(x, n)
-    np.testing.assert_allclose(out["lower"], lo, atol=5e-5)
-    np.testing.assert_allclose(out["upper"], hi, atol=5e-5)
+    np.testing.assert_allclose(out["proportion_lower"], lo, atol=5e-5)
+    np.testing.assert_allclose(out["proportion_upper"], hi, atol=5e-5)
 
 
 def test_wilson_matches_phe_proportion_vignette():
     out = S.wilson_ci(INTRO_OBS, INTRO_POP)
     ref = np.array(INTRO_PROP_95)
-    np.testing.assert_allclose(out[["proportion", "lower", "upper"]].to_numpy(), ref, atol=6e-8)
+    np.testing.assert_allclose(out[["proportion", "proportion_lower", "proportion_upper"]].to_numpy(), ref, atol=6e-8)
     assert (out["method"] == "Wilson").all()
 
 
 def test_wilson_998_percent_matches_vignette():
     out = S.wilson_ci(INTRO_OBS, INTRO_POP, confidence=0.998, multiplier=100)
-    np.testing.assert_allclose(out[["proportion", "lower", "upper"]].to_numpy(), np.array(INTRO_PCT_998), atol=6e-6)
+    np.testing.assert_allclose(out[["proportion", "proportion_lower", "proportion_upper"]].to_numpy(), np.array(INTRO_PCT_998), atol=6e-6)
 
 
 def test_wilson_boundaries_as_reference():
     out = S.wilson_ci([0, 12], [12, 12])
-    assert out["lower"].iloc[0] == 0.0 and out["upper"].iloc[1] == 1.0
+    assert out["proportion_lower"].iloc[0] == 0.0 and out["proportion_upper"].iloc[1] == 1.0
     # the reference formula at x = n: (2n + z^2 - z^2) / 2 / (n + z^2) = n / (n + z^2)
     z2 = sps.norm.ppf(0.975) ** 2
-    assert out["lower"].iloc[1] == pytest.approx(12 / (12 + z2))
-    assert out["upper"].iloc[0] == pytest.approx(z2 / (12 + z2))
+    assert out["proportion_lower"].iloc[1] == pytest.approx(12 / (12 + z2))
+    assert out["proportion_upper"].iloc[0] == pytest.approx(z2 / (12 + z2))
 
 
 @pytest.mark.parametrize(
@@ -151,8 +151,8 @@ def test_confidence_must_be_in_unit_interval(conf):
 
 def test_wilson_nan_propagates():
     out = S.wilson_ci([np.nan, 3], [10, 10])
-    assert np.isnan(out["lower"].iloc[0]) and np.isnan(out["upper"].iloc[0])
-    assert out["lower"].iloc[1] > 0
+    assert np.isnan(out["proportion_lower"].iloc[0]) and np.isnan(out["proportion_upper"].iloc[0])
+    assert out["proportion_lower"].iloc[1] > 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,28 +185,28 @@ INTRO_RATE_998 = [
 
 def test_crude_rate_byars_matches_phe_rate_vignette():
     out = S.crude_rate(INTRO_OBS, INTRO_POP, multiplier=100_000)
-    np.testing.assert_allclose(out[["rate", "lower", "upper"]].to_numpy(), np.array(INTRO_RATE_95), atol=0.006)
+    np.testing.assert_allclose(out[["rate", "rate_lower", "rate_upper"]].to_numpy(), np.array(INTRO_RATE_95), atol=0.006)
     assert (out["method"] == "Byars").all()
 
 
 def test_crude_rate_998_matches_phe_rate_vignette():
     out = S.crude_rate(INTRO_OBS, INTRO_POP, multiplier=100, confidence=0.998)
-    np.testing.assert_allclose(out[["rate", "lower", "upper"]].to_numpy(), np.array(INTRO_RATE_998), rtol=2e-7, atol=6e-6)
+    np.testing.assert_allclose(out[["rate", "rate_lower", "rate_upper"]].to_numpy(), np.array(INTRO_RATE_998), rtol=2e-7, atol=6e-6)
 
 
 def test_byars_ci_equals_crude_rate_times_denominator():
     b = S.byars_ci(INTRO_OBS)
     r = S.crude_rate(INTRO_OBS, INTRO_POP, multiplier=1)
-    np.testing.assert_allclose(b["lower"] / np.array(INTRO_POP), r["lower"])
-    np.testing.assert_allclose(b["upper"] / np.array(INTRO_POP), r["upper"])
+    np.testing.assert_allclose(b["count_lower"] / np.array(INTRO_POP), r["rate_lower"])
+    np.testing.assert_allclose(b["count_upper"] / np.array(INTRO_POP), r["rate_upper"])
 
 
 def test_byars_lower_undefined_like_reference():
     # PHEindicatormethods byars_lower: 0 * (-Inf)^3 is NaN at x = 0, and negative limits become NA
     b = S.byars_ci([0, 1, 10], confidence=0.998)
-    assert np.isnan(b["lower"].iloc[0])
-    assert np.isnan(b["lower"].iloc[1])  # 1 * (1 - 1/9 - 3.09/3)^3 < 0
-    assert b["lower"].iloc[2] > 0
+    assert np.isnan(b["count_lower"].iloc[0])
+    assert np.isnan(b["count_lower"].iloc[1])  # 1 * (1 - 1/9 - 3.09/3)^3 < 0
+    assert b["count_lower"].iloc[2] > 0
 
 
 # [FUNNEL] testdata_funnel_ratio_outputs.csv, rows Observed_events = 1..10. For a whole count O the
@@ -234,18 +234,18 @@ def test_exact_poisson_matches_reference_poisson_search():
     # The reference bisects to an absolute resolution of about 1e-7 (dv > 1e-7 in poisson_funnel), so
     # tiny lower limits carry that absolute error: e.g. O = 1 at 99.8% is exactly -ln(0.999) =
     # 0.00100050033 and the fixture says 0.001000547. Hence atol 1e-7 with rtol 1e-5.
-    np.testing.assert_allclose(e95["upper"], u95, rtol=2e-6)
-    np.testing.assert_allclose(e95["lower"], l95, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(e998["upper"], u998, rtol=2e-6)
-    np.testing.assert_allclose(e998["lower"], l998, rtol=1e-5, atol=1e-7)
-    assert e998["lower"].iloc[0] == pytest.approx(-math.log(0.999), rel=1e-9)
+    np.testing.assert_allclose(e95["count_upper"], u95, rtol=2e-6)
+    np.testing.assert_allclose(e95["count_lower"], l95, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(e998["count_upper"], u998, rtol=2e-6)
+    np.testing.assert_allclose(e998["count_lower"], l998, rtol=1e-5, atol=1e-7)
+    assert e998["count_lower"].iloc[0] == pytest.approx(-math.log(0.999), rel=1e-9)
 
 
 def test_exact_poisson_zero_count():
     # Garwood (1936): for x = 0 the lower limit is 0 and the upper solves exp(-mu) = alpha/2
     e = S.exact_poisson_ci([0], 0.95)
-    assert e["lower"].iloc[0] == 0.0
-    assert e["upper"].iloc[0] == pytest.approx(-math.log(0.025), rel=1e-10)  # 3.68888
+    assert e["count_lower"].iloc[0] == 0.0
+    assert e["count_upper"].iloc[0] == pytest.approx(-math.log(0.025), rel=1e-10)  # 3.68888
 
 
 def test_crude_rate_switches_to_exact_below_ten():
@@ -253,10 +253,10 @@ def test_crude_rate_switches_to_exact_below_ten():
     out = S.crude_rate([0, 5, 9, 10], [1000, 1000, 1000, 1000], multiplier=1000)
     assert list(out["method"]) == ["Exact", "Exact", "Exact", "Byars"]
     # 5 events per 1,000: exact limits from the fixture above
-    assert out["lower"].iloc[1] == pytest.approx(1.623486324, rel=2e-6)
-    assert out["upper"].iloc[1] == pytest.approx(11.6683331, rel=2e-6)
-    assert out["rate"].iloc[0] == 0 and out["lower"].iloc[0] == 0
-    assert out["upper"].iloc[0] == pytest.approx(-math.log(0.025))
+    assert out["rate_lower"].iloc[1] == pytest.approx(1.623486324, rel=2e-6)
+    assert out["rate_upper"].iloc[1] == pytest.approx(11.6683331, rel=2e-6)
+    assert out["rate"].iloc[0] == 0 and out["rate_lower"].iloc[0] == 0
+    assert out["rate_upper"].iloc[0] == pytest.approx(-math.log(0.025))
 
 
 def test_crude_rate_default_multiplier_is_per_1000():
@@ -303,8 +303,8 @@ def test_dsr_matches_calculate_dsr_vignette():
     row = out.iloc[0]
     assert row["total_count"] == 88 and row["total_pop"] == 860
     assert row["dsr"] == pytest.approx(8283.016, abs=6e-4)
-    assert row["lower"] == pytest.approx(6570.819, abs=6e-4)
-    assert row["upper"] == pytest.approx(10289.65, abs=6e-3)
+    assert row["dsr_lower"] == pytest.approx(6570.819, abs=6e-4)
+    assert row["dsr_upper"] == pytest.approx(10289.65, abs=6e-3)
     assert row["method"] == "Dobson" and row["note"] == ""
 
 
@@ -326,13 +326,13 @@ def test_dsr_suppressed_below_ten_with_note():
     df.loc[[5, 10, 15], "deaths"] = 3  # total 9
     out = S.dsr(df, "deaths", "pop", "age_band")
     assert out["total_count"].iloc[0] == 9
-    assert out[["dsr", "lower", "upper"]].isna().all(axis=None)
+    assert out[["dsr", "dsr_lower", "dsr_upper"]].isna().all(axis=None)
     assert "total count < 10" in out["note"].iloc[0]
     keep = S.dsr(df, "deaths", "pop", "age_band", suppress_value=False)
-    assert keep["dsr"].iloc[0] > 0 and np.isnan(keep["lower"].iloc[0])
+    assert keep["dsr"].iloc[0] > 0 and np.isnan(keep["dsr_lower"].iloc[0])
     # the threshold is a parameter
     shown = S.dsr(df, "deaths", "pop", "age_band", min_count=5)
-    assert shown["lower"].iloc[0] < shown["dsr"].iloc[0] < shown["upper"].iloc[0]
+    assert shown["dsr_lower"].iloc[0] < shown["dsr"].iloc[0] < shown["dsr_upper"].iloc[0]
 
 
 def test_dsr_missing_age_band_is_an_error():
@@ -408,7 +408,7 @@ def test_isr_interval_reproduces_reference_significance():
     r95 = S.indirectly_standardised_ratio(o, e, multiplier=100, confidence=0.95)
     r998 = S.indirectly_standardised_ratio(o, e, multiplier=100, confidence=0.998)
     got = np.select(
-        [r998["lower"] > 100, r95["lower"] > 100, r998["upper"] < 100, r95["upper"] < 100],
+        [r998["ratio_lower"] > 100, r95["ratio_lower"] > 100, r998["ratio_upper"] < 100, r95["ratio_upper"] < 100],
         ["High (0.001)", "High (0.025)", "Low (0.001)", "Low (0.025)"],
         default="Not significant",
     )
@@ -420,8 +420,8 @@ def test_isr_values_and_methods():
     assert list(out["ratio"]) == [125.0, 125.0]
     assert list(out["method"]) == ["Exact", "Byars"]
     # exact limits of 5 (fixture above) divided by E, x 100
-    assert out["lower"].iloc[0] == pytest.approx(1.623486324 / 4 * 100, rel=2e-6)
-    assert out["upper"].iloc[0] == pytest.approx(11.6683331 / 4 * 100, rel=2e-6)
+    assert out["ratio_lower"].iloc[0] == pytest.approx(1.623486324 / 4 * 100, rel=2e-6)
+    assert out["ratio_upper"].iloc[0] == pytest.approx(11.6683331 / 4 * 100, rel=2e-6)
     with pytest.raises(ValueError, match=r"expected must be > 0; offending values: 0"):
         S.indirectly_standardised_ratio([3], [0])
 
@@ -453,13 +453,13 @@ def test_rate_ratio_log_normal():
     out = S.rate_ratio(41, 28010, 15, 19017, confidence=0.90).iloc[0]
     assert out["rate_ratio"] == pytest.approx((41 / 28010) / (15 / 19017))
     assert out["rate_ratio"] == pytest.approx(1.8558, abs=5e-5)
-    assert out["lower"] == pytest.approx(1.1297, abs=5e-5)
-    assert out["upper"] == pytest.approx(3.0485, abs=5e-5)
+    assert out["rate_ratio_lower"] == pytest.approx(1.1297, abs=5e-5)
+    assert out["rate_ratio_upper"] == pytest.approx(3.0485, abs=5e-5)
     # independent implementation: statsmodels' "wald-log" Poisson ratio interval
     from statsmodels.stats.rates import confint_poisson_2indep
 
     lo, hi = confint_poisson_2indep(41, 28010, 15, 19017, method="wald-log", compare="ratio", alpha=0.10)
-    assert (out["lower"], out["upper"]) == pytest.approx((lo, hi), rel=1e-9)
+    assert (out["rate_ratio_lower"], out["rate_ratio_upper"]) == pytest.approx((lo, hi), rel=1e-9)
 
 
 def test_proportion_ratio_katz_against_statsmodels():
@@ -469,13 +469,13 @@ def test_proportion_ratio_katz_against_statsmodels():
     out = S.proportion_ratio(x1, n1, x2, n2)
     for i in range(3):
         lo, hi = confint_proportions_2indep(x1[i], n1[i], x2[i], n2[i], method="log", compare="ratio")
-        assert (out["lower"].iloc[i], out["upper"].iloc[i]) == pytest.approx((lo, hi), rel=1e-9)
+        assert (out["proportion_ratio_lower"].iloc[i], out["proportion_ratio_upper"].iloc[i]) == pytest.approx((lo, hi), rel=1e-9)
 
 
 def test_ratios_zero_counts_and_bad_input():
     out = S.rate_ratio([0, 3], [100, 100], [4, 0], [100, 100])
     assert out["rate_ratio"].iloc[0] == 0 and np.isinf(out["rate_ratio"].iloc[1])
-    assert out[["lower", "upper"]].isna().all(axis=None)
+    assert out[["rate_ratio_lower", "rate_ratio_upper"]].isna().all(axis=None)
     with pytest.raises(ValueError, match=r"n2 must be > 0; offending values: 0"):
         S.rate_ratio([1], [10], [1], [0])
     with pytest.raises(ValueError, match=r"x1 must be <= n1"):
@@ -652,10 +652,10 @@ PROP_BASELINE = 0.80642448
 def test_funnel_limits_proportion_match_reference():
     n, lo2, hi2, lo3, hi3 = map(np.array, zip(*PROP_FUNNEL))
     out = S.funnel_limits_proportion(n, PROP_BASELINE, multiplier=100)
-    np.testing.assert_allclose(out["lower_95"], lo2, atol=2e-6)
-    np.testing.assert_allclose(out["upper_95"], hi2, atol=2e-6)
-    np.testing.assert_allclose(out["lower_99.8"], lo3, atol=2e-6)
-    np.testing.assert_allclose(out["upper_99.8"], hi3, atol=2e-6)
+    np.testing.assert_allclose(out["limit_95_lower"], lo2, atol=2e-6)
+    np.testing.assert_allclose(out["limit_95_upper"], hi2, atol=2e-6)
+    np.testing.assert_allclose(out["limit_99.8_lower"], lo3, atol=2e-6)
+    np.testing.assert_allclose(out["limit_99.8_upper"], hi3, atol=2e-6)
     np.testing.assert_allclose(out["target"], 80.642448)
 
 
@@ -673,16 +673,16 @@ RATIO_FUNNEL = [
 
 def test_funnel_limits_ratio_pass_through_reference_points():
     _, e_l2, l2, e_u2, u2, e_l3, l3, e_u3, u3 = map(np.array, zip(*RATIO_FUNNEL))
-    np.testing.assert_allclose(S.funnel_limits_ratio(e_l2, multiplier=100)["lower_95"], l2, rtol=2e-6)
-    np.testing.assert_allclose(S.funnel_limits_ratio(e_u2, multiplier=100)["upper_95"], u2, rtol=2e-6)
-    np.testing.assert_allclose(S.funnel_limits_ratio(e_l3, multiplier=100)["lower_99.8"], l3, rtol=2e-6)
-    np.testing.assert_allclose(S.funnel_limits_ratio(e_u3, multiplier=100)["upper_99.8"], u3, rtol=1e-5)
+    np.testing.assert_allclose(S.funnel_limits_ratio(e_l2, multiplier=100)["limit_95_lower"], l2, rtol=2e-6)
+    np.testing.assert_allclose(S.funnel_limits_ratio(e_u2, multiplier=100)["limit_95_upper"], u2, rtol=2e-6)
+    np.testing.assert_allclose(S.funnel_limits_ratio(e_l3, multiplier=100)["limit_99.8_lower"], l3, rtol=2e-6)
+    np.testing.assert_allclose(S.funnel_limits_ratio(e_u3, multiplier=100)["limit_99.8_upper"], u3, rtol=1e-5)
 
 
 def test_funnel_ratio_lower_limit_is_zero_for_tiny_expected():
     out = S.funnel_limits_ratio([0.5, 3.0, 3.7])
-    assert list(out["lower_95"].iloc[:2]) == [0.0, 0.0]  # below -ln(0.025) = 3.689 nothing is low
-    assert out["lower_95"].iloc[2] > 0
+    assert list(out["limit_95_lower"].iloc[:2]) == [0.0, 0.0]  # below -ln(0.025) = 3.689 nothing is low
+    assert out["limit_95_lower"].iloc[2] > 0
 
 
 # [FUNNEL] testdata_funnel_rate_outputs.csv (dsr per 100,000, years_of_data = 3, baseline
@@ -701,10 +701,10 @@ def test_funnel_limits_rate_match_reference():
     _, p_l2, l2, p_u2, u2, p_l3, l3, p_u3, u3 = map(np.array, zip(*RATE_FUNNEL))
     years = 3  # the fixture tabulates 1-year populations; the funnel is for a 3-year rate
     f = lambda p: S.funnel_limits_rate(p * years, RATE_BASELINE, multiplier=100_000)  # noqa: E731
-    np.testing.assert_allclose(f(p_l2)["lower_95"], l2, rtol=2e-6)
-    np.testing.assert_allclose(f(p_u2)["upper_95"], u2, rtol=2e-6)
-    np.testing.assert_allclose(f(p_l3)["lower_99.8"], l3, rtol=2e-6)
-    np.testing.assert_allclose(f(p_u3)["upper_99.8"], u3, rtol=1e-5)
+    np.testing.assert_allclose(f(p_l2)["limit_95_lower"], l2, rtol=2e-6)
+    np.testing.assert_allclose(f(p_u2)["limit_95_upper"], u2, rtol=2e-6)
+    np.testing.assert_allclose(f(p_l3)["limit_99.8_lower"], l3, rtol=2e-6)
+    np.testing.assert_allclose(f(p_u3)["limit_99.8_upper"], u3, rtol=1e-5)
 
 
 # [FUNNEL] testdata_funnel_prop_inputs.csv: Area, numerator, denominator, significance (selection;
@@ -855,20 +855,20 @@ CONF = st.sampled_from([0.9, 0.95, 0.99, 0.998])
 def test_wilson_interval_contains_estimate(n, frac, conf):
     x = round(frac * n)
     r = S.wilson_ci([x], [n], confidence=conf).iloc[0]
-    assert 0 <= r["lower"] <= r["proportion"] <= r["upper"] <= 1
+    assert 0 <= r["proportion_lower"] <= r["proportion"] <= r["proportion_upper"] <= 1
     if x == 0:
-        assert r["lower"] == 0
+        assert r["proportion_lower"] == 0
     if x == n:
-        assert r["upper"] == 1
+        assert r["proportion_upper"] == 1
 
 
 @settings(max_examples=150, deadline=None)
 @given(x=st.integers(0, 50_000), n=st.floats(1, 1e7), conf=CONF)
 def test_rate_and_isr_intervals_contain_estimate(x, n, conf):
     r = S.crude_rate([x], [n], confidence=conf).iloc[0]
-    assert 0 <= r["lower"] <= r["rate"] <= r["upper"]
+    assert 0 <= r["rate_lower"] <= r["rate"] <= r["rate_upper"]
     i = S.indirectly_standardised_ratio([x], [n / 1000], confidence=conf).iloc[0]
-    assert i["lower"] <= i["ratio"] <= i["upper"]
+    assert i["ratio_lower"] <= i["ratio"] <= i["ratio_upper"]
 
 
 @settings(max_examples=150, deadline=None)
@@ -877,17 +877,17 @@ def test_interval_widens_as_count_falls_for_fixed_rate(x, k, rate, conf):
     # same rate from fewer events: the relative width (upper - lower) / rate must be larger
     big = S.crude_rate([x * k], [x * k / rate], multiplier=1, confidence=conf).iloc[0]
     small = S.crude_rate([x], [x / rate], multiplier=1, confidence=conf).iloc[0]
-    assert (small["upper"] - small["lower"]) / small["rate"] > (big["upper"] - big["lower"]) / big["rate"]
+    assert (small["rate_upper"] - small["rate_lower"]) / small["rate"] > (big["rate_upper"] - big["rate_lower"]) / big["rate"]
 
 
 @settings(max_examples=100, deadline=None)
 @given(n=st.integers(1, 10**9), conf=CONF)
 def test_zero_count_handled_as_reference(n, conf):
     r = S.crude_rate([0], [n], multiplier=1, confidence=conf).iloc[0]
-    assert r["rate"] == 0 and r["lower"] == 0 and r["method"] == "Exact"
-    assert r["upper"] * n == pytest.approx(-math.log((1 - conf) / 2), rel=1e-9)
+    assert r["rate"] == 0 and r["rate_lower"] == 0 and r["method"] == "Exact"
+    assert r["rate_upper"] * n == pytest.approx(-math.log((1 - conf) / 2), rel=1e-9)
     w = S.wilson_ci([0], [n], confidence=conf).iloc[0]
-    assert w["lower"] == 0 and w["upper"] > 0
+    assert w["proportion_lower"] == 0 and w["proportion_upper"] > 0
 
 
 @settings(max_examples=60, deadline=None)
@@ -900,9 +900,9 @@ def test_dsr_interval_contains_estimate(counts, pops, conf):
     df = pd.DataFrame({"band": S.ESP2013_BANDS, "x": counts, "n": pops})
     r = S.dsr(df, "x", "n", "band", confidence=conf).iloc[0]
     if r["total_count"] < 10:
-        assert np.isnan(r["dsr"]) and np.isnan(r["lower"])
+        assert np.isnan(r["dsr"]) and np.isnan(r["dsr_lower"])
     else:
-        assert r["lower"] <= r["dsr"] <= r["upper"]
+        assert r["dsr_lower"] <= r["dsr"] <= r["dsr_upper"]
 
 
 @settings(max_examples=100, deadline=None)
@@ -911,25 +911,25 @@ def test_dsr_interval_contains_estimate(counts, pops, conf):
 )
 def test_rate_ratio_interval_contains_estimate(x1, x2, n1, n2, conf):
     r = S.rate_ratio([x1], [n1], [x2], [n2], confidence=conf).iloc[0]
-    assert r["lower"] < r["rate_ratio"] < r["upper"]
+    assert r["rate_ratio_lower"] < r["rate_ratio"] < r["rate_ratio_upper"]
     # symmetric on the log scale
-    assert math.log(r["upper"] / r["rate_ratio"]) == pytest.approx(math.log(r["rate_ratio"] / r["lower"]))
+    assert math.log(r["rate_ratio_upper"] / r["rate_ratio"]) == pytest.approx(math.log(r["rate_ratio"] / r["rate_ratio_lower"]))
 
 
 @settings(max_examples=60, deadline=None)
 @given(target=st.floats(0.01, 0.99), n=st.integers(5, 10**6))
 def test_proportion_funnel_brackets_target_and_narrows(target, n):
     f = S.funnel_limits_proportion([n, 4 * n], target)
-    for col in ("lower_95", "lower_99.8"):
+    for col in ("limit_95_lower", "limit_99.8_lower"):
         assert (f[col] <= target + 1e-12).all()
-    for col in ("upper_95", "upper_99.8"):
+    for col in ("limit_95_upper", "limit_99.8_upper"):
         assert (f[col] >= target - 1e-12).all()
-    assert f["lower_99.8"].iloc[0] <= f["lower_95"].iloc[0] and f["upper_95"].iloc[0] <= f["upper_99.8"].iloc[0]
-    assert (f["upper_95"].iloc[1] - f["lower_95"].iloc[1]) <= (f["upper_95"].iloc[0] - f["lower_95"].iloc[0]) + 1e-12
+    assert f["limit_99.8_lower"].iloc[0] <= f["limit_95_lower"].iloc[0] and f["limit_95_upper"].iloc[0] <= f["limit_99.8_upper"].iloc[0]
+    assert (f["limit_95_upper"].iloc[1] - f["limit_95_lower"].iloc[1]) <= (f["limit_95_upper"].iloc[0] - f["limit_95_lower"].iloc[0]) + 1e-12
 
 
 @settings(max_examples=40, deadline=None)
 @given(e=st.floats(0.05, 5000))
 def test_ratio_funnel_brackets_one(e):
     f = S.funnel_limits_ratio([e]).iloc[0]
-    assert 0 <= f["lower_99.8"] <= f["lower_95"] < 1 < f["upper_95"] <= f["upper_99.8"]
+    assert 0 <= f["limit_99.8_lower"] <= f["limit_95_lower"] < 1 < f["limit_95_upper"] <= f["limit_99.8_upper"]

@@ -116,9 +116,9 @@ def test_ipw_saturated_equals_weighting_class_estimator_and_its_variance():
     y = np.array([2, 4, np.nan, np.nan, 0, 2, np.nan, np.nan, np.nan, np.nan])
     X = np.column_stack([np.ones(10), [0] * 4 + [1] * 6])
     res = wb.ipw_mean(y, ~np.isnan(y), X)
-    assert res["mean"] == pytest.approx(1.8, abs=1e-9)
-    assert res["se"] ** 2 == pytest.approx(0.356, abs=1e-9)
-    assert res["lower"] == pytest.approx(1.8 - 1.959964 * np.sqrt(0.356), abs=1e-5)
+    assert res.mean == pytest.approx(1.8, abs=1e-9)
+    assert res.se ** 2 == pytest.approx(0.356, abs=1e-9)
+    assert res.mean_lower == pytest.approx(1.8 - 1.959964 * np.sqrt(0.356), abs=1e-5)
 
 
 def test_worst_best_case_bounds_hand_example():

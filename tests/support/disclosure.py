@@ -54,7 +54,7 @@ def _referrals_by_practice(values: dict[str, float], area=None, measure="referra
     df = pd.DataFrame({"code": list(values), "referrals": list(values.values()), "registered": [5000.0] * len(values)})
     spec = D.TableSpec("t", "T", {"code": D.Label("Code"), "referrals": D.Count("Referrals", measure=measure),
                                    "registered": D.Public("Registered", "count"),
-                                   "rate": D.Rate("Rate", count="referrals", per="registered", multiplier=1000, lower="lo", upper="hi")},
+                                   "rate": D.Rate("Rate", count="referrals", per="registered", multiplier=1000, lower="rate_lower", upper="rate_upper")},
                        rows={"code": "geo"})
     return D.Item(area, "nb", spec, df)
 

@@ -253,3 +253,64 @@ def test_results_that_hold_several_tables_are_typed_not_tuples():
     assert not bad, bad
     sample = "class R(typing.NamedTuple):\n    a: int\ndef f() -> tuple[pd.DataFrame, dict]:\n    pass\ndef _g() -> tuple[pd.DataFrame, int]:\n    pass"
     assert _tuple_of_tables_returns(ast.parse(sample)) == ["class R(NamedTuple)", "f -> tuple[pd.DataFrame, dict]"]
+
+
+def _unchecked_area_arguments(tree: ast.AST) -> list[str]:
+    """Public functions with an argument annotated ``reference.Area`` that do not pass it to ``reference.as_area``."""
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            args = [a.arg for a in node.args.args + node.args.kwonlyargs if a.annotation is not None and ast.unparse(a.annotation) == "reference.Area"]
+            checked = {c.args[0].id for c in ast.walk(node) if isinstance(c, ast.Call) and ast.unparse(c.func) == "reference.as_area"
+                       and c.args and isinstance(c.args[0], ast.Name)}
+            bad += [f"{node.name}({a})" for a in args if a not in checked]
+    return bad
+
+
+def test_every_area_argument_is_checked_with_a_clear_error():
+    """An analysis given a key ('camden') where it takes an Area says so and how to fix it (a TypeError
+    from ``reference.as_area``), instead of an AttributeError on ``.borough_codes`` deep inside."""
+    bad = []
+    for path, dotted in _modules():
+        if _stage_of_module(dotted) in ("methods", "analyses"):
+            bad += [f"{dotted}.{b}" for b in _unchecked_area_arguments(ast.parse(path.read_text()))]
+    assert not bad, bad
+    sample = "def f(area: reference.Area, other: reference.Area):\n    area = reference.as_area(area, 'area')"
+    assert _unchecked_area_arguments(ast.parse(sample)) == ["f(other)"]
+
+    from spstudy.analyses import needs
+    from spstudy.inputs import reference
+
+    with pytest.raises(TypeError, match=r"^`area`: expected a spstudy.inputs.reference.Area, got str 'camden' \(for a key use reference.area\('camden'\)\)$"):
+        needs.ward_indicators("camden")
+    assert reference.as_area(reference.area("camden")) is reference.area("camden")
+
+
+def _written_levels(tree: ast.AST) -> list[int]:
+    """Lines of string constants that write a confidence level ('95%') instead of saying the study's;
+    funnel control limits ('95% and 99.8%') are fixed conventions, not the study's level."""
+    out, inside = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):  # an f-string (adjacent pieces joined) is judged whole
+            text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            inside |= {id(v) for v in node.values}
+            if "95%" in text and "99.8%" not in text:
+                out.append(node.lineno)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and id(node) not in inside and isinstance(node.value, str) and "95%" in node.value \
+                and "99.8%" not in node.value:
+            out.append(node.lineno)
+    return sorted(out)
+
+
+def test_labels_and_sentences_say_the_study_confidence_level_not_a_written_95():
+    """Notebooks, findings, charts and the report label intervals with ``pub.ci`` / ``tables.ci``
+    (parameters study.confidence), so a pack built at 90% never says '95%'."""
+    bad = []
+    for path in sorted(NOTEBOOKS.glob("*.py")) + [PKG / "publish" / f for f in ("findings.py", "charts.py", "report.py", "disclosure.py")]:
+        tree = ast.parse(path.read_text())
+        docstrings = {n.body[0].value.lineno for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Module))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        bad += [f"{path.name}:{ln}" for ln in _written_levels(tree) if ln not in docstrings]
+    assert not bad, bad
+    assert _written_levels(ast.parse('x = "Lower 95% limit"\ny = f"Lower {CI} limit"\nz = "95% and 99.8% limits"\nw = f"{a} 95% CI"')) == [1, 4]

@@ -119,3 +119,46 @@ def test_cells_that_contradict_their_relations_are_refused():
 def test_model_age_bands_are_one_list():
     assert list(C.MODEL_AGE_BAND.children[C.ALL]) == ["16-29", "30-44", "45-64", "65-79", "80+"]
 
+
+
+def test_reference_rates_are_pooled_past_the_threshold_and_rounded():
+    """Expected counts are linear in the stratum rates, so the rates behind them are pooled until
+    every stratum holds more than the threshold (7) and the pooled count is rounded to 5 (worked by hand)."""
+    bands = pd.DataFrame({"sex": ["F"] * 4 + ["M"] * 3, "age_band": ["0-4", "5-9", "10-14", "15-19", "0-4", "5-9", "10-14"],
+                          "referrals": [3, 4, 12, 2, 9, 1, 1], "person_years": [100.0, 100, 100, 100, 50, 50, 50]})
+    out = D.pool_strata(bands, R, within="sex", label="age_band")
+    # F: 3 + 4 = 7 is not > 7, so 0-4..10-14 pool to 19 (rounded 20); the short run 15-19 (2) joins them: 21 -> 20 over 400
+    assert out.loc[out["sex"] == "F", "stratum"].unique().tolist() == ["0-4 to 15-19"]
+    assert out.loc[out["sex"] == "F", "rate"].tolist() == pytest.approx([20 / 400] * 4)
+    # M: 9 > 7 closes a stratum; the short run after it (1 + 1) joins it: 11 -> 10 over 150
+    assert out.loc[out["sex"] == "M", "stratum"].unique().tolist() == ["0-4 to 10-14"]
+    assert out.loc[out["sex"] == "M", "rate"].tolist() == pytest.approx([10 / 150] * 3)
+    with pytest.raises(D.DisclosureError, match="missing column 'sex'"):
+        D.pool_strata(bands.drop(columns="sex"), R, within="sex", label="age_band")
+
+
+def test_the_study_confidence_level_reaches_recomputed_intervals_labels_and_sentences():
+    """study.confidence = 0.90: the publisher recomputes a rate's interval at 90% (stats.crude_rate at
+    0.90, PHEindicatormethods phe_rate convention) and labels it '90%'; a sentence says '90% CI'."""
+    from spstudy.inputs.params import load_parameters
+    from spstudy.methods import stats
+    from spstudy.publish import findings
+    from spstudy.publish.publisher import Publisher, Tables
+
+    pcn, practices = _pcn_with_practices(2)
+    item = _referrals_by_practice({practices[0]: 120, practices[1]: 60})
+    raw = item.raw
+    area = item.area  # the borough of these practices
+    p = load_parameters(area, overrides={"study": {"confidence": 0.9}})
+    pub = Publisher(area, "nb", p, "preview")
+    assert pub.ci == "90%"
+    shown = pub.table("t", raw, "T", dict(item.spec.columns), rows=dict(item.spec.rows))
+    assert "Rate: lower 90% limit" in shown.columns and "Rate: upper 90% limit" in shown.columns
+    got = pub._preview["t"].values.set_index("code").loc[practices[0], "rate_lower"]
+    want = stats.crude_rate([120], [5000], multiplier=1000, confidence=0.9)["rate_lower"].iloc[0]
+    assert got == pytest.approx(round(want, 1)) and got > stats.crude_rate([120], [5000], multiplier=1000)["rate_lower"].iloc[0] - 0.05
+    t = Tables({}, "camden", "Camden", {"study": {"confidence": 0.9}})
+    assert findings.ci(t, 0.71, 0.88) == "90% CI 0.71 to 0.88"
+    with pytest.raises(ValueError, match="names its lower limit 'lo'"):
+        pub.table("t2", raw, "T", {**item.spec.columns, "rate": D.Rate("Rate", count="referrals", per="registered", lower="lo", upper="hi")},
+                  rows=dict(item.spec.rows))

@@ -43,9 +43,10 @@ def test_the_figure_draws_exactly_the_limits_it_exposes():
     fig = figures.funnel_plot(d, "person_years", "rate", "rate", "t", "x", "y", count="referrals", multiplier=1000, label="name")
     fd = figures.funnel_data(d, "person_years", "rate", "rate", count="referrals", multiplier=1000, label="name")
     lines = {ln.get_gid(): ln for ln in fig.axes[0].get_lines() if ln.get_gid()}
-    for c in ("lower_95", "upper_95", "lower_99.8", "upper_99.8"):
-        np.testing.assert_allclose(lines[f"funnel_{c}"].get_ydata(), fd.limits[c])
-        np.testing.assert_allclose(lines[f"funnel_{c}"].get_xdata(), fd.limits["x"])
+    for side, level in (("lower", "95"), ("upper", "95"), ("lower", "99.8"), ("upper", "99.8")):
+        c = f"limit_{level}_{side}"
+        np.testing.assert_allclose(lines[f"funnel_{side}_{level}"].get_ydata(), fd.limits[c])
+        np.testing.assert_allclose(lines[f"funnel_{side}_{level}"].get_xdata(), fd.limits["x"])
     assert lines["funnel_target"].get_ydata()[0] == pytest.approx(fd.target)
     matplotlib.pyplot.close(fig)
 

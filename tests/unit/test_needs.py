@@ -64,20 +64,21 @@ def test_reference_rates_and_expected_counts_by_hand():
     n_f = (persons.merge(referrals, on="person_id")[lambda d: (d["birth_year"] == 2023 - 40 - 2) & (d["sex"] == "F")]).shape[0]
     assert f["referrals"] == n_f
     assert f["rate"] == pytest.approx(n_f / pop[(pop["age_band"] == "40-44") & (pop["sex"] == "F")]["population"].sum())
-    r = needs.referral_rates_by_ward(reference.area("ncl"), referrals=referrals, reference_referrals=referrals, persons=persons)
+    r = needs.referral_rates_by_ward(reference.area("ncl"), referrals=referrals, reference_rates=needs.reference_referral_rates(referrals, persons), persons=persons)
     # expected counts use NCL age-sex rates, so over all NCL wards observed = expected (ratio 100)
     assert r["referrals"].sum() == len(referrals)
     assert r["expected"].sum() == pytest.approx(len(referrals), rel=1e-9)
     assert (r["referral_ratio"] >= 0).all()
     assert {"crude_rate_lower", "dsr_rate_upper", "referral_ratio_lower", "referral_ratio_upper", "reference"} <= set(r.columns)
     with pytest.raises(ValueError, match="reference_referrals: 1 referrals have no person record"):
-        needs.referral_rates_by_ward(reference.area("camden"), referrals=referrals, persons=persons,
-                                     reference_referrals=pd.concat([referrals, referrals.head(1).assign(person_id="nobody")]))
+        needs.reference_referral_rates(pd.concat([referrals, referrals.head(1).assign(person_id="nobody")]), persons)
+    with pytest.raises(ValueError, match=r"`reference_rates`: missing column\(s\) \['rate'\]"):
+        needs.referral_rates_by_ward(reference.area("camden"), referrals=referrals, persons=persons, reference_rates=rates.drop(columns="rate"))
 
 
 def test_outreach_needs_the_cut_as_an_argument_not_attrs(weights):
     referrals, persons = _simulated_world({})
-    prof = needs.ward_needs_profile(reference.area("camden"), referrals=referrals, reference_referrals=referrals, persons=persons, weights=weights)
+    prof = needs.ward_needs_profile(reference.area("camden"), referrals=referrals, reference_rates=needs.reference_referral_rates(referrals, persons), persons=persons, weights=weights)
     assert not prof.attrs
     with pytest.raises(TypeError):
         needs.outreach_candidates(prof, 0.8, 100)  # keyword-only: need_cut is a need-index value, not a quantile

@@ -77,7 +77,7 @@ def test_monthly_referrals_are_zero_filled_per_borough():
     m = service.monthly_referrals(_refs(), dt.date(2023, 4, 1), dt.date(2023, 9, 30), ["borough_code"])
     cam = m[m.borough_code == "E09000007"].set_index("month")["n_referrals"]
     assert cam.to_dict() == {"2023-04-01": 2, "2023-05-01": 1, "2023-06-01": 1, "2023-07-01": 0, "2023-08-01": 0, "2023-09-01": 0}
-    assert {"mean", "upper_process_limit", "special_cause", "rule"} <= set(m.columns) and m.n_points.eq(6).all()
+    assert {"mean", "process_limit_upper", "special_cause", "rule"} <= set(m.columns) and m.n_points.eq(6).all()
 
 
 def test_service_report_levels_and_tidy():
