@@ -206,15 +206,21 @@ def _inline_column_checks(tree: ast.AST) -> list[int]:
     return lines
 
 
+def _in_methods_and_analyses(checker, skip: tuple[str, ...] = ()) -> list[str]:
+    """What ``checker(tree)`` finds in every method and analysis module, as 'module:finding'."""
+    bad = []
+    for path, dotted in _modules():
+        if _stage_of_module(dotted) in ("methods", "analyses") and dotted not in skip:
+            bad += [f"{dotted}:{b}" for b in checker(ast.parse(path.read_text()))]
+    return bad
+
+
 def test_the_column_check_is_written_once():
     """Methods and analyses check their input tables with :func:`spstudy.methods.checks.require_columns`
     (which names the argument, the missing columns and the columns present), never a hand-written
     ``[c for c in need if c not in df.columns]``. (The input contract in ``inputs/`` is a different
     check: it names the file and collects every problem of an extract before raising.)"""
-    bad = []
-    for path, dotted in _modules():
-        if _stage_of_module(dotted) in ("methods", "analyses") and dotted != "spstudy.methods.checks":
-            bad += [f"{dotted}:{n}" for n in _inline_column_checks(ast.parse(path.read_text()))]
+    bad = _in_methods_and_analyses(_inline_column_checks, skip=("spstudy.methods.checks",))
     assert not bad, bad
     assert _inline_column_checks(ast.parse("m = [c for c in need if c not in df.columns]")) == [1]
 
@@ -246,10 +252,7 @@ def _tuple_of_tables_returns(tree: ast.AST) -> list[str]:
 def test_results_that_hold_several_tables_are_typed_not_tuples():
     """A method or analysis that returns more than one table returns a frozen dataclass whose fields
     name the tables (``cohort(...).flow``), never a tuple the caller must unpack in the right order."""
-    bad = []
-    for path, dotted in _modules():
-        if _stage_of_module(dotted) in ("methods", "analyses"):
-            bad += [f"{dotted}.{b}" for b in _tuple_of_tables_returns(ast.parse(path.read_text()))]
+    bad = _in_methods_and_analyses(_tuple_of_tables_returns)
     assert not bad, bad
     sample = "class R(typing.NamedTuple):\n    a: int\ndef f() -> tuple[pd.DataFrame, dict]:\n    pass\ndef _g() -> tuple[pd.DataFrame, int]:\n    pass"
     assert _tuple_of_tables_returns(ast.parse(sample)) == ["class R(NamedTuple)", "f -> tuple[pd.DataFrame, dict]"]
@@ -270,10 +273,7 @@ def _unchecked_area_arguments(tree: ast.AST) -> list[str]:
 def test_every_area_argument_is_checked_with_a_clear_error():
     """An analysis given a key ('camden') where it takes an Area says so and how to fix it (a TypeError
     from ``reference.as_area``), instead of an AttributeError on ``.borough_codes`` deep inside."""
-    bad = []
-    for path, dotted in _modules():
-        if _stage_of_module(dotted) in ("methods", "analyses"):
-            bad += [f"{dotted}.{b}" for b in _unchecked_area_arguments(ast.parse(path.read_text()))]
+    bad = _in_methods_and_analyses(_unchecked_area_arguments)
     assert not bad, bad
     sample = "def f(area: reference.Area, other: reference.Area):\n    area = reference.as_area(area, 'area')"
     assert _unchecked_area_arguments(ast.parse(sample)) == ["f(other)"]
