@@ -6,6 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (and in CI): a failure is reproducible, never a flake.
+settings.register_profile("spstudy", derandomize=True, print_blob=True)
+settings.load_profile("spstudy")
 
 from tests.support.tables import tiny_tables
 
