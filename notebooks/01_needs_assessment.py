@@ -84,7 +84,7 @@ pub.table("need_index_sensitivity_components", sens.components, "Sensitivity of 
 pub.table("need_index_sensitivity_wards", sens.wards, f"Sensitivity of the ward ranking to random weights ({p.needs.sensitivity_draws} draws)",
           rows={"ward22_code": "geo"},
           columns={**ward, "need_rank": Public("Need rank among NCL wards", "integer"), "rank_median": Public("Median rank", "number"),
-                   "rank_p05": Public("Rank, 5th percentile", "number"), "rank_p95": Public("Rank, 95th percentile", "number"),
+                   "rank_lower": Public("Rank, 5th percentile", "number"), "rank_upper": Public("Rank, 95th percentile", "number"),
                    "pct_draws_top_fifth": Public("Draws in the top fifth of NCL wards (%)", "percent")})
 pub.finding(findings.highest_need, priority=2, top=p.needs.top_wards_to_label)
 

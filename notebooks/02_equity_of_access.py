@@ -47,7 +47,7 @@ CI = pub.ci  # that level as labels say it, e.g. '95%'
 REF = p.equity.reference_ethnic_group
 REF_LANG = coding.PROFICIENCY_LABELS[p.equity.reference_language_group]
 here, NCL = ctx.scope.code, cells.NCL_CODE
-data = equity.prepare(ex, ctx.scope, p.study.referral_start, p.study.referral_end, equity.read_pool_fraction(p.extracts_path()))
+data = equity.prepare(ex, ctx.scope, p.study.referral_start, p.study.referral_end, ctx.pool_fraction)
 refs = data.referrals
 pub.section(f"Equity of access in {ctx.area_name}",
             f"Referrals between {p.study.referral_start} and {p.study.referral_end}, against Census 2021 populations and the "

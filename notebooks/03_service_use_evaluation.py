@@ -96,7 +96,7 @@ mde = power.minimum_detectable_effects(d, pairs, settings=("gp", "ae"), windows_
                                        cohorts=("itt", "per_protocol"), by="borough",
                                        target_reductions={"gp": p.evaluation.upc_expectations.gp_reduction,
                                                           "ae": p.evaluation.upc_expectations.ae_reduction}, confidence=conf)
-pub.table("power_mde", mde.table, "Minimum detectable effect (80% power, two-sided 5%)", rows={**rows_e, "group": "subgroup_borough"},
+pub.table("power_mde", mde.table, f"Minimum detectable effect (80% power, two-sided {100 * (1 - conf):.3g}%)", rows={**rows_e, "group": "subgroup_borough"},
           columns={"group": Label("Borough"), **ecols,
                    "n_matched_sets": Count("Matched referred people", measure="matched_referred", at=by_cohort),
                    "events_baseline_treated": Count("Referred people's events in the baseline window"),
@@ -278,7 +278,14 @@ if ctx.scope.several_boroughs:  # the boroughs' claims side by side, in the pack
 # ## Against NHS England's Universal Personalised Care expectations
 
 # %%
-upc = evaluation.upc_comparison(res.units, res.matched, p.evaluation.upc_expectations.model_dump())
+upc_x = p.evaluation.upc_expectations.model_dump()
+pub.table("upc_uptake", evaluation.upc_uptake(res.units, upc_x), "Take-up against the Universal Personalised Care expectation",
+          columns={"measure": Label("Measure"), "expected": Public("Expected (%)", "percent"),
+                   "n_referred": Count("Referred people", measure="evaluated_referred", at={"cohort": "itt", **by_cohort}),
+                   "n_seen": Count("Seen by a link worker", measure="evaluated_referred", at={"cohort": "per_protocol", **by_cohort}),
+                   "pct_seen": Proportion("Observed: % seen", count="n_seen", total="n_referred", lower="pct_seen_lower",
+                                          upper="pct_seen_upper")})
+upc = evaluation.upc_comparison(res.units, res.matched, upc_x)
 pub.table("upc_comparison", upc, "Observed against the Universal Personalised Care expectations",
           columns={"measure": Label("Measure"), "expected": Public("Expected", "percent"), "observed": Estimate("Observed", (), "percent"),
                    "observed_lower": Estimate(f"Lower {CI} limit", (), "percent"), "observed_upper": Estimate(f"Upper {CI} limit", (), "percent")},

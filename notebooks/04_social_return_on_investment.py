@@ -100,8 +100,8 @@ pub.table("sroi_summary", out.summary, "SROI point estimate",
                    "payback_reached": Label("Payback within the benefit period"), "benefit_period_months": Public("Benefit period (months)", "integer"),
                    "unvalued_outcomes": Label("Not valued"), "note": Label("Note")})
 pub.table("sroi_monte_carlo", out.monte_carlo, f"Monte Carlo ({p.sroi.monte_carlo_draws:,} draws, seed {p.sroi.seed}): SROI ratio",
-          columns={"n": Public("Draws", "integer"), "ratio_median": ratio("Median ratio"), "ratio_lower": ratio("2.5th percentile"),
-                   "ratio_upper": ratio("97.5th percentile"), "prob_ratio_gt_1_text": Label("Probability the ratio exceeds 1")})
+          columns={"n": Public("Draws", "integer"), "ratio_median": ratio("Median ratio"), "ratio_lower": ratio(f"{50 * (1 - conf):g}th percentile"),
+                   "ratio_upper": ratio(f"{50 * (1 + conf):g}th percentile"), "prob_ratio_gt_1_text": Label("Probability the ratio exceeds 1")})
 pub.finding(findings.sroi_ratio, priority=2)
 pub.finding(findings.payback, priority=4)
 pub.table("tornado", out.tornado, "One-way sensitivity of the SROI ratio (each input at its low and high value)",

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from spstudy.analyses.evaluation import naive_before_after
 from spstudy.methods.checks import require_columns
-from spstudy.methods.stats import wilson_limits, z_value
+from spstudy.methods.stats import wilson_limits
 from spstudy.methods.subgroups import did_long, fit_ratio_of_rate_ratios
 
 __all__ = ["CLAIMS", "ClaimEstimates", "review_facts", "claim_specs", "claim_estimates", "claims_table"]
@@ -135,9 +136,7 @@ def claim_estimates(d: pd.DataFrame, pairs: pd.DataFrame, specs: pd.DataFrame, h
     with fewer events in ``post_<m>m`` than in ``pre_<m>m`` (the Enfield statistic), referred and
     matched comparators, over the same windows around their (pseudo-)index dates.
     """
-    z = z_value(confidence)
-    if "borough" not in d.columns:
-        raise ValueError("d: needs a 'borough' column (spstudy.methods.subgroups.add_subgroup_columns)")
+    require_columns(d, ["borough"], "d", "add it with spstudy.methods.subgroups.add_subgroup_columns")
     t = d.set_index("index_id")
     naive, matched, shares = [], [], []
     for _, c in specs.iterrows():
@@ -153,12 +152,9 @@ def claim_estimates(d: pd.DataFrame, pairs: pd.DataFrame, specs: pd.DataFrame, h
         elif c["population"] != "all":
             raise ValueError(f"specs.population: 'all' or 'high_intensity_users', got {c['population']!r}")
         r = t[ref]
-        e0, e1 = int(r[f"{s}_pre_{m}m_events"].sum()), int(r[f"{s}_post_{m}m_events"].sum())
-        d0, d1 = float(r[f"pre_{m}m_days"].sum()), float(r[f"post_{m}m_days"].sum())
-        rr = (e1 / d1) / (e0 / d0) if e0 > 0 and d0 > 0 and d1 > 0 else np.nan
-        se = np.sqrt(1 / max(e0, 1) + 1 / max(e1, 1))
-        naive.append({**keys, "n_referred": int(len(r)), "events_pre": e0, "events_post": e1, "rate_ratio": rr,
-                      "rate_ratio_lower": rr * np.exp(-z * se), "rate_ratio_upper": rr * np.exp(z * se)})
+        nb = naive_before_after(r.reset_index(), s, m, coh, confidence)  # the evaluation's naive figure, on the claim's people
+        naive.append({**keys, **{k: nb[k] for k in ("n_referred", "events_pre", "events_post", "rate_ratio", "rate_ratio_lower",
+                                                    "rate_ratio_upper")}})
         ids = set(r.index)
         pr = pairs[pairs["treated_id"].isin(ids)]
         L = did_long(d, pr, s, m, coh, baseline)

@@ -23,7 +23,7 @@ Denominators and their assumptions (also published as a note by the notebook)
       structure of a group among registered patients with a recorded code is that of the group's
       residents.
     * Registered population: the persons extract holds everyone referred plus a simple random
-      sample of everyone else at ``pool_fraction`` (``<extracts_dir>/extract_info.json``; 1 if the
+      sample of everyone else at ``pool_fraction`` (``<extracts_dir>/extract_info.json``, read by ``inputs.extracts.read_pool_fraction``; 1 if the
       file is absent). Non-referred people are weighted by 1 / pool_fraction and referred people by
       1, so weighted person-years estimate the registered population's person-time.
 
@@ -44,10 +44,8 @@ ratios, funnel limits, SII/RII after Low & Low 2004, index of disparity after Pe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,36 +106,6 @@ def coding_table(referrals: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------ data set-up
-
-def read_pool_fraction(extracts_dir: Path | str) -> float:
-    """Sampling fraction of non-referred people in the persons extract.
-
-    Read from ``<extracts_dir>/extract_info.json`` (key ``pool_fraction``, at the top level or in a
-    nested object). A real (complete) extract has no such file: 1.0. Raises ValueError if the value
-    is not in (0, 1].
-    """
-    path = Path(extracts_dir) / "extract_info.json"
-    if not path.exists():
-        return 1.0
-    info = json.loads(path.read_text())
-
-    def find(d):
-        if isinstance(d, Mapping):
-            if "pool_fraction" in d:
-                return d["pool_fraction"]
-            for v in d.values():
-                f = find(v)
-                if f is not None:
-                    return f
-        return None
-
-    f = find(info)
-    if f is None:
-        return 1.0
-    f = float(f)
-    if not 0 < f <= 1:
-        raise ValueError(f"{path}: pool_fraction must be in (0, 1]; got {f!r}")
-    return f
 
 
 @dataclass
@@ -1215,12 +1183,14 @@ def deprivation_sii(rates: pd.DataFrame, seed: int | np.random.Generator = 2024,
     SII: the modelled difference in rate (per 1,000 per year) between the least and the most deprived
     ends of the area's population (positive = more referrals where less deprived). RII: their ratio.
     Returns an empty frame (the columns, no rows) when a quantile has no residents or no referrals:
-    the index is not computed then (:data:`SII_NOT_COMPUTED` says why).
+    the index is not computed then (:data:`SII_NOT_COMPUTED` says why). The rates' limits must be at
+    ``confidence`` (:func:`deprivation_rates` with the same level): the SII's uncertainty is read from them.
     """
     d = rates.dropna(subset=["rate"])
     if len(d) < len(rates) or len(d) < 5 or (d["rate"] <= 0).any() or (d["residents"] <= 0).any():
         return pd.DataFrame(columns=["confidence", "sii", "sii_lower", "sii_upper", "rii", "rii_lower", "rii_upper", "reps"])
     return stats.sii_rii(d, "rate", "rate_lower", "rate_upper", "residents", "imd_quantile", confidence=confidence, reps=reps,
+                         limits_confidence=confidence,
                          seed=seed, value_type="rate")
 
 

@@ -50,7 +50,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,9 @@ from spstudy.methods.checks import require_columns
 from spstudy.methods.coding import EVALUATION_AGE_BANDS, code_ethnicity, imd_quintile
 from spstudy.methods.stats import z_value
 from spstudy.methods.subgroups import did_long, poisson_did_fit
+
+if TYPE_CHECKING:  # matching is imported where used (it is heavy)
+    from spstudy.methods.matching import MatchResult
 
 DAYS_PER_MONTH = 30.4375
 MEASURE_LABELS = {"ons4_life_satisfaction": "ONS4 life satisfaction (0-10)", "ons4_worthwhile": "ONS4 worthwhile (0-10)",
@@ -429,10 +432,19 @@ def _usable(d: pd.DataFrame, covariates: list[str]) -> list[str]:
     return out
 
 
-def match(data: pd.DataFrame, design: Design, covariates: list[str] | None = None):
+@dataclass(frozen=True)
+class Matched:
+    """A matched cohort (:func:`match`): ``data``, the rows given with ps, logit_ps, weight, subclass and
+    matched added; ``result``, the :class:`spstudy.methods.matching.MatchResult` (pairs, units, sample sizes)."""
+
+    data: pd.DataFrame
+    result: MatchResult
+
+
+def match(data: pd.DataFrame, design: Design, covariates: list[str] | None = None) -> Matched:
     """Propensity score and nearest-neighbour matching (``design``: k, caliper_sd, replace, exact).
 
-    Returns (data with ps, logit_ps, weight, subclass, matched; the matching.MatchResult). An exact
+    Returns a :class:`Matched` (the data with ps, logit_ps, weight, subclass, matched; the MatchResult). An exact
     stratum holding only referred or only comparator people is left out of the exact matching
     rather than stopping the run (its referred people are then matched on the score alone)."""
     from spstudy.methods.matching import EstimandChangeWarning, nearest_neighbour_match, propensity_score
@@ -450,7 +462,7 @@ def match(data: pd.DataFrame, design: Design, covariates: list[str] | None = Non
     d["weight"] = d["index_id"].map(u["weight"]).fillna(0.0)
     d["matched"] = d["weight"] > 0
     d["subclass"] = d["index_id"].map(res.pairs.drop_duplicates("treated_id").set_index("treated_id")["subclass"])
-    return d, res
+    return Matched(data=d, result=res)
 
 
 def sample_sizes_long(res) -> pd.DataFrame:
@@ -568,7 +580,7 @@ def naive_before_after(d: pd.DataFrame, setting: str, months: int, cohort: str =
     e0, e1 = t[f"{setting}_pre_{months}m_events"].sum(), t[f"{setting}_post_{months}m_events"].sum()
     d0, d1 = t[f"pre_{months}m_days"].sum(), t[f"post_{months}m_days"].sum()
     r0, r1 = _rate(e0, d0), _rate(e1, d1)
-    rr = r1 / r0
+    rr = r1 / r0 if r0 > 0 else np.nan  # no events before: no ratio
     se = np.sqrt(1 / max(e0, 1) + 1 / max(e1, 1))
     return {"setting": setting, "window_months": months, "cohort": cohort, "n_referred": len(t), "events_pre": int(e0), "events_post": int(e1),
             "rate_pre": r0, "rate_post": r1, "pct_change": 100 * (rr - 1), "rate_ratio": rr,
@@ -772,7 +784,8 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
     months = list(design.windows_months)
     features = add_features(index, counts, design, all_settings)
     ps_used = _usable(features, ps_covariates(design, outcomes))  # constant columns (a spline with no knots) cannot enter
-    data, res = match(features, design, ps_used)
+    m = match(features, design, ps_used)
+    data, res = m.data, m.result
     if recount_post is not None:
         data = recount_post(data, res.pairs)
     bal = balance(data, design, outcomes)
@@ -786,7 +799,8 @@ def evaluate(index: pd.DataFrame, counts: pd.DataFrame, monthly: Callable[[pd.Da
     if design.conventional:
         conv_cov = ["age"] + [f"age_rcs{j}" for j in range(1, design.age_spline_knots - 1)] + ["sex", "imd_q", "ethnic_group"] + \
             [f"{s}_{q}_rate" for s in outcomes for q in ("pre_q1", "pre_q2", "pre_q3", "pre_q4", "pre_last_month")]
-        cdata, cres = match(features, design, conv_cov)
+        cm = match(features, design, conv_cov)
+        cdata, cres = cm.data, cm.result
         conv = effects(cdata, cres.pairs, months, boot=design.bootstrap_draws, conventional=True, settings=outcomes,
                        seed=design.seed_bootstrap, confidence=design.confidence, cohorts=cohorts).matched
 
@@ -939,7 +953,8 @@ def placebo_design(features: pd.DataFrame, design: Design, outcomes, settings, c
     if f["treated"].sum() < 3 or (f["treated"] == 0).sum() < 3:
         return pd.DataFrame([{"setting": s, "cohort": c, "n_treated": int(f["treated"].sum()), "rate_ratio": np.nan, "rate_ratio_lower": np.nan,
                               "rate_ratio_upper": np.nan, "log_rate_ratio_se": np.nan, "p_value": np.nan} for s in settings for c in cohorts])
-    pdata, pres = match(f, design, ps_covariates(design, outcomes, prefix="pl_match"))
+    pm = match(f, design, ps_covariates(design, outcomes, prefix="pl_match"))
+    pdata, pres = pm.data, pm.result
     for s in settings:
         for c in cohorts:
             r = did(pdata, pres.pairs, s, "pl_post", c, boot=50, seed=design.seed_placebo, baseline="pl_baseline", confidence=design.confidence)
@@ -1051,15 +1066,23 @@ def wellbeing_change(wellbeing: pd.DataFrame, referral_ids, thresholds: Mapping[
                            attrition=pd.concat(att, ignore_index=True) if att else pd.DataFrame())
 
 
-def upc_comparison(d: pd.DataFrame, matched: pd.DataFrame, upc: Mapping[str, float]) -> pd.DataFrame:
-    """Uptake and 12-month effects against NHS England Universal Personalised Care expectations
-    (80% take up their social prescription; 14% fewer GP appointments; 12% fewer A&E attendances).
-    ``upc``: keys ``uptake``, ``gp_reduction``, ``ae_reduction`` (parameters ``evaluation.upc_expectations``)."""
+def upc_uptake(d: pd.DataFrame, upc: Mapping[str, float]) -> pd.DataFrame:
+    """Take-up against NHS England's Universal Personalised Care expectation (80% of people referred
+    take up their social prescription), as counts: measure, expected (%), n_referred and n_seen
+    (people in the evaluation cohort, and those of them seen). The share is left to the publisher,
+    which computes it, with its interval, from the counts as published. ``upc``: key ``uptake``."""
     t = d[d["treated"] == 1]
+    return pd.DataFrame([{"measure": "Take up (share of referred people seen)", "expected": 100 * upc["uptake"],
+                          "n_referred": int(len(t)), "n_seen": int(t["seen"].sum())}])
+
+
+def upc_comparison(d: pd.DataFrame, matched: pd.DataFrame, upc: Mapping[str, float]) -> pd.DataFrame:
+    """The matched 12-month effects against NHS England Universal Personalised Care expectations
+    (14% fewer GP appointments; 12% fewer A&E attendances; take-up is :func:`upc_uptake`).
+    ``upc``: keys ``gp_reduction``, ``ae_reduction`` (parameters ``evaluation.upc_expectations``)."""
     m = matched[(matched["cohort"] == "itt")].set_index(["setting", "window_months"])
     w = max(matched["window_months"])
     rows = [
-        {"measure": "Take up (share of referred people seen)", "expected": 100 * upc["uptake"], "observed": 100 * t["seen"].mean(), "observed_lower": np.nan, "observed_upper": np.nan},
         {"measure": f"Change in GP appointments, matched, {w} months (%)", "expected": -100 * upc["gp_reduction"],
          "observed": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios"] - 1), "observed_lower": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_lower"] - 1),
          "observed_upper": 100 * (m.loc[("gp", w), "ratio_of_rate_ratios_upper"] - 1)},

@@ -139,7 +139,7 @@ def need_cut(weights: dict[str, float], need_quantile: float, reference_frame: p
 class NeedIndexSensitivity:
     """How much the ward ranking depends on the weights (:func:`need_index_sensitivity`).
 
-    ``wards``: ward22_code, ward22_name, borough_name, need_rank, rank_median, rank_p05, rank_p95,
+    ``wards``: ward22_code, ward22_name, borough_name, need_rank, rank_median, rank_lower, rank_upper,
     pct_draws_top_fifth (one row per ward, by need_rank); ``components``: component_left_out,
     weight, spearman_with_base_ranking.
     """
@@ -178,8 +178,8 @@ def need_index_sensitivity(indicators: pd.DataFrame, weights: dict[str, float], 
     top = max(1, int(round(len(ref) / 5)))
     wards = base[["ward22_code", "ward22_name", "borough_name", "need_rank"]].copy()
     wards["rank_median"] = np.median(ranks, axis=1)
-    wards["rank_p05"] = np.percentile(ranks, 5, axis=1)
-    wards["rank_p95"] = np.percentile(ranks, 95, axis=1)
+    wards["rank_lower"] = np.percentile(ranks, 5, axis=1)
+    wards["rank_upper"] = np.percentile(ranks, 95, axis=1)
     wards["pct_draws_top_fifth"] = 100 * (ranks <= top).mean(axis=1)
     comps = []
     for k in keys:
@@ -234,9 +234,7 @@ def referral_counts(referrals: pd.DataFrame, persons: pd.DataFrame, argument: st
     borough's service took it. Columns: ward22_code, age_band, sex, referrals. Age at referral =
     referral year - birth year. A referral without a person record is an error naming ``argument``.
     """
-    need = {"person_id", "referral_date"}
-    if not need <= set(referrals.columns):
-        raise ValueError(f"{argument}: missing column(s) {sorted(need - set(referrals.columns))}")
+    require_columns(referrals, ["person_id", "referral_date"], argument)
     if not persons["person_id"].is_unique:
         raise ValueError("persons: column 'person_id' is not unique")
     r = referrals[["person_id", "referral_date"]].merge(persons[["person_id", "birth_year", "sex", "ward22_code"]], on="person_id", how="left")
@@ -305,7 +303,8 @@ def referral_rates_by_ward(area: reference.Area, *, referrals: pd.DataFrame, ref
     reference_area = reference.as_area(reference_area, "reference_area")
     if not years > 0:
         raise ValueError(f"years: must be > 0, got {years!r}")
-    require_columns(reference_rates, ["age_band", "sex", "rate"], "reference_rates", "see needs.reference_referral_rates")
+    require_columns(reference_rates, ["age_band", "sex", "stratum", "rate"], "reference_rates",
+                    "pass the rates as the publisher protects them: pub.reference_rates(needs.reference_referral_rates(...))")
     rates = reference_rates
     pop = ward_population_age_sex(area)
     counts = referral_counts(referrals, persons, "referrals")
@@ -357,8 +356,7 @@ def referral_rates_by_practice(area: reference.Area, *, referrals: pd.DataFrame,
         raise ValueError(f"level: must be 'practice_code' or 'pcn_code', got {level!r}")
     if not years > 0:
         raise ValueError(f"years: must be > 0, got {years!r}")
-    if "practice_code" not in referrals.columns:
-        raise ValueError("referrals: missing column 'practice_code'")
+    require_columns(referrals, ["practice_code"], "referrals")
     gp_all = reference.gp_practices()
     unknown = ~referrals["practice_code"].isin(gp_all["practice_code"])
     if unknown.any():
@@ -401,6 +399,16 @@ OUTREACH_COLUMNS = ["ward22_code", "ward22_name", "borough_name", "need_index", 
                     "referral_ratio", "referral_ratio_lower", "referral_ratio_upper", "evidence"]
 
 
+def outreach_selection(wards: pd.DataFrame, need_cut: float, ratio_below: float) -> pd.DataFrame:
+    """The outreach rule, once: wards with need_index at or above ``need_cut`` and referral_ratio below
+    ``ratio_below``, with ``evidence`` (is the ratio's upper limit below 100?), by need (then ward code).
+    Used on the analysis table (:func:`outreach_candidates`) and on the published one (the pack's view)."""
+    v = wards[(wards["need_index"] >= need_cut) & (wards["referral_ratio"] < ratio_below)].copy()
+    v["evidence"] = np.where(v["referral_ratio_upper"] < 100, "significantly fewer than expected (upper limit below 100)",
+                             "fewer than expected (not significant)")
+    return v.sort_values(["need_index", "ward22_code"], ascending=[False, True], kind="stable")
+
+
 def outreach_candidates(profile: pd.DataFrame, *, need_cut: float, ratio_below: float) -> pd.DataFrame:
     """Wards with high need (need index at or above ``need_cut``, the NCL quantile from
     :func:`need_cut`) and fewer referrals than expected (standardised referral ratio below
@@ -412,11 +420,7 @@ def outreach_candidates(profile: pd.DataFrame, *, need_cut: float, ratio_below: 
     require_columns(profile, need, "profile", "use needs.ward_needs_profile")
     if not np.isfinite(need_cut):
         raise ValueError(f"need_cut: must be a number, got {need_cut!r}")
-    m = (profile["need_index"] >= need_cut) & (profile["referral_ratio"] < ratio_below)
-    out = profile.loc[m, need].copy()
-    out["evidence"] = np.where(out["referral_ratio_upper"] < 100, "significantly fewer than expected (upper limit below 100)",
-                               "fewer than expected (not significant)")
-    return out.sort_values(["need_index", "ward22_code"], ascending=[False, True]).reset_index(drop=True)
+    return outreach_selection(profile[need], need_cut, ratio_below)[OUTREACH_COLUMNS].reset_index(drop=True)
 
 
 def ward_needs_profile(area: reference.Area, *, referrals: pd.DataFrame, reference_rates: pd.DataFrame, persons: pd.DataFrame,
@@ -601,9 +605,7 @@ def pcn_coverage(workforce: pd.DataFrame, area: reference.Area, target_per_10000
     Only boroughs with link-worker rows appear. Columns: :data:`PCN_COVERAGE_COLUMNS`.
     """
     area = reference.as_area(area, "area")
-    need = {"borough_code", "pcn_code", "role", "fte", "employer"}
-    if not need <= set(workforce.columns):
-        raise ValueError(f"workforce: missing column(s) {sorted(need - set(workforce.columns))}")
+    require_columns(workforce, ["borough_code", "pcn_code", "role", "fte", "employer"], "workforce")
     gp = reference.gp_practices()
     codes = area.borough_codes
     lw = workforce[(workforce["role"] == "link_worker") & workforce["borough_code"].isin(codes)].copy()

@@ -1084,3 +1084,34 @@ class AreaExtracts:
     def wellbeing(self) -> pd.DataFrame:
         w = self.region.wellbeing
         return self._cut("wellbeing", lambda: w[w["referral_id"].isin(set(self.referrals["referral_id"])).to_numpy()])
+
+
+def read_pool_fraction(extracts_dir: Path | str) -> float:
+    """Sampling fraction of non-referred people in the persons extract.
+
+    Read from ``<extracts_dir>/extract_info.json`` (key ``pool_fraction``, at the top level or in a
+    nested object). A real (complete) extract has no such file: 1.0. Raises ValueError if the value
+    is not in (0, 1].
+    """
+    path = Path(extracts_dir) / "extract_info.json"
+    if not path.exists():
+        return 1.0
+    info = json.loads(path.read_text())
+
+    def find(d):
+        if isinstance(d, dict):
+            if "pool_fraction" in d:
+                return d["pool_fraction"]
+            for v in d.values():
+                f = find(v)
+                if f is not None:
+                    return f
+        return None
+
+    f = find(info)
+    if f is None:
+        return 1.0
+    f = float(f)
+    if not 0 < f <= 1:
+        raise ValueError(f"{path}: pool_fraction must be in (0, 1]; got {f!r}")
+    return f

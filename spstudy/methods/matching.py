@@ -961,9 +961,7 @@ def love_plot(balance: pd.DataFrame, ax=None, threshold: float = 0.1, absolute: 
     """
     import matplotlib.pyplot as plt
 
-    need = {"variable", "sample", "smd"}
-    if not need <= set(balance.columns):
-        raise ValueError(f"`balance` must have columns {sorted(need)} (output of balance_table)")
+    require_columns(balance, ["variable", "sample", "smd"], "balance", "the output of balance_table")
     if ax is None:
         n_var = balance["variable"].nunique()
         fig, ax = plt.subplots(figsize=(6, 1.2 + 0.3 * n_var))

@@ -52,6 +52,7 @@ import pandas as pd
 from scipy import stats
 
 from spstudy.methods.checks import require_columns
+from spstudy.methods.stats import z_value
 
 __all__ = [
     "MatchedCounts",
@@ -69,12 +70,11 @@ __all__ = [
 def mde_multiplier(confidence: float = 0.95, power: float = 0.8, two_sided: bool = True) -> float:
     """Bloom's (1995) MDE multiplier: z_{1-a/2} + z_{power} (two-sided) or z_{1-a} + z_{power},
     a = 1 - confidence. 2.80 for 80% power, two-sided 5% (Bloom 1995, Table 1)."""
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
     if not 0 < power < 1:
         raise ValueError(f"power: must be in (0, 1), got {power}")
-    a = 1 - confidence
-    return float(stats.norm.ppf(1 - a / 2 if two_sided else 1 - a) + stats.norm.ppf(power))
+    # a one-sided test at 1 - a uses the two-sided quantile of level 1 - 2a
+    z_test = z_value(confidence) if two_sided else z_value(1 - 2 * (1 - confidence))
+    return float(z_test + stats.norm.ppf(power))
 
 
 def var_log_sum(mu, w=None, dispersion: float = 0.0) -> float:

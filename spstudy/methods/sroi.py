@@ -747,9 +747,7 @@ def tornado_plot(df: pd.DataFrame, ax=None):
     """
     import matplotlib.pyplot as plt
 
-    needed = {"input", "ratio_low", "ratio_high", "base_ratio", "low", "high"}
-    if not needed <= set(df.columns):
-        raise ValueError(f"df: expected tornado() output with columns {sorted(needed)}")
+    require_columns(df, ["input", "ratio_low", "ratio_high", "base_ratio", "low", "high"], "df", "the output of tornado()")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 0.45 * max(len(df), 1) + 1.2))
     d = df.iloc[::-1].reset_index(drop=True)  # largest swing drawn last = top

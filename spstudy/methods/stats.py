@@ -402,8 +402,7 @@ def _standard_series(standard, df: pd.DataFrame, age_band: str) -> pd.Series | s
         _columns(df, "standard", standard)
         return standard
     if isinstance(standard, pd.DataFrame):
-        if not {"age_band", "population"} <= set(standard.columns):
-            raise ValueError("standard: a DataFrame needs columns 'age_band' and 'population' (as esp2013())")
+        require_columns(standard, ["age_band", "population"], "standard", "a standard population table as esp2013()")
         s = pd.Series(standard["population"].to_numpy(dtype=float), index=standard["age_band"].to_numpy())
     elif isinstance(standard, Mapping):
         s = pd.Series({k: float(v) for k, v in standard.items()})
@@ -829,6 +828,7 @@ def sii_rii(
     transform: bool = False,
     se: str | None = None,
     multiplier: float = 1.0,
+    limits_confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Slope index of inequality (SII) and relative index of inequality (RII) with Monte Carlo
     confidence intervals, following PHEindicatormethods ``phe_sii`` (v2.0).
@@ -837,8 +837,9 @@ def sii_rii(
     ----------
     df : one row per group x quantile (e.g. IMD decile or quintile).
     value : column of the indicator value per quantile (a proportion must be in (0, 1), not %).
-    lower, upper : columns of the value's **95%** confidence limits, used to derive its standard
-        error as (upper - lower) / (2 x 1.96) on the transformed scale; may be None if ``se`` is given.
+    lower, upper : columns of the value's confidence limits at level ``limits_confidence`` (95% in the
+        reference), used to derive its standard error as (upper - lower) / (2 z) on the transformed
+        scale (z = 1.96 at 95%); may be None if ``se`` is given.
     population : column of quantile populations (> 0).
     quantile : column of quantile labels, ordered so that sorting ascending runs from most to least
         deprived (e.g. IMD decile 1 = most deprived). The number of quantiles must be 5-100 and
@@ -855,6 +856,7 @@ def sii_rii(
         ``lower``/``upper``.
     multiplier : scales the SII (e.g. -1 to flip polarity, 100 for percentages); a negative
         multiplier inverts the RII, as in the reference.
+    limits_confidence : the level of ``lower``/``upper`` (default 0.95, the reference's assumption).
 
     Returns one row per group x confidence level: the ``by`` columns, ``confidence``, ``sii``,
     ``sii_lower``, ``sii_upper``, ``rii``, ``rii_lower``, ``rii_upper``, ``reps``.
@@ -924,7 +926,7 @@ def sii_rii(
             raise ValueError(f"columns {lower!r}/{upper!r}: limits must be > 0 for value_type='rate'")
         if value_type == "proportion" and ((lo <= 0) | (lo >= 1) | (hi <= 0) | (hi >= 1)).any():
             raise ValueError(f"columns {lower!r}/{upper!r}: limits must be strictly between 0 and 1 for proportions")
-        s = (_to_scale(hi, value_type) - _to_scale(lo, value_type)) / z_value(0.95) / 2
+        s = (_to_scale(hi, value_type) - _to_scale(lo, value_type)) / z_value(limits_confidence, "limits_confidence") / 2
         if (s < 0).any():
             raise ValueError(f"column {upper!r} is below column {lower!r} in some rows")
 
@@ -968,7 +970,7 @@ def _check_limits(limits) -> list[float]:
 def _wilson_funnel(n: np.ndarray, target: np.ndarray, level: float, side: str) -> np.ndarray:
     """Proportion at which the Wilson limit at denominator n touches ``target`` (closed form of
     PHEindicatormethods ``sigma_adjustment``)."""
-    z2 = _st.norm.ppf(level + (1 - level) / 2) ** 2
+    z2 = z_value(level, "limits") ** 2
     first = target * (n / z2 + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         adj = np.sqrt(

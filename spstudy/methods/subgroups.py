@@ -169,7 +169,7 @@ def _cell_events(L: pd.DataFrame) -> dict:
             "events_comparator_pre": int(g.get((0, 0), 0)), "events_comparator_post": int(g.get((0, 1), 0))}
 
 
-def poisson_did_fit(L: pd.DataFrame, X: pd.DataFrame):
+def poisson_did_fit(L: pd.DataFrame, X: pd.DataFrame) -> tuple[object, bool]:
     """The matched DiD's Poisson GLM on long data (:func:`did_long`) with design matrix ``X``:
     log(person-years) offset, var_weights = matching weights (when not all 1), cluster-robust
     (sandwich) errors by matched set when there are at least 3 sets. Returns (statsmodels fit,

@@ -330,11 +330,9 @@ def cohens_d_av(m1: float, m2: float, sd1: float, sd2: float) -> float:
 
 
 def _check_measure(scores: pd.DataFrame, measure: str) -> pd.DataFrame:
-    needed = {"referral_id", "timepoint", "measure", "score"}
-    if not isinstance(scores, pd.DataFrame) or not needed <= set(scores.columns):
-        raise ValueError(
-            f"scores: expected the DataFrame from score_instruments() with columns {sorted(needed)}"
-        )
+    if not isinstance(scores, pd.DataFrame):
+        raise ValueError(f"scores: expected the DataFrame from score_instruments(), got {type(scores).__name__}")
+    require_columns(scores, ["referral_id", "timepoint", "measure", "score"], "scores", "the DataFrame from score_instruments()")
     if measure not in MEASURES:
         raise ValueError(f"measure: {measure!r} is not one of {MEASURES}")
     sub = scores[scores["measure"] == measure]

@@ -51,11 +51,11 @@ def ci(t, lo, hi, d: int = 2) -> str:
 
 def select_outreach(values: pd.DataFrame, need_cut: float, ratio_below: float) -> pd.DataFrame:
     """High-need wards (need index at or above the NCL cut) with a published referral ratio below
-    ``ratio_below``; ``evidence`` from the published interval. Ordered by need."""
-    v = values[(values["need_index"] >= need_cut) & (values["referral_ratio"] < ratio_below)].copy()
-    v["evidence"] = np.where(v["referral_ratio_upper"] < 100, "significantly fewer than expected (upper limit below 100)",
-                             "fewer than expected (not significant)")
-    return v.sort_values("need_index", ascending=False)
+    ``ratio_below``; ``evidence`` from the published interval. Ordered by need (the rule of
+    :func:`spstudy.analyses.needs.outreach_selection`, applied to the published values)."""
+    from spstudy.analyses.needs import outreach_selection
+
+    return outreach_selection(values, need_cut, ratio_below)
 
 
 def outreach(t, table: str = "outreach_candidates") -> str:
@@ -437,7 +437,8 @@ def power_statement(t, table: str = "power_mde", area_label: str = "All") -> str
         tgt = s["target_pct_change"].iloc[0]
         parts.append(f"a {abs(tgt):.0f}% fall in {SETTING_LOWER[setting]}: " + (f"detectable in {names(yes, 6)}" if yes else "detectable nowhere")
                      + (f", not in {names(no, 6)}" if no else ""))
-    return ("Before any result: with 80% power at the 5% level, the data can show " + "; ".join(parts) + ".") if parts else None
+    alpha = f"{100 * (1 - t.params['study']['confidence']):.3g}%"  # the MDE's test level is 1 - study.confidence
+    return (f"Before any result: with 80% power at the {alpha} level, the data can show " + "; ".join(parts) + ".") if parts else None
 
 
 def claims(t, table: str = "claims_vs_estimates") -> str | None:

@@ -379,12 +379,23 @@ class Context:
             ex.ledger.to_frame().to_csv(p, index=False, lineterminator="\n")
         return ex
 
+    @property
+    def extracts_folder(self) -> Path:
+        """The folder of the extract this build reads (``--extracts``, else the parameters' ``data.extracts_dir``)."""
+        return Path(self.extract_dir or self.params.extracts_path())
+
     @functools.cached_property
     def extract_info(self) -> dict:
         """The extract's own metadata (``extract_info.json``), empty if it has none."""
-        d = self.extract_dir or self.params.extracts_path()
-        f = Path(d) / "extract_info.json"
+        f = self.extracts_folder / "extract_info.json"
         return json.loads(f.read_text()) if f.exists() else {}
+
+    @functools.cached_property
+    def pool_fraction(self) -> float:
+        """Sampling fraction of never-referred people in this build's extract (1.0 for a complete one)."""
+        from spstudy.inputs.extracts import read_pool_fraction
+
+        return read_pool_fraction(self.extracts_folder)
 
     @property
     def synthetic(self) -> bool:

@@ -424,13 +424,15 @@ def extract_description(info: dict) -> dict:
 
 
 def _seeds(d: dict) -> dict:
+    """Every seed in the parameters, by dotted path: keys naming a seed and everything under a ``seeds`` section
+    (``sroi.seed``, ``equity.imputation_seed``, ``evaluation.seeds.bootstrap`` ...)."""
     out = {}
 
     def walk(x, path):
         if isinstance(x, dict):
             for k, v in x.items():
                 walk(v, path + [k])
-        elif path and "seed" in path[-1]:
+        elif any("seed" in p for p in path):
             out[".".join(path)] = x
 
     walk(d, [])

@@ -129,6 +129,7 @@ def test_manifest_lets_a_partner_reproduce_the_pack(built):
     assert published == set(m["files_sha256"])
     assert m["requirements_lock_sha256"] == sha256(ROOT / "requirements.lock")
     assert m["packages"]["pandas"] and m["platform"] and m["seeds"]["sroi.seed"] == m["parameters"]["sroi"]["seed"]
+    assert {f"evaluation.seeds.{k}": v for k, v in m["parameters"]["evaluation"]["seeds"].items()}.items() <= m["seeds"].items()
     assert m["analysis_plan_sha256"] == sha256(out / "camden" / "analysis_plan.json")
     for k in m["inputs_sha256"]:
         assert not k.startswith("/"), k
@@ -441,6 +442,8 @@ def test_nothing_impossible_anywhere(built):
         s = t["sroi_summary"].iloc[0]
         assert (not s["payback_reached"] and math.isnan(s["payback_months"])) or s["payback_months"] <= s["benefit_period_months"]
         assert "100.0%" not in str(t["sroi_monte_carlo"]["prob_ratio_gt_1_text"].iloc[0])
+        u = t["upc_uptake"].iloc[0]  # take-up is a share of the counts as published, never of the raw ones
+        assert u["pct_seen"] == pytest.approx(100 * u["n_seen"] / u["n_referred"], abs=0.051), a
         for name in t._c:
             v = t[name]
             for c in v.columns:

@@ -7,6 +7,7 @@ from spstudy.analyses import needs
 from spstudy.inputs import reference
 from spstudy.publish import figures
 from tests.support import ROOT
+from tests.support.needs import reference_rates
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def test_shipped_funnels_classify_every_point_as_the_tables_do():
             fd = figures.funnel_data(pts, "person_years", "rate", "rate", count="referrals", target=pr["reference_rate"].iloc[0], multiplier=1000)
             assert (fd.points["position"].to_numpy() == pts["funnel"].to_numpy()).all(), (area, level)
             assert (fd.points["funnel"].to_numpy() == pts["funnel"].to_numpy()).all(), (area, level)
-        prof = needs.ward_needs_profile(reference.area(area), referrals=r, reference_rates=needs.reference_referral_rates(r, p), persons=p, weights=w)
+        prof = needs.ward_needs_profile(reference.area(area), referrals=r, reference_rates=reference_rates(r, p), persons=p, weights=w)
         fd = figures.funnel_data(prof, "expected", "referral_ratio", "ratio", count="referrals", multiplier=100)
         assert (fd.points["position"].to_numpy() == prof["funnel"].to_numpy()).all(), area
 

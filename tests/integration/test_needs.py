@@ -9,7 +9,7 @@ from spstudy.analyses import needs
 from spstudy.inputs import reference
 from spstudy.inputs.params import load_parameters
 from tests.support import ROOT
-from tests.support.needs import AREAS, BOROUGHS, _shipped, _simulated_world, ind, weights  # noqa: F401 (fixtures)
+from tests.support.needs import AREAS, BOROUGHS, _shipped, _simulated_world, ind, reference_rates, weights  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ def test_shipped_packs_agree_ward_by_ward_and_recover_the_planted_referral_volum
     prm = load_parameters("ncl")
     years = ((prm.study.referral_end - prm.study.referral_start).days + 1) / 365.25
     cut = needs.need_cut(weights, prm.needs.outreach_need_quantile)
-    prof = {a: needs.ward_needs_profile(reference.area(a), referrals=referrals, reference_rates=needs.reference_referral_rates(referrals, persons, years), persons=persons, weights=weights, years=years)
+    prof = {a: needs.ward_needs_profile(reference.area(a), referrals=referrals, reference_rates=reference_rates(referrals, persons, years), persons=persons, weights=weights, years=years)
             for a in AREAS}
     ncl = prof["ncl"].set_index("ward22_code")
     cols = [c for c in prof["camden"].columns if c not in ("ward22_code", "need_rank_in_area")]

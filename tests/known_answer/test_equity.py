@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from spstudy.analyses import equity as eq
 from spstudy.inputs import reference
 from spstudy.inputs.contract import CENSUS5_GROUPS, ETHNIC_TO_CENSUS5, NOT_RECORDED, NOT_STATED
+from spstudy.inputs.extracts import read_pool_fraction
 from spstudy.methods import coding, stats
 from tests.support import TRUTH
 from tests.support.tables import tiny_tables
@@ -108,12 +109,12 @@ def test_prepare_tiny_extract_weights_and_person_years(tmp_path):
 
 
 def test_read_pool_fraction(tmp_path):
-    assert eq.read_pool_fraction(tmp_path) == 1.0  # a real extract has no extract_info.json
+    assert read_pool_fraction(tmp_path) == 1.0  # a real extract has no extract_info.json
     (tmp_path / "extract_info.json").write_text(json.dumps({"sample_design": {"x": 1}, "pool_fraction": 0.05}))
-    assert eq.read_pool_fraction(tmp_path) == 0.05
+    assert read_pool_fraction(tmp_path) == 0.05
     (tmp_path / "extract_info.json").write_text(json.dumps({"pool_fraction": 2}))
     with pytest.raises(ValueError, match="pool_fraction"):
-        eq.read_pool_fraction(tmp_path)
+        read_pool_fraction(tmp_path)
 
 
 # ------------------------------------------------------------------------------- completeness
@@ -394,7 +395,7 @@ def shipped():
     if not (p.extracts_path() / "extract_info.json").exists() or not TRUTH.exists():
         pytest.skip("shipped synthetic extract or truth file not present (make synth)")
     ex = load_extracts(p)
-    data = eq.prepare(ex, reference.area("ncl"), p.study.referral_start, p.study.referral_end, eq.read_pool_fraction(p.extracts_path()))
+    data = eq.prepare(ex, reference.area("ncl"), p.study.referral_start, p.study.referral_end, read_pool_fraction(p.extracts_path()))
     return p, ex, data
 
 

@@ -601,6 +601,23 @@ def test_sii_closed_form_and_rii_definition():
     assert neg["sii"] == pytest.approx(-5.0) and neg["rii"] == pytest.approx(10 / 15)
 
 
+def test_sii_reads_limits_at_their_own_level():
+    # limits of v +/- z(L) x se carry the same standard error whatever L, so with limits_confidence = L
+    # the result equals the se path exactly; reading 90% limits as 95% ones (the reference's assumption)
+    # would understate the se by 1.645 / 1.960
+    pops = np.array([100, 300, 200, 250, 150.0])
+    df = pd.DataFrame({"q": range(1, 6), "pop": pops, "y": [14.0, 12.5, 12.0, 11.0, 10.0], "se": 0.4})
+    via_se = S.sii_rii(df, "y", None, None, "pop", "q", reps=4000, seed=3, se="se")
+    for level in (0.9, 0.95, 0.99):
+        z = S.z_value(level)
+        lim = df.assign(lo=df["y"] - z * df["se"], hi=df["y"] + z * df["se"])
+        got = S.sii_rii(lim, "y", "lo", "hi", "pop", "q", reps=4000, seed=3, limits_confidence=level)
+        np.testing.assert_allclose(got[["sii_lower", "sii_upper"]].to_numpy(), via_se[["sii_lower", "sii_upper"]].to_numpy(), rtol=1e-9)
+    wrong = S.sii_rii(df.assign(lo=df["y"] - S.z_value(0.9) * 0.4, hi=df["y"] + S.z_value(0.9) * 0.4), "y", "lo", "hi", "pop", "q",
+                      reps=4000, seed=3)
+    assert (wrong["sii_upper"] - wrong["sii_lower"]).iloc[0] < (via_se["sii_upper"] - via_se["sii_lower"]).iloc[0]
+
+
 def test_sii_reproducible_with_seed():
     kw = dict(value="value", lower="lowercl", upper="uppercl", population="total_pop", quantile="Quintile",
               reps=5000, by="Period", value_type="rate")

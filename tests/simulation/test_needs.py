@@ -5,7 +5,7 @@ import pytest
 
 from spstudy.analyses import needs
 from spstudy.inputs import reference
-from tests.support.needs import AREAS, BOROUGHS, _simulated_world, ind, weights  # noqa: F401 (fixtures)
+from tests.support.needs import AREAS, BOROUGHS, _simulated_world, ind, reference_rates, weights  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.simulation
 
@@ -19,7 +19,7 @@ def test_every_pack_gives_a_ward_the_same_ratio_and_finds_the_planted_under_refe
     planted = {wards.loc["St Pancras & Somers Town", "ward22_code"]: 0.4, wards.loc["Edmonton Green", "ward22_code"]: 0.4}
     referrals, persons = _simulated_world(planted)
     cut = needs.need_cut(weights, 0.8)
-    prof = {a: needs.ward_needs_profile(reference.area(a), referrals=referrals, reference_rates=needs.reference_referral_rates(referrals, persons), persons=persons, weights=weights)
+    prof = {a: needs.ward_needs_profile(reference.area(a), referrals=referrals, reference_rates=reference_rates(referrals, persons), persons=persons, weights=weights)
             for a in AREAS}
     ncl = prof["ncl"].set_index("ward22_code")
     cols = ["referrals", "expected", "referral_ratio", "referral_ratio_lower", "referral_ratio_upper", "funnel", "need_index", "need_rank"]

@@ -14,6 +14,12 @@ from spstudy.inputs.params import load_parameters
 from tests.support import ROOT
 
 AREAS = ("ncl", "barnet", "camden", "enfield", "haringey", "islington")
+
+
+def reference_rates(referrals, persons, years: float = 1.0) -> pd.DataFrame:
+    """The age-sex reference rates unpooled and unrounded (each band its own stratum), for tests of the
+    arithmetic; a pack uses the publisher's pooled, rounded ones (tests/unit/test_disclosure.py)."""
+    return needs.reference_referral_rates(referrals, persons, years).assign(stratum=lambda d: d["age_band"])
 BOROUGHS = AREAS[1:]
 
 

@@ -194,7 +194,8 @@ def test_the_notebook_checks_see_a_violation(tmp_path, monkeypatch):
 
 
 def _inline_column_checks(tree: ast.AST) -> list[int]:
-    """Lines of ``[c for c in need if c not in df.columns]``: a column check written by hand."""
+    """Lines of a column check written by hand: ``[c for c in need if c not in df.columns]``, or an ``if`` on
+    ``df.columns`` that raises."""
     lines = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ListComp):
@@ -203,7 +204,10 @@ def _inline_column_checks(tree: ast.AST) -> list[int]:
                     if (isinstance(cond, ast.Compare) and any(isinstance(o, ast.NotIn) for o in cond.ops)
                             and any(isinstance(c, ast.Attribute) and c.attr == "columns" for c in cond.comparators)):
                         lines.append(node.lineno)
-    return lines
+        if isinstance(node, ast.If) and any(isinstance(b, ast.Raise) for b in node.body) \
+                and any(isinstance(a, ast.Attribute) and a.attr == "columns" for a in ast.walk(node.test)):
+            lines.append(node.lineno)  # if "x" not in df.columns: raise ... / if not need <= set(df.columns): raise ...
+    return sorted(lines)
 
 
 def _in_methods_and_analyses(checker, skip: tuple[str, ...] = ()) -> list[str]:
@@ -223,6 +227,8 @@ def test_the_column_check_is_written_once():
     bad = _in_methods_and_analyses(_inline_column_checks, skip=("spstudy.methods.checks",))
     assert not bad, bad
     assert _inline_column_checks(ast.parse("m = [c for c in need if c not in df.columns]")) == [1]
+    assert _inline_column_checks(ast.parse("if not need <= set(df.columns):\n    raise ValueError(need)\n"
+                                           "if 'w' in df.columns:\n    x = 1")) == [1]
 
 
 def test_require_columns_names_the_argument_the_missing_and_the_present():
@@ -244,6 +250,9 @@ def _tuple_of_tables_returns(tree: ast.AST) -> list[str]:
             ann = ast.unparse(node.returns)
             if ann.startswith(("tuple[", "Tuple[")) and "DataFrame" in ann:
                 bad.append(f"{node.name} -> {ann}")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_") and node.returns is None \
+                and any(isinstance(r, ast.Return) and isinstance(r.value, ast.Tuple) for r in ast.walk(node)):
+            bad.append(f"{node.name} returns an unannotated tuple")
         if isinstance(node, ast.ClassDef) and any(ast.unparse(b).endswith("NamedTuple") for b in node.bases):
             bad.append(f"class {node.name}(NamedTuple)")
     return bad
@@ -256,6 +265,7 @@ def test_results_that_hold_several_tables_are_typed_not_tuples():
     assert not bad, bad
     sample = "class R(typing.NamedTuple):\n    a: int\ndef f() -> tuple[pd.DataFrame, dict]:\n    pass\ndef _g() -> tuple[pd.DataFrame, int]:\n    pass"
     assert _tuple_of_tables_returns(ast.parse(sample)) == ["class R(NamedTuple)", "f -> tuple[pd.DataFrame, dict]"]
+    assert _tuple_of_tables_returns(ast.parse("def g(d):\n    return d, 1")) == ["g returns an unannotated tuple"]
 
 
 def _unchecked_area_arguments(tree: ast.AST) -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 
 from spstudy.analyses import needs
 from spstudy.inputs import reference
-from tests.support.needs import BOROUGHS, _simulated_world, ind, weights  # noqa: F401 (fixtures)
+from tests.support.needs import BOROUGHS, _simulated_world, ind, reference_rates, weights  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.unit
 
@@ -49,9 +49,9 @@ def test_sensitivity_ranks_wards_among_ncl_so_packs_agree(weights):
     ncl_w = needs.need_index_sensitivity(needs.ward_indicators(), weights, draws=100, seed=3).wards
     cam = needs.need_index_sensitivity(needs.ward_indicators(reference.area("camden")), weights, draws=100, seed=3)
     cam_w, comps = cam.wards, cam.components
-    assert (cam_w["rank_p05"] <= cam_w["rank_median"]).all() and (cam_w["rank_median"] <= cam_w["rank_p95"]).all()
-    assert cam_w["rank_p95"].max() <= 107 and len(comps) == len(weights) and comps["spearman_with_base_ranking"].between(-1, 1).all()
-    cols = ["need_rank", "rank_median", "rank_p05", "rank_p95", "pct_draws_top_fifth"]
+    assert (cam_w["rank_lower"] <= cam_w["rank_median"]).all() and (cam_w["rank_median"] <= cam_w["rank_upper"]).all()
+    assert cam_w["rank_upper"].max() <= 107 and len(comps) == len(weights) and comps["spearman_with_base_ranking"].between(-1, 1).all()
+    cols = ["need_rank", "rank_median", "rank_lower", "rank_upper", "pct_draws_top_fifth"]
     pd.testing.assert_frame_equal(cam_w.set_index("ward22_code")[cols], ncl_w.set_index("ward22_code").loc[cam_w["ward22_code"], cols])
 
 
@@ -64,7 +64,7 @@ def test_reference_rates_and_expected_counts_by_hand():
     n_f = (persons.merge(referrals, on="person_id")[lambda d: (d["birth_year"] == 2023 - 40 - 2) & (d["sex"] == "F")]).shape[0]
     assert f["referrals"] == n_f
     assert f["rate"] == pytest.approx(n_f / pop[(pop["age_band"] == "40-44") & (pop["sex"] == "F")]["population"].sum())
-    r = needs.referral_rates_by_ward(reference.area("ncl"), referrals=referrals, reference_rates=needs.reference_referral_rates(referrals, persons), persons=persons)
+    r = needs.referral_rates_by_ward(reference.area("ncl"), referrals=referrals, reference_rates=reference_rates(referrals, persons), persons=persons)
     # expected counts use NCL age-sex rates, so over all NCL wards observed = expected (ratio 100)
     assert r["referrals"].sum() == len(referrals)
     assert r["expected"].sum() == pytest.approx(len(referrals), rel=1e-9)
@@ -72,13 +72,13 @@ def test_reference_rates_and_expected_counts_by_hand():
     assert {"crude_rate_lower", "dsr_rate_upper", "referral_ratio_lower", "referral_ratio_upper", "reference"} <= set(r.columns)
     with pytest.raises(ValueError, match="reference_referrals: 1 referrals have no person record"):
         needs.reference_referral_rates(pd.concat([referrals, referrals.head(1).assign(person_id="nobody")]), persons)
-    with pytest.raises(ValueError, match=r"`reference_rates`: missing column\(s\) \['rate'\]"):
-        needs.referral_rates_by_ward(reference.area("camden"), referrals=referrals, persons=persons, reference_rates=rates.drop(columns="rate"))
+    with pytest.raises(ValueError, match=r"`reference_rates`: missing column\(s\) \['stratum'\].*pub.reference_rates"):
+        needs.referral_rates_by_ward(reference.area("camden"), referrals=referrals, persons=persons, reference_rates=rates)  # unprotected: refused
 
 
 def test_outreach_needs_the_cut_as_an_argument_not_attrs(weights):
     referrals, persons = _simulated_world({})
-    prof = needs.ward_needs_profile(reference.area("camden"), referrals=referrals, reference_rates=needs.reference_referral_rates(referrals, persons), persons=persons, weights=weights)
+    prof = needs.ward_needs_profile(reference.area("camden"), referrals=referrals, reference_rates=reference_rates(referrals, persons), persons=persons, weights=weights)
     assert not prof.attrs
     with pytest.raises(TypeError):
         needs.outreach_candidates(prof, 0.8, 100)  # keyword-only: need_cut is a need-index value, not a quantile

@@ -27,3 +27,19 @@ def test_invalid_or_misspelt_parameters_stop_before_anything_runs(tmp_path, monk
     with pytest.raises(ParameterError, match="unknown notebook parameter 'aera'.*did you mean 'area'"):
         start({"area": "ncl", "notebook": "x", "pack_dir": None, "aera": "camden"})
 
+
+
+def test_the_build_reads_the_sampling_fraction_of_the_extract_it_was_given(tmp_path):
+    """`spstudy packs --extracts DIR`: the equity weights come from DIR's extract_info.json (a complete
+    extract has none: fraction 1), not from the parameters' shipped synthetic extract (0.25)."""
+    import json
+
+    from spstudy.inputs.params import load_parameters
+    from spstudy.publish.publisher import Context, Publisher
+
+    p = load_parameters("camden")
+    pub = Publisher("camden", "nb", p, "preview")
+    assert Context("camden", "nb", p, pub).pool_fraction == 0.25  # the shipped extract
+    assert Context("camden", "nb", p, pub, extract_dir=tmp_path).pool_fraction == 1.0
+    (tmp_path / "extract_info.json").write_text(json.dumps({"pool_fraction": 0.5}))
+    assert Context("camden", "nb", p, pub, extract_dir=tmp_path).pool_fraction == 0.5
