@@ -228,6 +228,10 @@ def deprivation(t, table: str = "sii_rii") -> str | None:
 
 # --------------------------------------------------------------------------- 05 service delivery
 
+XMR_COLUMNS = ("mean", "process_limit_lower", "process_limit_upper", "near_limit_lower", "near_limit_upper", "special_cause", "rule",
+               "direction", "variation")
+
+
 def select_xmr(values: pd.DataFrame, value: str = "n_referrals", period: str = "month", series: str = "unit",
                shift_points: int = 7, trend_points: int = 7) -> pd.DataFrame:
     """XmR statistics (Making Data Count rules) computed from the published monthly counts; a series
@@ -236,13 +240,12 @@ def select_xmr(values: pd.DataFrame, value: str = "n_referrals", period: str = "
 
     ok = values.groupby(series)[value].transform(lambda s: s.notna().all()).astype(bool)
     v = values[ok]
-    if not len(v):
-        return v.assign(mean=[], process_limit_lower=[], process_limit_upper=[], special_cause=[], rule=[], variation=[])
+    if not len(v):  # every series has a suppressed month: the view has its columns and no rows
+        return v.assign(**{c: [] for c in XMR_COLUMNS})
     x = xmr(v[[series, period, value]].reset_index(), value, period, by=[series], shift_points=shift_points, trend_points=trend_points)
     x = x.set_index("index")
     out = v.copy()
-    for c in ("mean", "process_limit_lower", "process_limit_upper", "near_limit_lower", "near_limit_upper", "special_cause", "rule",
-              "direction", "variation"):
+    for c in XMR_COLUMNS:
         out[c] = x.loc[out.index, c]
     out["special_cause"] = out["special_cause"].astype(bool)
     return out

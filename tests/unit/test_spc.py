@@ -44,3 +44,18 @@ def test_figure_is_drawn_from_the_tidy_table_only():
     with pytest.raises(ValueError, match="pass the output of spstudy.methods.spc.xmr"):
         xmr_figure(d, "n_referrals", "month", "x", "y")
 
+
+
+def test_the_published_xmr_view_keeps_its_columns_when_every_series_is_suppressed():
+    """Notebook 05's view selects the XmR columns; with every series holding a suppressed month there
+    are no rows, but the columns must still be there (it raised a KeyError before)."""
+    import numpy as np
+
+    from spstudy.publish import findings
+
+    v = pd.DataFrame({"unit": ["a"] * 3, "geo": ["E09000007"] * 3, "month": ["2023-04", "2023-05", "2023-06"],
+                      "n_referrals": [12.0, np.nan, 15.0]})
+    out = findings.select_xmr(v)
+    assert len(out) == 0 and set(findings.XMR_COLUMNS) <= set(out.columns)
+    full = findings.select_xmr(v.assign(n_referrals=[12.0, 10.0, 15.0]))
+    assert len(full) == 3 and set(findings.XMR_COLUMNS) <= set(full.columns)
