@@ -426,7 +426,7 @@ def dsr_rate_ratio(d1: float, v1: float, o1: float, d2: float, v2: float, o2: fl
     is exactly the crude log-normal rate ratio of :func:`spstudy.methods.stats.rate_ratio`. NaN when either
     total count O is below ``min_count`` (Fingertips shows no DSR there) or a DSR is 0.
     """
-    c = stats._check_confidence(confidence)
+    c = stats.check_confidence(confidence)
     if not (o1 >= min_count and o2 >= min_count and d1 > 0 and d2 > 0):
         return (float("nan"),) * 3
     rr = d1 / d2
@@ -467,7 +467,7 @@ def group_rates(referrals: pd.DataFrame, denominators: pd.DataFrame, group_col: 
         raise ValueError(f"reference_group {reference_group!r} is not one of the groups {list(groups)}")
     if not years > 0:
         raise ValueError(f"years must be > 0; got {years!r}")
-    c = stats._check_confidence(confidence)
+    c = stats.check_confidence(confidence)
     counts = referrals.groupby([group_col, "esp_band"]).size().rename("count")
     den = denominators[denominators["group"].isin(groups)].copy()
     den["count"] = [counts.get((g, b), 0) for g, b in zip(den["group"], den["age_band"])]
@@ -578,7 +578,7 @@ def registered_representation(data: EquityData, group_col: str, groups: Sequence
     pct_of_recorded, pct_of_registered, representation_ratio, representation_ratio_lower, representation_ratio_upper.
     """
     require_columns(data.persons, argument="persons", columns=[group_col, "exposure"])
-    c = stats._check_confidence(confidence)
+    c = stats.check_confidence(confidence)
     refs = data.referrals
     pop = data.persons.groupby(group_col)["exposure"].sum()
     n = refs.groupby(group_col).size()
@@ -737,7 +737,7 @@ def poisson_glm(df: pd.DataFrame, count: str, exposure: str, factors: Mapping[st
     X, terms = _design(df, factors, numeric)
     model = sm.GLM(y, X, family=sm.families.Poisson(), offset=np.log(e))
     res = model.fit(scale=scale if scale == "X2" else float(scale))
-    out = _coef_table(res, terms, stats._check_confidence(confidence), "rate_ratio", _not_estimable(df, y, terms, factors, False))
+    out = _coef_table(res, terms, stats.check_confidence(confidence), "rate_ratio", _not_estimable(df, y, terms, factors, False))
     return ModelFit(out, "quasi-Poisson (Pearson X2/df)" if scale == "X2" else "Poisson", float(res.scale),
                     float(res.deviance), float(res.pearson_chi2), float(res.df_resid), int(len(df)))
 
@@ -759,7 +759,7 @@ def logistic_glm(df: pd.DataFrame, outcome: str, factors: Mapping[str, object], 
         raise ValueError(f"column {outcome!r} must be 0/1; got {sorted(set(y[~np.isin(y, [0.0, 1.0])]))[:5]}")
     X, terms = _design(df, factors, numeric)
     res = sm.GLM(y, X, family=sm.families.Binomial()).fit()
-    out = _coef_table(res, terms, stats._check_confidence(confidence), "odds_ratio", _not_estimable(df, y, terms, factors, True))
+    out = _coef_table(res, terms, stats.check_confidence(confidence), "odds_ratio", _not_estimable(df, y, terms, factors, True))
     # people and events at each factor level (for disclosure control of the published table)
     n, ev = [], []
     for t in terms:
@@ -798,7 +798,7 @@ def rubin_pool(estimates, variances, confidence: float = 0.95) -> pd.DataFrame:
         raise ValueError(f"need at least 2 imputations; got {m}")
     if np.isnan(q).any() or np.isnan(u).any() or (u < 0).any():
         raise ValueError("estimates and variances must be finite and variances >= 0")
-    c = stats._check_confidence(confidence)
+    c = stats.check_confidence(confidence)
     qbar = q.mean(0)
     ubar = u.mean(0)
     b = q.var(0, ddof=1)
@@ -981,7 +981,7 @@ def missing_ethnicity_sensitivity(frame: pd.DataFrame, reference_group: str = "W
     Returns method, group, rate_ratio, rate_ratio_lower, rate_ratio_upper, log_rr, se, fmi (MI only), missing_referrals.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    c = stats._check_confidence(confidence)
+    c = stats.check_confidence(confidence)
     if reference_group not in groups:
         raise ValueError(f"reference_group {reference_group!r} is not one of {list(groups)}")
     adj = _adjusters(frame, adjust)

@@ -208,7 +208,7 @@ def caseload_per_fte(referrals: pd.DataFrame, workforce: pd.DataFrame, period_st
                      "n_people_open": int(n_open)})
     out = pd.DataFrame(rows)
     x = out["n_people_seen"].to_numpy(dtype=float)
-    lower, upper, _ = stats._count_ci(x, stats._check_confidence(confidence))
+    lower, upper, _ = stats._count_ci(x, stats.check_confidence(confidence))
     scale = 365.25 / days
     fte = out["fte_link_workers"].where(out["fte_link_workers"] > 0)
     out["annual_caseload_per_fte"] = out["n_people_seen"] * scale / fte

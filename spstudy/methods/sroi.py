@@ -46,7 +46,7 @@ import pandas as pd
 from scipy import optimize
 
 from spstudy.methods.checks import require_columns
-from spstudy.methods.stats import z_value
+from spstudy.methods.stats import check_confidence, z_value
 
 __all__ = [
     "IMPACT_MAP_COLUMNS",
@@ -645,8 +645,7 @@ def monte_carlo_sroi(
     probability of 0% or 100% (e.g. "> 99.9%"); ``pv_median``, ``pv_lower``, ``pv_upper``,
     ``confidence``, ``seed``, ``clipped_<column>``.
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence!r}")
+    check_confidence(confidence)
     if not 0.5 < probability_cap < 1:
         raise ValueError(f"probability_cap: must be in (0.5, 1), got {probability_cap!r}")
     df = validate_impact_map(impact_map)

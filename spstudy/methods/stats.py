@@ -49,6 +49,7 @@ from spstudy.methods.checks import require_columns
 
 __all__ = [
     "ESP2013_BANDS",
+    "check_confidence",
     "esp2013",
     "wilson_ci",
     "confidence_label",
@@ -104,7 +105,8 @@ def _float_array(name: str, values) -> np.ndarray:
     return np.atleast_1d(arr)
 
 
-def _check_confidence(confidence: float, name: str = "confidence") -> float:
+def check_confidence(confidence: float, name: str = "confidence") -> float:
+    """``confidence`` as a float strictly between 0 and 1, else a ValueError naming ``name``: the one check of a level."""
     try:
         c = float(confidence)
     except (TypeError, ValueError) as exc:
@@ -143,7 +145,7 @@ def _broadcast(**arrays: np.ndarray) -> list[np.ndarray]:
 def z_value(confidence: float, name: str = "confidence") -> float:
     """Two-sided standard normal quantile for a ``confidence`` interval, qnorm(1 - (1 - confidence) / 2)
     (1.959964 for 0.95): the one place the package turns a confidence level into a normal quantile."""
-    c = _check_confidence(confidence, name)
+    c = check_confidence(confidence, name)
     return float(_st.norm.ppf(c + (1.0 - c) / 2.0))
 
 
@@ -167,7 +169,7 @@ def _pct(level: float) -> str:
 
 def confidence_label(confidence: float) -> str:
     """A confidence level as readers see it: 0.95 -> '95%', 0.998 -> '99.8%' (labels, notes, findings)."""
-    return f"{_pct(_check_confidence(confidence))}%"
+    return f"{_pct(check_confidence(confidence))}%"
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +226,7 @@ def wilson_ci(x, n, confidence: float = 0.95, multiplier: float = 1.0) -> pd.Dat
     reference. n = 0 is a ValueError, as in ``phe_proportion`` ("denominators must be greater
     than zero").
     """
-    c = _check_confidence(confidence)
+    c = check_confidence(confidence)
     xa, na = _broadcast(x=_float_array("x", x), n=_float_array("n", n))
     _check_nonneg("x", xa)
     _check_positive("n", na)
@@ -314,7 +316,7 @@ def byars_ci(x, confidence: float = 0.95) -> pd.DataFrame:
     negative (very small x). Byar's is only used by :func:`crude_rate` for x >= 10; for small
     counts use :func:`exact_poisson_ci`.
     """
-    c = _check_confidence(confidence)
+    c = check_confidence(confidence)
     xa = _float_array("x", x)
     _check_nonneg("x", xa)
     z = z_value(c)
@@ -333,7 +335,7 @@ def exact_poisson_ci(x, confidence: float = 0.95) -> pd.DataFrame:
     Returns a DataFrame with columns ``count``, ``count_lower``, ``count_upper`` (counts), ``confidence`` and
     ``method`` ("Exact").
     """
-    c = _check_confidence(confidence)
+    c = check_confidence(confidence)
     xa = _float_array("x", x)
     _check_nonneg("x", xa)
     return pd.DataFrame(
@@ -369,7 +371,7 @@ def crude_rate(x, n, multiplier: float = 1000, confidence: float = 0.95) -> pd.D
     Byar's approximation (Breslow & Day 1987) for counts of 10 or more, divided by n.
     A zero count gives a rate of 0 with lower limit 0 and an exact upper limit.
     """
-    c = _check_confidence(confidence)
+    c = check_confidence(confidence)
     xa, na = _broadcast(x=_float_array("x", x), n=_float_array("n", n))
     _check_nonneg("x", xa)
     _check_positive("n", na)
@@ -469,7 +471,7 @@ def dsr(
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df must be a pandas DataFrame; got {type(df).__name__}")
-    c = _check_confidence(confidence)
+    c = check_confidence(confidence)
     _columns(df, "count", count)
     _columns(df, "population", population)
     _columns(df, "age_band", age_band)
@@ -626,7 +628,7 @@ def indirectly_standardised_ratio(observed, expected, multiplier: float = 100, c
     chi-squared below 10, Byar's from 10; see :func:`crude_rate`) divided by E, treating E as
     fixed.
     """
-    c = _check_confidence(confidence)
+    c = check_confidence(confidence)
     o, e = _broadcast(observed=_float_array("observed", observed), expected=_float_array("expected", expected))
     _check_nonneg("observed", o)
     _check_positive("expected", e)
@@ -660,7 +662,7 @@ def rate_ratio(x1, n1, x2, n2, confidence: float = 0.95) -> pd.DataFrame:
     Returns a DataFrame with columns ``x1``, ``n1``, ``x2``, ``n2``, ``rate_ratio``, ``rate_ratio_lower``,
     ``rate_ratio_upper``, ``confidence`` and ``method`` ("log-normal").
     """
-    c = _check_confidence(confidence)
+    c = check_confidence(confidence)
     a, na, b, nb = _broadcast(
         x1=_float_array("x1", x1), n1=_float_array("n1", n1), x2=_float_array("x2", x2), n2=_float_array("n2", n2)
     )
@@ -691,7 +693,7 @@ def proportion_ratio(x1, n1, x2, n2, confidence: float = 0.95) -> pd.DataFrame:
     Returns a DataFrame with columns ``x1``, ``n1``, ``x2``, ``n2``, ``proportion_ratio``,
     ``proportion_ratio_lower``, ``proportion_ratio_upper``, ``confidence`` and ``method`` ("Katz log").
     """
-    c = _check_confidence(confidence)
+    c = check_confidence(confidence)
     a, na, b, nb = _broadcast(
         x1=_float_array("x1", x1), n1=_float_array("n1", n1), x2=_float_array("x2", x2), n2=_float_array("n2", n2)
     )
@@ -882,7 +884,7 @@ def sii_rii(
     levels = [confidence] if np.isscalar(confidence) else list(confidence)
     if not levels:
         raise ValueError("confidence must be a level or a non-empty sequence of levels")
-    levels = [_check_confidence(c) for c in levels]
+    levels = [check_confidence(c) for c in levels]
     if int(reps) != reps or reps < 1000:
         raise ValueError(f"reps must be an integer >= 1000; got {reps!r}")
     if multiplier == 0:
@@ -964,7 +966,7 @@ def _check_limits(limits) -> list[float]:
     levels = [limits] if np.isscalar(limits) else list(limits)
     if not levels:
         raise ValueError("limits must be a level or a non-empty sequence of levels, e.g. (0.95, 0.998)")
-    return [_check_confidence(x, "limits") for x in levels]
+    return [check_confidence(x, "limits") for x in levels]
 
 
 def _wilson_funnel(n: np.ndarray, target: np.ndarray, level: float, side: str) -> np.ndarray:

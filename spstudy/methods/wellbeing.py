@@ -54,7 +54,7 @@ from scipy import stats
 
 from spstudy.inputs import project
 from spstudy.methods.checks import require_columns
-from spstudy.methods.stats import wilson_limits, z_value
+from spstudy.methods.stats import check_confidence, wilson_limits, z_value
 
 __all__ = [
     "ONS4_ITEMS",
@@ -407,8 +407,7 @@ def paired_change(
     ``threshold`` points.
     """
     sub = _check_measure(scores, measure)
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    check_confidence(confidence)
     if threshold is None:
         if measure not in DEFAULT_MEANINGFUL_CHANGE:
             raise ValueError(
@@ -489,8 +488,7 @@ def attrition(scores: pd.DataFrame, measure: str, confidence: float = 0.95) -> p
     change among completers may not represent everyone referred.
     """
     sub = _check_measure(scores, measure)
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    check_confidence(confidence)
     wide = _wide(sub)
     wide = wide[wide["baseline"].notna()]
     n_total = len(wide)
@@ -621,8 +619,7 @@ def imbens_manski_interval(lower: float, upper: float, se_lower: float, se_upper
     """
     from scipy.optimize import brentq
 
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    check_confidence(confidence)
     if not (np.isfinite(lower) and np.isfinite(upper)) or upper < lower:
         return float("nan"), float("nan")
     s = max(se_lower, se_upper)
@@ -745,8 +742,7 @@ def attrition_adjusted_change(scores: pd.DataFrame, measure: str, characteristic
     fewer than 2 people followed up), the IPW row says so in ``status`` instead of failing.
     """
     sub = _check_measure(scores, measure)
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    check_confidence(confidence)
     covariates = list(covariates)
     wide = _wide(sub)
     wide = wide[wide["baseline"].notna()].copy()
