@@ -108,15 +108,6 @@ def test_prepare_tiny_extract_weights_and_person_years(tmp_path):
         eq.prepare(ex, reference.area("camden"), "2023-04-01", "2024-03-31", pool_fraction=0)
 
 
-def test_read_pool_fraction(tmp_path):
-    assert read_pool_fraction(tmp_path) == 1.0  # a real extract has no extract_info.json
-    (tmp_path / "extract_info.json").write_text(json.dumps({"sample_design": {"x": 1}, "pool_fraction": 0.05}))
-    assert read_pool_fraction(tmp_path) == 0.05
-    (tmp_path / "extract_info.json").write_text(json.dumps({"pool_fraction": 2}))
-    with pytest.raises(ValueError, match="pool_fraction"):
-        read_pool_fraction(tmp_path)
-
-
 # ------------------------------------------------------------------------------- completeness
 
 def test_recording_completeness_counts_and_wilson():

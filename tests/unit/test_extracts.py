@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
-from spstudy.inputs.extracts import ExtractError, load_extracts
+from spstudy.inputs.extracts import ExtractError, load_extracts, read_pool_fraction
 from tests.support import ROOT
 from tests.support.extracts import SHIPPED, _error, _expect, _read, _write, copy, params, shipped_sample, strict  # noqa: F401 (fixtures)
 from tests.support.tables import tiny_tables, write_tables
@@ -207,3 +209,12 @@ def test_area_extracts_cut_each_table_to_the_area_once():
     assert local.referrals is local.referrals and local.region is region and len(region.referrals) == 3
     whole = AreaExtracts(region, reference.WHOLE_REGION)
     assert len(whole.referrals) == 3 and len(whole.persons) == 3 and len(whole.wellbeing) == 4
+
+
+def test_read_pool_fraction(tmp_path):
+    assert read_pool_fraction(tmp_path) == 1.0  # a real extract has no extract_info.json
+    (tmp_path / "extract_info.json").write_text(json.dumps({"sample_design": {"x": 1}, "pool_fraction": 0.05}))
+    assert read_pool_fraction(tmp_path) == 0.05
+    (tmp_path / "extract_info.json").write_text(json.dumps({"pool_fraction": 2}))
+    with pytest.raises(ValueError, match="pool_fraction"):
+        read_pool_fraction(tmp_path)
