@@ -11,6 +11,9 @@
 #     display_name: spstudy (Python 3)
 #     language: python
 #     name: spstudy
+#   spstudy:
+#     after:
+#     - 03_service_use_evaluation
 # ---
 
 # %% [markdown]

@@ -3,13 +3,16 @@
 ``spstudy packs [--borough NAME ...] [--jobs N] [--out DIR] [--notebook NN_name ...] [--keep-notebooks]``
 
 1. Every area's parameters are validated before anything runs.
-2. Each area's notebooks (``notebooks/NN_*.py``, jupytext) run in order with papermill, each in its
-   own process group, areas in parallel up to ``--jobs``. Notebooks record what they publish in a
-   private build folder (``<out>/.building-<run id>/``, unique to this run: two runs never touch
-   each other's builds).
+2. ``--jobs`` worker processes (each in its own process group, one kernel each, started while the
+   extract is validated) run the notebooks (``notebooks/NN_*.py``, jupytext) with papermill's
+   parameter injection. The unit of work is one area's chain of notebooks: a notebook that declares
+   ``spstudy: {after: [NN_name]}`` in its header runs after, and in the same kernel as, the one it
+   builds on (04 after 03); every other notebook is a chain of its own, so one area's notebooks run
+   in parallel too. Notebooks record what they publish in a private build folder
+   (``<out>/.building-<run id>/``, unique to this run: two runs never touch each other's builds).
 3. If every notebook succeeded, :mod:`spstudy.publish.release` controls, draws, audits and publishes all the
    areas together; a release that fails the disclosure audit is not moved into ``<out>``.
-4. A failed notebook stops its area; the others still run, nothing is published, the summary names
+4. A failed notebook stops its area (its chains not yet started never start); the others still run, nothing is published, the summary names
    the cause and the executed notebook is left in ``<out>/<area>.failed/`` (not for publication).
 5. Ctrl-C stops the running notebooks within seconds (their process groups are killed), queued
    notebooks never start, nothing is published, and the run exits 130.
@@ -18,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import contextlib
 import json
 import os
@@ -80,58 +82,117 @@ def git_commit() -> str:
         return "unknown"
 
 
-# ------------------------------------------------------------------------- one notebook, one process
+# ------------------------------------------------------------------------- notebooks, kernels and workers
+
+def chains(nbs: list[Path]) -> list[list[Path]]:
+    """The notebooks of one area as independent chains: a notebook that declares in its header
+    ``spstudy: {after: [NN_name]}`` runs after (and in the same kernel as) the notebook it builds on;
+    every other notebook is a chain of its own, so an area's notebooks can run in parallel."""
+    import jupytext
+
+    by_stem = {p.stem: p for p in nbs}
+    after: dict[str, list[str]] = {}
+    for p in nbs:
+        deps = (jupytext.read(p).metadata.get("spstudy") or {}).get("after") or []
+        after[p.stem] = [d for d in deps if d in by_stem]
+    out: list[list[Path]] = []
+    placed: dict[str, int] = {}
+    for p in nbs:  # notebooks are in name order; a notebook builds only on earlier ones
+        deps = after[p.stem]
+        targets = {placed[d] for d in deps if d in placed}
+        if len(targets) > 1:  # builds on two chains: they become one
+            first, *rest = sorted(targets)
+            for r in rest:
+                out[first].extend(out[r])
+                for q in out[r]:
+                    placed[q.stem] = first
+                out[r] = []
+            targets = {first}
+        if targets:
+            i = targets.pop()
+            out[i].append(p)
+        else:
+            out.append([p])
+            i = len(out) - 1
+        placed[p.stem] = i
+    return [sorted(c) for c in out if c]
+
+
+#: modules every notebook imports; a worker's kernel imports them while the extract is validated
+WARM_UP = ("import spstudy.publish.publisher, spstudy.publish.charts, spstudy.publish.findings, spstudy.analyses.needs, "
+           "spstudy.analyses.equity, spstudy.analyses.evaluation, spstudy.analyses.service, spstudy.analyses.valuation, "
+           "spstudy.methods.plan, spstudy.methods.power, spstudy.methods.subgroups, spstudy.methods.wellbeing, statsmodels.api")
+
 
 def _worker(argv) -> int:
-    """``python -m spstudy.publish.packs --worker SPEC_JSON``: run one area's notebooks, in order, in ONE kernel.
+    """``python -m spstudy.publish.packs --worker KERNEL CWD``: one kernel that runs unit after unit.
 
-    Each notebook gets papermill's injected-parameters cell after its own parameters cell, and starts
-    with ``%reset -f`` so it sees a clean namespace (modules stay imported, which is the point: the
-    kernel starts and imports once per area, not once per notebook). One JSON line per notebook on
-    stdout; the first failure stops the area (later notebooks build on earlier ones)."""
-    spec = json.loads(argv[0])
+    The kernel starts, and imports :data:`WARM_UP`, as soon as the worker starts (the build validates
+    the extract meanwhile). Then each line on stdin is a unit (JSON: an area and a chain of its
+    notebooks), run in order in the same kernel. Each notebook gets papermill's injected-parameters
+    cell after its own parameters cell, and starts with ``%reset -f`` so it sees a clean namespace
+    (modules stay imported, which is the point: start-up and imports happen once per worker). One
+    JSON line per notebook on stdout, then ``{"unit_done": true}``; the first failure in a chain
+    stops that chain (its later notebooks build on it)."""
+    kernel, cwd = argv[0], argv[1]
+    # The workers start while the build validates the extract: a lower priority for them (and the kernel
+    # they start) keeps that validation on a core of its own. Once it is done they only share with each other.
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(5)
     import jupytext
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     from papermill.parameterize import parameterize_notebook
 
-    client, cm = None, None
+    def cell(source, tag):
+        return nbformat.from_dict({"cell_type": "code", "source": source, "metadata": {"tags": [tag]}, "outputs": [],
+                                   "execution_count": None, "id": tag})
+
+    warm = nbformat.v4.new_notebook()
+    warm.cells = [cell(WARM_UP, "spstudy-warm-up")]
+    warm.metadata["kernelspec"] = {"name": kernel, "display_name": "spstudy (Python 3)", "language": "python"}
+    client = NotebookClient(warm, kernel_name=kernel, timeout=3600, resources={"metadata": {"path": cwd}})
+    cm = None
     try:
-        for path in spec["notebooks"]:
-            t = time.time()
-            nb = jupytext.read(path)
-            nb.metadata["kernelspec"] = {"name": spec["kernel"], "display_name": "spstudy (Python 3)", "language": "python"}
-            stem = Path(path).stem
-            for c in nb.cells:
-                c.metadata.setdefault("tags", [])
-            nb.metadata.setdefault("papermill", {})
-            nb = parameterize_notebook(nb, {"area": spec["area"], "pack_dir": spec["pack_dir"], "notebook": stem}, kernel_name=spec["kernel"])
-            nb.cells.insert(0, nbformat.from_dict({"cell_type": "code", "source": "%reset -f", "metadata": {"tags": ["spstudy-reset"]},
-                                                   "outputs": [], "execution_count": None, "id": "spstudy-reset"}))
-            ok, why = True, ""
-            if client is None:
-                client = NotebookClient(nb, kernel_name=spec["kernel"], timeout=3600, resources={"metadata": {"path": spec["cwd"]}})
-                for attempt in range(2):  # kernel start race (ZMQ "Address already in use"): retry once
-                    try:
-                        cm = client.setup_kernel()
-                        cm.__enter__()
-                        break
-                    except (RuntimeError, OSError):
-                        if attempt:
-                            raise
-                        time.sleep(2)
-            client.nb = nb
+        for attempt in range(2):  # kernel start race (ZMQ "Address already in use"): retry once
             try:
-                for i, cell in enumerate(nb.cells):
-                    if cell.cell_type == "code":
-                        client.execute_cell(cell, i)
-            except CellExecutionError as e:
-                ok, why = False, f"{e.ename}: {str(e.evalue).strip().splitlines()[-1] if str(e.evalue).strip() else ''}".strip()
-            nbformat.write(nb, Path(spec["out_dir"]) / f"{stem}.ipynb")
-            print(json.dumps({"notebook": stem, "ok": ok, "why": why, "seconds": time.time() - t}), flush=True)
-            if not ok:
-                return 1
+                cm = client.setup_kernel()
+                cm.__enter__()
+                break
+            except (RuntimeError, OSError):
+                if attempt:
+                    raise
+                time.sleep(2)
+        client.execute_cell(warm.cells[0], 0)
+        print(json.dumps({"ready": True}), flush=True)
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            spec = json.loads(line)
+            for path in spec["notebooks"]:
+                t = time.time()
+                nb = jupytext.read(path)
+                nb.metadata["kernelspec"] = {"name": kernel, "display_name": "spstudy (Python 3)", "language": "python"}
+                stem = Path(path).stem
+                for c in nb.cells:
+                    c.metadata.setdefault("tags", [])
+                nb.metadata.setdefault("papermill", {})
+                nb = parameterize_notebook(nb, {"area": spec["area"], "pack_dir": spec["pack_dir"], "notebook": stem}, kernel_name=kernel)
+                nb.cells.insert(0, cell("%reset -f", "spstudy-reset"))
+                ok, why = True, ""
+                client.nb = nb
+                try:
+                    for i, c in enumerate(nb.cells):
+                        if c.cell_type == "code":
+                            client.execute_cell(c, i)
+                except CellExecutionError as e:
+                    ok, why = False, f"{e.ename}: {str(e.evalue).strip().splitlines()[-1] if str(e.evalue).strip() else ''}".strip()
+                nbformat.write(nb, Path(spec["out_dir"]) / f"{stem}.ipynb")
+                print(json.dumps({"notebook": stem, "ok": ok, "why": why, "seconds": time.time() - t}), flush=True)
+                if not ok:
+                    break
+            print(json.dumps({"unit_done": True}), flush=True)
     finally:
         if cm is not None:
             cm.__exit__(None, None, None)
@@ -139,45 +200,124 @@ def _worker(argv) -> int:
 
 
 class Runner:
-    def __init__(self, jobs: int):
+    """``jobs`` worker processes (one kernel each, each in its own process group), fed units from one queue."""
+
+    def __init__(self, jobs: int, kernel: str, cwd: Path, log):
         self.jobs = max(1, jobs)
+        self.kernel, self.cwd, self.log = kernel, str(cwd), log
         self.stop = threading.Event()
         self.procs: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
+        self.spare: list[subprocess.Popen] = []
 
-    def run_area_process(self, spec: dict, log) -> list[dict]:
-        """Run one area's notebooks in a worker process group; returns one record per notebook run."""
-        if self.stop.is_set():
-            raise Interrupted()
-        cmd = [sys.executable, "-m", "spstudy.publish.packs", "--worker", json.dumps(spec)]
+    def start_workers(self):
+        """Start the workers now: their kernels start and import while the build validates the extract."""
+        for _ in range(self.jobs):
+            self.spare.append(self._spawn())
+
+    def _spawn(self) -> subprocess.Popen:
         with self.lock:
             if self.stop.is_set():
                 raise Interrupted()
-            p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            p = subprocess.Popen([sys.executable, "-m", "spstudy.publish.packs", "--worker", self.kernel, self.cwd],
+                                 start_new_session=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, bufsize=1)
+            p.err_lines = []
+            threading.Thread(target=lambda: p.err_lines.extend(p.stderr), daemon=True).start()
             self.procs.add(p)
-        records = []
-        err_lines: list[str] = []
-        t = threading.Thread(target=lambda: err_lines.extend(p.stderr), daemon=True)
-        t.start()
-        try:
-            for line in p.stdout:
-                if line.startswith("{"):
-                    r = json.loads(line)
-                    records.append(r)
-                    log(f"  {'ok  ' if r['ok'] else 'FAIL'} {spec['area']:10s} {r['notebook']:34s} {r['seconds']:6.1f}s"
-                        + ("" if r["ok"] else f"  {r['why']}"))
+            return p
+
+    def _read(self, p) -> dict | None:
+        for line in p.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        return None  # the worker ended
+
+    def _died(self, p) -> str:
+        p.wait()
+        time.sleep(0.2)
+        tail = [x.strip() for x in p.err_lines if x.strip()]
+        return tail[-1] if tail else f"worker exited with code {p.returncode}"
+
+    def run_units(self, units: list[dict], on_record) -> None:
+        """Run every unit; ``on_record(unit, record)`` for each notebook run (and for a worker that died).
+        A unit whose area has already failed is skipped."""
+        queue = list(units)
+        qlock = threading.Lock()
+        failed_areas: set[str] = set()
+
+        def next_unit():
+            with qlock:
+                while queue:
+                    u = queue.pop(0)
+                    if u["area"] not in failed_areas:
+                        return u
+                return None
+
+        def serve(p):
+            ready = self._read(p)
+            while True:
+                if self.stop.is_set():
+                    return
+                u = next_unit()
+                if u is None:
+                    break
+                if ready is None:  # the worker never started (or died): say why, and start another
+                    rec = {"notebook": "kernel", "ok": False, "why": self._died(p), "seconds": 0.0}
+                    on_record(u, rec)
+                    with qlock:
+                        failed_areas.add(u["area"])
+                    with self.lock:
+                        self.procs.discard(p)
+                    p = self._spawn()
+                    ready = self._read(p)
+                    continue
+                p.stdin.write(json.dumps(u) + "\n")
+                p.stdin.flush()
+                while True:
+                    r = self._read(p)
+                    if r is None:
+                        if self.stop.is_set():
+                            return
+                        rec = {"notebook": "kernel", "ok": False, "why": self._died(p), "seconds": 0.0}
+                        on_record(u, rec)
+                        with qlock:
+                            failed_areas.add(u["area"])
+                        with self.lock:
+                            self.procs.discard(p)
+                        p = self._spawn()
+                        ready = self._read(p)
+                        break
+                    if r.get("unit_done"):
+                        break
+                    on_record(u, r)
+                    if not r["ok"]:
+                        with qlock:
+                            failed_areas.add(u["area"])
+            with contextlib.suppress(OSError):
+                p.stdin.close()
             p.wait()
-            t.join(timeout=5)
-        finally:
             with self.lock:
                 self.procs.discard(p)
+
+        workers = [threading.Thread(target=serve, args=(p,), daemon=True) for p in self.spare]
+        self.spare = []
+        for t in workers:
+            t.start()
+        for t in workers:
+            while t.is_alive():
+                t.join(timeout=0.2)
         if self.stop.is_set():
             raise Interrupted()
-        if p.returncode != 0 and not any(not r["ok"] for r in records):
-            tail = [x.strip() for x in err_lines if x.strip()]
-            records.append({"notebook": "kernel", "ok": False, "why": tail[-1] if tail else f"worker exited with code {p.returncode}",
-                            "seconds": 0.0})
-        return records
+
+    def close(self):
+        with self.lock:
+            procs = list(self.procs) + self.spare
+        for p in procs:
+            with contextlib.suppress(OSError, ValueError):
+                p.stdin.close()
+        # the kernels shut down in the background while the release starts; ``interrupt`` at the end of
+        # the build kills any worker still running
 
     def interrupt(self):
         self.stop.set()
@@ -187,19 +327,16 @@ class Runner:
                     os.killpg(p.pid, signal.SIGKILL)
 
 
-def run_area(runner: Runner, area: str, build: Path, nbs: list[Path], kernel: str, log) -> AreaResult:
-    t0 = time.time()
-    res = AreaResult(area)
-    base = build / area
-    (base / "notebooks").mkdir(parents=True, exist_ok=True)
-    spec = {"area": area, "pack_dir": str(base), "notebooks": [str(n) for n in nbs], "kernel": kernel, "cwd": str(nbs[0].parent),
-            "out_dir": str(base / "notebooks")}
-    for r in runner.run_area_process(spec, log):
-        if not r["ok"]:
-            res.ok = False
-            res.failures[r["notebook"]] = r["why"]
-    res.seconds = time.time() - t0
-    return res
+def units_of(areas: list[str], build: Path, nbs: list[Path]) -> list[dict]:
+    """Every (area, chain) to run, the longest chains of each area first (they start earliest)."""
+    cs = sorted(chains(nbs), key=lambda c: (-len(c), c[0].name))
+    out = []
+    for a in areas:
+        base = build / a
+        (base / "notebooks").mkdir(parents=True, exist_ok=True)
+        for c in cs:
+            out.append({"area": a, "pack_dir": str(base), "notebooks": [str(n) for n in c], "out_dir": str(base / "notebooks")})
+    return out
 
 
 @contextlib.contextmanager
@@ -239,16 +376,7 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
     out.mkdir(parents=True, exist_ok=True)
     build = out / f".building-{os.getpid()}-{os.urandom(3).hex()}"
     build.mkdir()
-    try:
-        validated = validate_once(areas, build, parameters_dir, extracts_dir, log)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    (build / "build.json").write_text(json.dumps({"parameters_dir": str(Path(parameters_dir).resolve()) if parameters_dir else None,
-                                                  "extracts_dir": str(Path(extracts_dir).resolve()) if extracts_dir else None,
-                                                  "validated": validated}))
-    kernel = kernel_name()
-    runner = Runner(jobs)
+    runner = Runner(jobs, kernel_name(), nbs[0].parent, log)
     results: list[AreaResult] = []
     release = None
     old_handler = signal.getsignal(signal.SIGINT)
@@ -261,17 +389,30 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
     if in_main:
         signal.signal(signal.SIGINT, on_sigint)
     try:
-        pool = cf.ThreadPoolExecutor(max_workers=runner.jobs)
+        runner.start_workers()  # kernels start and import while the extract is validated
+        validated = validate_once(areas, build, parameters_dir, extracts_dir, log)
+        (build / "build.json").write_text(json.dumps({"parameters_dir": str(Path(parameters_dir).resolve()) if parameters_dir else None,
+                                                      "extracts_dir": str(Path(extracts_dir).resolve()) if extracts_dir else None,
+                                                      "validated": validated}))
+        by_area = {a: AreaResult(a) for a in areas}
+        t0 = time.time()
+
+        def on_record(u, r):
+            res = by_area[u["area"]]
+            res.seconds = time.time() - t0
+            log(f"  {'ok  ' if r['ok'] else 'FAIL'} {u['area']:10s} {r['notebook']:34s} {r['seconds']:6.1f}s"
+                + ("" if r["ok"] else f"  {r['why']}"))
+            if not r["ok"]:
+                res.ok = False
+                res.failures[r["notebook"]] = r["why"]
+
         try:
-            futs = {pool.submit(run_area, runner, a, build, nbs, kernel, log): a for a in areas}
-            for f in cf.as_completed(futs):
-                results.append(f.result())
+            runner.run_units(units_of(areas, build, nbs), on_record)
         except BaseException:
             runner.interrupt()
-            pool.shutdown(wait=True, cancel_futures=True)
             raise
-        pool.shutdown(wait=True)
-        results.sort(key=lambda r: areas.index(r.area))
+        runner.close()
+        results = [by_area[a] for a in areas]
         if all(r.ok for r in results):
             info = _extract_info(areas[0], parameters_dir, extracts_dir)
             with _release_lock(out):
@@ -296,6 +437,7 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
                         "only: they are not disclosure-controlled. Failures:\n" + "".join(f"  {k}: {v}\n" for k, v in r.failures.items()))
                     r.path = failed
     finally:
+        runner.interrupt()  # no worker outlives the build (they have all finished unless something failed)
         if in_main:
             signal.signal(signal.SIGINT, old_handler)
         if keep_build is not None and build.exists():

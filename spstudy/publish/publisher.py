@@ -31,6 +31,7 @@ import difflib
 import functools
 import importlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,7 +377,9 @@ class Context:
         if self.build_dir is not None:
             p = self.build_dir / PRIVATE / "ledger.csv"
             p.parent.mkdir(parents=True, exist_ok=True)
-            ex.ledger.to_frame().to_csv(p, index=False, lineterminator="\n")
+            tmp = p.with_name(f".ledger-{os.getpid()}.csv")  # notebooks of one area run in parallel: write, then rename
+            ex.ledger.to_frame().to_csv(tmp, index=False, lineterminator="\n")
+            os.replace(tmp, p)
         return ex
 
     @property

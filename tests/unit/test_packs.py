@@ -43,3 +43,22 @@ def test_the_build_reads_the_sampling_fraction_of_the_extract_it_was_given(tmp_p
     assert Context("camden", "nb", p, pub, extract_dir=tmp_path).pool_fraction == 1.0
     (tmp_path / "extract_info.json").write_text(json.dumps({"pool_fraction": 0.5}))
     assert Context("camden", "nb", p, pub, extract_dir=tmp_path).pool_fraction == 0.5
+
+
+def test_an_areas_notebooks_run_as_independent_chains_unless_one_builds_on_another(tmp_path):
+    """A notebook that declares ``spstudy: {after: [...]}`` in its header runs after, and in the same
+    kernel as, the notebook it builds on (04 reads 03's shared result); the rest may run in parallel."""
+    header = "# ---\n# jupyter:\n#   spstudy:\n#     after:\n#     - {dep}\n# ---\n\n"
+    d = tmp_path / "nb"
+    d.mkdir()
+    for name, dep in (("01_a", None), ("02_b", None), ("03_c", None), ("04_d", "03_c"), ("05_e", "04_d"), ("06_f", "99_missing")):
+        (d / f"{name}.py").write_text((header.format(dep=dep) if dep else "") + "# %%\nx = 1\n")
+    got = [[p.stem for p in c] for c in packs.chains(packs.notebooks(directory=d))]
+    assert got == [["01_a"], ["02_b"], ["03_c", "04_d", "05_e"], ["06_f"]]
+    units = packs.units_of(["camden", "enfield"], tmp_path / "build", packs.notebooks(directory=d))
+    assert [(u["area"], [p.rsplit("/", 1)[1] for p in u["notebooks"]]) for u in units][:2] == [
+        ("camden", ["03_c.py", "04_d.py", "05_e.py"]), ("camden", ["01_a.py"])]  # the longest chain of each area starts first
+    assert len(units) == 8
+    # the shipped notebooks: only the SROI notebook builds on another (the evaluation's shared result)
+    shipped = [[p.stem for p in c] for c in packs.chains(packs.notebooks())]
+    assert ["03_service_use_evaluation", "04_social_return_on_investment"] in shipped and len(shipped) == 4
