@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +160,9 @@ def _components(problem: Problem) -> list[tuple[list, list, list]]:
     return [(g, rel_by.get(root, []), ext_by.get(root, [])) for root, g in groups.items()]
 
 
+_HIGHS_LOCK = threading.Lock()
+
+
 def _highs():
     import contextlib
     import io
@@ -166,15 +170,17 @@ def _highs():
 
     import highspy
 
-    # HiGHS prints a banner to the C-level stdout when created; keep logs clean
-    fd = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()):
-            os.dup2(null.fileno(), 1)
-            h = highspy.Highs()
-    finally:
-        os.dup2(fd, 1)
-        os.close(fd)
+    # HiGHS prints a banner to the C-level stdout when created; keep logs clean. One model at a time:
+    # two threads swapping file descriptor 1 at once would leave the process's stdout on /dev/null.
+    with _HIGHS_LOCK:
+        fd = os.dup(1)
+        try:
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()):
+                os.dup2(null.fileno(), 1)
+                h = highspy.Highs()
+        finally:
+            os.dup2(fd, 1)
+            os.close(fd)
     h.setOptionValue("output_flag", False)
     # Each group's model is solved many times with only the objective changed (hot start from the last
     # basis); presolve would reduce the whole model again on every run. Off: the same optima, and on the
@@ -189,46 +195,27 @@ FOCUS_ROUNDS = 12   # rounds of directions aimed at the cells not yet certified
 FOCUS_MIN = 8       # below this many uncertified cells, solve them one by one
 
 
-def _enough(iv: "Interval", need) -> bool:
-    n, continuous = need
-    return iv.width >= n if continuous else iv.n_integers() >= n
+LP_THREADS = 2       # copies of a large group's model solved at once (fixed, so a release does the same work everywhere)
+PARALLEL_MIN = 500   # groups with fewer variables are solved by one model
 
 
-def intervals(problem: Problem, targets, cache: dict | None = None, need: dict | None = None,
-              stop_after: int | None = None) -> dict:
-    """Feasible [min, max] of every target variable given all bounds and relations (LP, HiGHS).
+def _run_all(fns: list, threads: int | None = None):
+    """Call every function, in up to ``threads`` (default: one per function) threads (HiGHS runs without
+    the GIL); results in order."""
+    if len(fns) == 1 or threads == 1:
+        return [f() for f in fns]
+    import concurrent.futures as cf
 
-    ``need`` (target -> (values, continuous)) says how wide an interval must be to protect the cell:
-    feasible points found by a few LPs with random objectives already prove most cells wide enough
-    (their returned interval is then an inner bound, "at least this wide"); only the others are
-    solved exactly, min and max. Without ``need`` every target is solved exactly. ``cache`` (a dict
-    kept between calls) reuses the answer for a group of cells that has not changed. ``stop_after``
-    (with ``need``): stop once that many cells are proven too narrow; cells not yet decided are then
-    left out of the answer."""
-    targets = set(targets)
-    problem = reduce(problem, targets)
-    out: dict = {}
-    n_short = 0
-    for keys, rels, extra in _components(problem):
-        if stop_after is not None and n_short >= stop_after:
-            break
-        want = [k for k in keys if k in targets]
-        if not want:
-            continue
-        if not rels and not extra:
-            for k in want:
-                out[k] = Interval(*problem.bounds[k])
-            continue
-        sig = None
-        if cache is not None:
-            sig = (tuple(sorted((C.key_str(k), problem.bounds[k]) for k in keys)),
-                   tuple(sorted((C.key_str(k), need.get(k) if need else None) for k in want)))
-            if sig in cache:
-                out.update(cache[sig])
-                continue
-        got: dict = {}
-        idx = {k: i for i, k in enumerate(keys)}
+    with cf.ThreadPoolExecutor(max_workers=threads or len(fns)) as ex:
+        return list(ex.map(lambda f: f(), fns))
+
+
+class _GroupModel:
+    """One connected group's LP: bounds and relations, re-solved with changed objectives (hot start)."""
+
+    def __init__(self, keys, idx, problem: Problem, rels, extra, want):
         h, highspy = _highs()
+        self.h, self.highspy, self.idx = h, highspy, idx
         lo = np.array([problem.bounds[k][0] for k in keys], dtype=float)
         hi = np.array([min(problem.bounds[k][1], CAP) for k in keys], dtype=float)
         inf = highspy.kHighsInf
@@ -245,74 +232,162 @@ def intervals(problem: Problem, targets, cache: dict | None = None, need: dict |
         if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
             raise AuditError("the published values are mutually inconsistent (the LP is infeasible) in the group of cells "
                              f"containing {C.key_str(want[0])}: a table publishes a count that its relations contradict")
-        cols = np.array([idx[k] for k in want], dtype=np.int32)
+        self.cols = np.array([idx[k] for k in want], dtype=np.int32)
 
-        def fix_inf(v):
-            return INF if v >= CAP / 10 else v
+    def push(self, directions) -> tuple[np.ndarray, np.ndarray]:
+        """Optimise along each direction over the target cells; the smallest and largest value seen per cell."""
+        lo = np.full(len(self.cols), np.inf)
+        hi = np.full(len(self.cols), -np.inf)
+        for d in directions:
+            self.h.changeColsCost(len(self.cols), self.cols, d)
+            self.h.run()
+            if self.h.getModelStatus() == self.highspy.HighsModelStatus.kOptimal:
+                x = np.asarray(self.h.getSolution().col_value)[self.cols]
+                lo, hi = np.minimum(lo, x), np.maximum(hi, x)
+        return lo, hi
 
-        todo = list(want)
-        if need:
-            seen_lo = np.full(len(want), np.inf)
-            seen_hi = np.full(len(want), -np.inf)
-            rng = np.random.default_rng(len(keys))
-            hard = np.array([1.0 if need.get(k, (0, False))[0] > 2 else 0.0 for k in want])  # suppressed cells
-            dirs = [np.ones(len(want)), -np.ones(len(want))] + [rng.choice([-1.0, 1.0], len(want)) for _ in range(CERTIFY_ROUNDS)]
-            if hard.any():
-                dirs += [hard, -hard] + [hard * rng.choice([-1.0, 1.0], len(want)) for _ in range(4)]
-            def push(d):
-                nonlocal seen_lo, seen_hi
-                h.changeColsCost(len(cols), cols, d)
-                h.run()
-                if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-                    x = np.asarray(h.getSolution().col_value)[cols]
-                    seen_lo, seen_hi = np.minimum(seen_lo, x), np.maximum(seen_hi, x)
+    def exact(self, k, bounds, fix_inf) -> "Interval":
+        """The exact [min, max] of one cell."""
+        j = self.idx[k]
+        res = []
+        for sense in (1.0, -1.0):
+            self.h.changeColCost(j, sense)
+            self.h.run()
+            st = self.h.getModelStatus()
+            if st != self.highspy.HighsModelStatus.kOptimal:
+                raise AuditError(f"LP for {C.key_str(k)} ended with status {self.h.modelStatusToString(st)}")
+            res.append(sense * self.h.getInfo().objective_function_value)
+        self.h.changeColCost(j, 0.0)
+        return Interval(max(res[0], bounds[0]), min(fix_inf(res[1]), bounds[1]))
 
-            def short():
-                return np.array([not (k in need and np.isfinite(seen_lo[i])
-                                      and _enough(Interval(float(seen_lo[i]), fix_inf(float(seen_hi[i]))), need[k]))
-                                 for i, k in enumerate(want)])
 
-            for d in dirs:
-                push(d)
-            # Then push only the cells not yet shown to have enough room, together, in a few directions
-            # each time: most of a large group is certified this way with a handful of LPs, not two per cell.
-            for _ in range(FOCUS_ROUNDS):
-                left = short()
-                if left.sum() <= FOCUS_MIN:
-                    break
-                mask = left.astype(float)
-                before = int(left.sum())
-                for d in (mask, -mask, mask * rng.choice([-1.0, 1.0], len(want)), mask * rng.choice([-1.0, 1.0], len(want))):
-                    push(d)
-                if int(short().sum()) == before:
-                    break
-            h.changeColsCost(len(cols), cols, np.zeros(len(cols)))
+def _enough(iv: "Interval", need) -> bool:
+    n, continuous = need
+    return iv.width >= n if continuous else iv.n_integers() >= n
+
+
+def _solve_group(problem: Problem, keys, rels, extra, want, need, n_models: int, stop_after: int | None) -> tuple[dict, int]:
+    """One connected group's intervals (see :func:`intervals`); returns (intervals, cells proven too narrow)."""
+    n_short = 0
+    got: dict = {}
+    idx = {k: i for i, k in enumerate(keys)}
+    # n_models copies of the model, each taking a fixed share of the directions and of the cells
+    models = _run_all([lambda: _GroupModel(keys, idx, problem, rels, extra, want)] * n_models)
+    cols = models[0].cols
+
+    def fix_inf(v):
+        return INF if v >= CAP / 10 else v
+
+    todo = list(want)
+    if need:
+        seen_lo = np.full(len(want), np.inf)
+        seen_hi = np.full(len(want), -np.inf)
+        rng = np.random.default_rng(len(keys))
+        hard = np.array([1.0 if need.get(k, (0, False))[0] > 2 else 0.0 for k in want])  # suppressed cells
+        dirs = [np.ones(len(want)), -np.ones(len(want))] + [rng.choice([-1.0, 1.0], len(want)) for _ in range(CERTIFY_ROUNDS)]
+        if hard.any():
+            dirs += [hard, -hard] + [hard * rng.choice([-1.0, 1.0], len(want)) for _ in range(4)]
+
+        def push_all(ds):
+            nonlocal seen_lo, seen_hi
+            for lo_, hi_ in _run_all([(lambda m=m, share=ds[j::n_models]: m.push(share)) for j, m in enumerate(models)]):
+                seen_lo, seen_hi = np.minimum(seen_lo, lo_), np.maximum(seen_hi, hi_)
+
+        def short():
+            return np.array([not (k in need and np.isfinite(seen_lo[i])
+                                  and _enough(Interval(float(seen_lo[i]), fix_inf(float(seen_hi[i]))), need[k]))
+                             for i, k in enumerate(want)])
+
+        push_all(dirs)
+        # Then push only the cells not yet shown to have enough room, together, in a few directions
+        # each time: most of a large group is certified this way with a handful of LPs, not two per cell.
+        for _ in range(FOCUS_ROUNDS):
             left = short()
-            todo = []
-            for i, k in enumerate(want):
-                if left[i]:
-                    todo.append(k)
-                else:
-                    got[k] = Interval(float(seen_lo[i]), fix_inf(float(seen_hi[i])))
+            if left.sum() <= FOCUS_MIN:
+                break
+            mask = left.astype(float)
+            before = int(left.sum())
+            push_all([mask, -mask, mask * rng.choice([-1.0, 1.0], len(want)), mask * rng.choice([-1.0, 1.0], len(want))])
+            if int(short().sum()) == before:
+                break
+        for m in models:
+            m.h.changeColsCost(len(cols), cols, np.zeros(len(cols)))
+        left = short()
+        todo = []
+        for i, k in enumerate(want):
+            if left[i]:
+                todo.append(k)
+            else:
+                got[k] = Interval(float(seen_lo[i]), fix_inf(float(seen_hi[i])))
+    if n_models == 1:
         for k in todo:
-            j = idx[k]
-            res = []
-            for sense in (1.0, -1.0):
-                h.changeColCost(j, sense)
-                h.run()
-                st = h.getModelStatus()
-                if st != highspy.HighsModelStatus.kOptimal:
-                    raise AuditError(f"LP for {C.key_str(k)} ended with status {h.modelStatusToString(st)}")
-                res.append(sense * h.getInfo().objective_function_value)
-            h.changeColCost(j, 0.0)
-            got[k] = Interval(max(res[0], problem.bounds[k][0]), min(fix_inf(res[1]), problem.bounds[k][1]))
+            got[k] = models[0].exact(k, problem.bounds[k], fix_inf)
             if need and k in need and not _enough(got[k], need[k]):
                 n_short += 1
                 if stop_after is not None and n_short >= stop_after:
-                    break
+                    return got, n_short
+    else:
+        for part in _run_all([(lambda m=m, share=todo[j::n_models]: {k: m.exact(k, problem.bounds[k], fix_inf) for k in share})
+                              for j, m in enumerate(models)]):
+            got.update(part)
+    return got, n_short
+
+
+def intervals(problem: Problem, targets, cache: dict | None = None, need: dict | None = None,
+              stop_after: int | None = None) -> dict:
+    """Feasible [min, max] of every target variable given all bounds and relations (LP, HiGHS).
+
+    ``need`` (target -> (values, continuous)) says how wide an interval must be to protect the cell:
+    feasible points found by a few LPs with random objectives already prove most cells wide enough
+    (their returned interval is then an inner bound, "at least this wide"); only the others are
+    solved exactly, min and max. Without ``need`` every target is solved exactly. ``cache`` (a dict
+    kept between calls) reuses the answer for a group of cells that has not changed. ``stop_after``
+    (with ``need``): stop once that many cells are proven too narrow; cells not yet decided are then
+    left out of the answer."""
+    targets = set(targets)
+    problem = reduce(problem, targets)
+    out: dict = {}
+    work = []
+    for keys, rels, extra in _components(problem):
+        want = [k for k in keys if k in targets]
+        if not want:
+            continue
+        if not rels and not extra:
+            for k in want:
+                out[k] = Interval(*problem.bounds[k])
+            continue
+        sig = None
+        if cache is not None:
+            sig = (tuple(sorted((C.key_str(k), problem.bounds[k]) for k in keys)),
+                   tuple(sorted((C.key_str(k), need.get(k) if need else None) for k in want)))
+            if sig in cache:
+                out.update(cache[sig])
+                continue
+        work.append((sig, keys, rels, extra, want))
+    if stop_after is not None:  # in order, one model at a time, until enough cells are proven too narrow
+        n_short = 0
+        for sig, keys, rels, extra, want in work:
+            got, n = _solve_group(problem, keys, rels, extra, want, need, 1, stop_after - n_short)
+            out.update(got)
+            n_short += n
+            if n_short >= stop_after:
+                break  # partial: not cached
+            if cache is not None:
+                cache[sig] = got
+        return out
+    # A large group is solved by LP_THREADS copies of its model at once (HiGHS releases the GIL), each
+    # taking a fixed share of the directions and of the cells; small groups are solved LP_THREADS at a
+    # time. Each group's work depends only on the group, never on timing or on the other groups; and
+    # whatever the split, each cell gets the same verdict (a direction only ever proves a cell wide
+    # enough, and the cells it does not prove are solved exactly).
+    large = [w for w in work if len(w[1]) >= PARALLEL_MIN and LP_THREADS > 1]
+    small = [w for w in work if not (len(w[1]) >= PARALLEL_MIN and LP_THREADS > 1)]
+    results = [(w[0], _solve_group(problem, *w[1:], need, LP_THREADS, None)[0]) for w in large]
+    if small:
+        results += list(zip([w[0] for w in small], _run_all(
+            [lambda w=w: _solve_group(problem, *w[1:], need, 1, None)[0] for w in small], threads=LP_THREADS)))
+    for sig, got in results:
         out.update(got)
-        if stop_after is not None and n_short >= stop_after:
-            break  # partial: not cached
         if cache is not None:
             cache[sig] = got
     return out

@@ -359,13 +359,14 @@ def row_keys(spec: TableSpec, df: pd.DataFrame, area: str, where: str) -> dict[t
     out = {}
     acode = C.area_code(area)
     open_dims = {}
+    cols = {c: list(df[c].array) for c in df.columns}  # what df.at[r, c] gives, read once per column
     for r in range(len(df)):
         coords: dict[str, str] = {"geo": acode}
         coords.update(spec.at)
         for col, dim in spec.rows.items():
-            v = df.at[r, col]
+            v = cols[col][r]
             if isinstance(dim, dict):  # the dimension is named row by row: {"by": column, "dims": {value: dimension}}
-                d = dim["dims"].get(str(df.at[r, dim["by"]]))
+                d = dim["dims"].get(str(cols[dim["by"]][r]))
                 if d is None:
                     continue  # e.g. a model's intercept: the total over this dimension
                 dim = d
@@ -385,7 +386,7 @@ def row_keys(spec: TableSpec, df: pd.DataFrame, area: str, where: str) -> dict[t
         for col, s in spec.columns.items():
             if not isinstance(s, Count):
                 continue
-            v0 = df.at[r, col]
+            v0 = cols[col][r]
             if v0 is None or (isinstance(v0, float) and math.isnan(v0)):
                 continue  # not applicable (no count): published blank
             cc = {**coords, **{d: (C.dim_tree(d).node(n, where) if d in C.CATEGORY_DIMS else n) for d, n in s.at.items()}}
@@ -557,22 +558,36 @@ def apply(spec: TableSpec, raw: pd.DataFrame, keys: dict, suppressed_keys: set, 
           primary_keys: set) -> Controlled:
     data = raw.copy()
     cols = spec.full_columns()
-    mask = pd.DataFrame(False, index=data.index, columns=data.columns)
+    hidden = {c: np.zeros(len(data), dtype=bool) for c in data.columns}
     n_primary = n_secondary = 0
+    by_col: dict[str, list] = {}
     for (r, col), k in keys.items():
-        v = data.at[r, col]
-        if k in suppressed_keys:
-            mask.at[r, col] = True
-            if k in primary_keys:
-                n_primary += 1
+        by_col.setdefault(col, []).append((r, k))
+    for col, cells in by_col.items():
+        before = list(data[col].array)  # the values data.at[r, col] gives (numpy scalars for numpy columns)
+        rows, new = [], []
+        for r, k in cells:
+            if k in suppressed_keys:
+                hidden[col][r] = True
+                if k in primary_keys:
+                    n_primary += 1
+                else:
+                    n_secondary += 1
             else:
-                n_secondary += 1
+                rows.append(r)
+                new.append(rules.round(float(before[r])))
+        if data[col].dtype in (np.dtype("int64"), np.dtype("float64")) and (data[col].dtype.kind == "f" or not any(map(math.isnan, new))):
+            arr = data[col].to_numpy(copy=True)
+            arr[rows] = new
+            data[col] = arr
         else:
-            data.at[r, col] = rules.round(float(v))
+            for r, v in zip(rows, new):
+                data.at[r, col] = v
+    mask = pd.DataFrame(hidden, index=data.index)
     for col, s in cols.items():
         if isinstance(s, Count):
-            for r in range(len(data)):
-                if (r, col) not in keys and not math.isnan(float(data.at[r, col])):
+            for r, v in enumerate(data[col].array):
+                if (r, col) not in keys and not math.isnan(float(v)):
                     raise DisclosureError(f"{spec.name}: count cell ({r}, {col}) has no key")
     derive(spec, data, mask)
     values = data.copy()
@@ -664,8 +679,9 @@ def protect(items: list[Item], rules: Rules, max_rounds: int = 200) -> Protectio
     where: dict = {}
     continuous: set = set()
     for it in items:
+        cols = {c: list(it.raw[c].array) for c in {col for _, col in it.keys}}  # what it.raw.at[r, col] gives
         for (r, col), k in it.keys.items():
-            v = float(it.raw.at[r, col])
+            v = float(cols[col][r])
             if math.isnan(v):
                 raise DisclosureError(f"{it.where}: count column {col!r} row {r} is missing; counts must be numbers (0 if none)")
             if k in values and abs(values[k] - v) > 1e-6 * max(1.0, abs(v)):

@@ -162,3 +162,78 @@ def test_the_study_confidence_level_reaches_recomputed_intervals_labels_and_sent
     with pytest.raises(ValueError, match="names its lower limit 'lo'"):
         pub.table("t2", raw, "T", {**item.spec.columns, "rate": D.Rate("Rate", count="referrals", per="registered", lower="lo", upper="hi")},
                   rows=dict(item.spec.rows))
+
+
+def _hierarchy(seed: int, n_top=4, n_mid=12, n_leaf=14):
+    """Totals over totals over leaves (over 600 cells in one group), with random small counts."""
+    rng = np.random.default_rng(seed)
+    p, suppressed, rounded = A.Problem(), set(), {}
+
+    def publish(k, v, exact=False):
+        if exact and not R.primary(v):  # as if an unrounded rate had given the count away
+            p.variable(k, v, v)
+            rounded[k] = R.round(v)
+        elif R.primary(v):
+            p.variable(k, *R.suppressed_bounds(True, False))
+            suppressed.add(k)
+        else:
+            p.variable(k, *R.published_bounds(R.round(v)))
+            rounded[k] = R.round(v)
+
+    grand = 0
+    for t in range(n_top):
+        top = 0
+        for m in range(n_mid):
+            leaves = rng.choice([0, 1, 2, 3, 5, 9, 14, 30], n_leaf, p=[.2, .15, .1, .1, .1, .15, .1, .1])
+            kids = [f"l{t}.{m}.{i}" for i in range(n_leaf)]
+            if m == 0:  # one set of siblings known exactly but one suppressed leaf: that leaf is pinned
+                leaves[0], leaves[1:] = 3, np.maximum(leaves[1:], 8)
+            for k, v in zip(kids, leaves):
+                publish(k, float(v), exact=m == 0)
+            publish(f"m{t}.{m}", float(leaves.sum()), exact=m == 0)
+            p.equalities.append((f"m{t}.{m}", tuple(kids), True))
+            top += leaves.sum()
+        publish(f"t{t}", float(top))
+        p.equalities.append((f"t{t}", tuple(f"m{t}.{m}" for m in range(n_mid)), True))
+        grand += top
+    publish("all", float(grand))
+    p.equalities.append(("all", tuple(f"t{t}" for t in range(n_top)), True))
+    p.equalities.append(("small", ("s1", "s2"), True))  # and a small group beside it
+    for k, v in (("small", 9.0), ("s1", 3.0), ("s2", 6.0)):
+        publish(k, v)
+    return p, suppressed, rounded
+
+
+def test_several_lp_models_at_once_give_the_same_verdicts_and_bounds_as_one(monkeypatch):
+    """The release solves a large group with LP_THREADS copies of its model (threads): the exposed cells,
+    and every exact interval, must be what one model solving everything in order finds."""
+    for seed in (1, 2, 3):
+        p, sup, rnd = _hierarchy(seed)
+        assert len(p.bounds) >= A.PARALLEL_MIN
+        got = {}
+        for threads in (1, 2):
+            monkeypatch.setattr(A, "LP_THREADS", threads)
+            ex = A.exposures(p, sup, rnd, R.protection_values)
+            exact = A.intervals(p, sorted(sup))
+            got[threads] = ([(e.key, e.kind) for e in ex], exact)
+        assert got[1][0] == got[2][0]
+        assert {k for k, kind in got[1][0] if kind == "suppressed"} >= {f"l{t}.0.0" for t in range(4)}, "built to be exposed"
+        assert got[1][1].keys() == got[2][1].keys()
+        for k, iv in got[1][1].items():
+            assert (iv.lo, iv.hi) == pytest.approx((got[2][1][k].lo, got[2][1][k].hi), abs=1e-6), k
+
+
+def test_creating_lp_models_from_threads_leaves_stdout_where_it_was():
+    """_highs() points file descriptor 1 at /dev/null while HiGHS prints its banner; two threads doing
+    that at once used to leave the whole process writing its stdout to /dev/null."""
+    import os
+    import threading
+
+    before = os.fstat(1)
+    ts = [threading.Thread(target=A._highs) for _ in range(16)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    after = os.fstat(1)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
