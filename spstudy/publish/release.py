@@ -18,6 +18,7 @@ recorded (:mod:`spstudy.publish.publisher`, never published). Steps:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -152,31 +153,39 @@ def _notebook_intro(nb: str, notebooks_dir: Path) -> tuple[str, str]:
     return title, text.strip()
 
 
-def render_pack(pack: Pack, stage: Path, info: dict):
-    """Figures and findings of one pack, from its controlled tables."""
-    tables = Tables(pack.controlled, pack.area, reference.area(pack.area).name, pack.params.to_dict(), info)
-    (stage / "figures").mkdir(parents=True, exist_ok=True)
+def pack_tables(pack: Pack, info: dict) -> Tables:
+    """What a pack's figures and findings read: its controlled tables."""
+    return Tables(pack.controlled, pack.area, reference.area(pack.area).name, pack.params.to_dict(), info)
+
+
+def render_figure(pack: Pack, e: dict, tables: Tables, stage: Path) -> tuple[Path, str]:
+    """Draw one figure from its controlled table, check its marks against the table, write the PNG."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    (stage / "figures").mkdir(parents=True, exist_ok=True)
+    try:
+        fig, alt, drawn = charts.render(e, tables)
+    except Exception as ex:
+        raise ReleaseError(f"{pack.area}: figure {e['name']} ({e['draw']}) could not be drawn from table {e['table']}: "
+                           f"{type(ex).__name__}: {ex}") from ex
+    bad = charts.check_marks(fig, drawn, e["name"])
+    if bad:
+        plt.close(fig)
+        raise ReleaseError(f"{pack.area}: figure {e['name']} plots values that are not in its table {e['table']}: "
+                           f"{[round(b, 3) for b in bad[:8]]}")
+    path = stage / "figures" / f"{e['notebook']}__{e['name']}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None, "Title": e["title"]})
+    plt.close(fig)
+    return path, alt
+
+
+def render_findings(pack: Pack, tables: Tables):
+    """Every finding of a pack, as a sentence from its controlled tables."""
     for e in pack.entries:
-        if e["kind"] == "figure":
-            try:
-                fig, alt, drawn = charts.render(e, tables)
-            except Exception as ex:
-                raise ReleaseError(f"{pack.area}: figure {e['name']} ({e['draw']}) could not be drawn from table {e['table']}: "
-                                   f"{type(ex).__name__}: {ex}") from ex
-            bad = charts.check_marks(fig, drawn, e["name"])
-            if bad:
-                raise ReleaseError(f"{pack.area}: figure {e['name']} plots values that are not in its table {e['table']}: "
-                                   f"{[round(b, 3) for b in bad[:8]]}")
-            path = stage / "figures" / f"{e['notebook']}__{e['name']}.png"
-            fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None, "Title": e["title"]})
-            plt.close(fig)
-            pack.figures[e["name"]] = (path, alt)
-        elif e["kind"] == "finding":
+        if e["kind"] == "finding":
             try:
                 text = resolve(e["fn"])(tables, **e["kwargs"])
             except Exception as ex:
@@ -184,6 +193,15 @@ def render_pack(pack: Pack, stage: Path, info: dict):
             pack.texts[(e["notebook"], e["order"])] = text
             if text:
                 pack.findings.append((e["priority"], e["notebook"], e["order"], text))
+
+
+def render_pack(pack: Pack, stage: Path, info: dict):
+    """Figures and findings of one pack, from its controlled tables (in this process)."""
+    tables = pack_tables(pack, info)
+    for e in pack.entries:
+        if e["kind"] == "figure":
+            pack.figures[e["name"]] = render_figure(pack, e, tables, stage)
+    render_findings(pack, tables)
 
 
 def write_tables(pack: Pack, stage: Path) -> list[dict]:
@@ -203,20 +221,66 @@ def write_tables(pack: Pack, stage: Path) -> list[dict]:
     return meta
 
 
-def _map(fn, args: list[tuple], jobs: int):
-    """``fn(*a)`` for every ``a``, in ``jobs`` forked processes (results in order)."""
-    if jobs <= 1 or len(args) <= 1:
-        return [fn(*a) for a in args]
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    with cf.ProcessPoolExecutor(max_workers=min(jobs, len(args)), mp_context=mp.get_context("fork")) as ex:
-        return list(ex.map(fn, *zip(*args)))
+_TASKS: list = []  # the zero-argument tasks of the running TaskPool, inherited by its forked workers
 
 
-def _stage_pack(p: "Pack", st: Path, info: dict, rules: D.Rules):
+def _task(i: int):
+    return _TASKS[i]()
+
+
+class TaskPool:
+    """Zero-argument tasks, all queued at once, run in ``jobs`` forked worker processes while this
+    process does other work; ``result(i)`` waits for task ``i``. The tasks reach the workers by fork,
+    not by pickling; each result is pickled back. Every task's output depends only on the task, never
+    on which worker ran it or what it ran before. With ``jobs`` 1 a task runs when its result is asked for."""
+
+    def __init__(self, tasks: list, jobs: int):
+        global _TASKS
+        self.tasks, self.done, self.pool = tasks, {}, None
+        if jobs > 1 and len(tasks) > 1:
+            import concurrent.futures as cf
+            import multiprocessing as mp
+
+            _TASKS = tasks
+            self.pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"))
+            self.futures = [self.pool.submit(_task, i) for i in range(len(tasks))]
+
+    def result(self, i: int):
+        if self.pool is not None:
+            return self.futures[i].result()
+        if i not in self.done:
+            self.done[i] = self.tasks[i]()
+        return self.done[i]
+
+    def close(self, cancel: bool = False):
+        """Wait for the workers; ``cancel`` drops the tasks not yet started (after a failure)."""
+        global _TASKS
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+            self.pool = None
+        _TASKS = []
+
+
+def _release_tasks(packs: list["Pack"], stage_root: Path, info: dict, rules: D.Rules) -> tuple[list, list, list]:
+    """What the release's worker processes do once the tables are controlled: every figure of every
+    pack (queued first: the disclosure metadata needs their alt text), then every Excel annex (they
+    need only the controlled tables, so they are written while this process audits the release).
+    Returns (tasks, the figures' (pack, entry), the Excel tasks' packs)."""
+    from spstudy.publish import report
+
+    tables = {p.area: pack_tables(p, info) for p in packs}
+    for p in packs:
+        (stage_root / p.area / "figures").mkdir(parents=True, exist_ok=True)
+    figs = [(p, e) for p in packs for e in p.entries if e["kind"] == "figure"]
+    tasks = [lambda p=p, e=e: render_figure(p, e, tables[p.area], stage_root / p.area) for p, e in figs]
+    tasks += [lambda p=p: report.write_pack_excel(p, stage_root / p.area, info, rules) for p in packs]
+    return tasks, figs, packs
+
+
+def _stage_pack(p: "Pack", st: Path, info: dict, rules: D.Rules, tables: Tables):
+    """Findings, tables, documents and ``disclosure.json`` of one pack whose figures are drawn."""
     st.mkdir(parents=True, exist_ok=True)
-    render_pack(p, st, info)
+    render_findings(p, tables)
     meta = write_tables(p, st)
     for e in p.entries:
         if e["kind"] == "document":
@@ -231,18 +295,21 @@ def _stage_pack(p: "Pack", st: Path, info: dict, rules: D.Rules):
     (st / A.AUDIT_FILE).write_text(json.dumps({"area": p.area, "confidence": p.params.study.confidence,
                                                "rules": {"threshold": rules.threshold, "rounding_base": rules.rounding_base},
                                                "tables": meta, "figures": figures, "findings": finds}, indent=1, sort_keys=True) + "\n")
-    return p.figures, p.findings, p.texts
+    return p.findings, p.texts
 
 
-def _finish_pack(p: "Pack", st: Path, info: dict, rules: D.Rules, rep, commit: str, notebooks_dir: Path, keep_notebooks: bool,
-                 build: Path, parameters_dir):
+def _finish_packs(packs: list["Pack"], stage_root: Path, info: dict, rules: D.Rules, rep, commit: str, notebooks_dir: Path,
+                  keep_notebooks: bool, build: Path, parameters_dir):
+    """The audit's report and the HTML page of every pack, the kept notebooks (the Excel annexes are
+    written by the release's workers)."""
     from spstudy.publish import report
 
-    (st / "AUDIT.txt").write_text(rep.text() + "\n")
-    report.write_pack(p, st, info, rules, None, rep, commit, notebooks_dir)
-    if keep_notebooks:
-        _copy_notebooks(build / p.area, st)
-    write_manifest(p, st, info, commit, rep, parameters_dir)
+    for p in packs:
+        st = stage_root / p.area
+        (st / "AUDIT.txt").write_text(rep.text() + "\n")
+        report.write_html(p, st, info, rules, rep, commit, notebooks_dir)
+        if keep_notebooks:
+            _copy_notebooks(build / p.area, st)
 
 
 def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Path, info: dict, commit: str,
@@ -283,19 +350,24 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
         raise ReleaseError("the same unit has different values in different packs:\n  " + "\n  ".join(problems[:20]))
     stage_root = out / f".release-{os.getpid()}-{os.urandom(3).hex()}"
     stage_root.mkdir(parents=True)
+    pool = None
     try:
-        # figures, findings and tables of each pack, in parallel (each pack is independent now)
+        # figures (then the Excel annexes) in the workers; findings, tables and disclosure metadata here
         if progress:
             progress(f"figures, findings and tables of {len(packs)} pack(s)")
-        for p, (figs, finds, texts) in zip(packs, _map(_stage_pack, [(p, stage_root / p.area, info, rules) for p in packs], jobs)):
-            p.figures, p.findings, p.texts = figs, finds, texts
+        tasks, figs, excel_packs = _release_tasks(packs, stage_root, info, rules)
+        pool = TaskPool(tasks, jobs)
+        for i, (p, e) in enumerate(figs):
+            p.figures[e["name"]] = pool.result(i)
+        for p in packs:
+            p.findings, p.texts = _stage_pack(p, stage_root / p.area, info, rules, pack_tables(p, info))
         # audit this release with every other pack already published beside it
         others = [d for d in sorted(out.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name not in areas
                   and (d / A.AUDIT_FILE).exists()] if out.exists() else []
         for d in others:
             shutil.copytree(d, stage_root / d.name, ignore=shutil.ignore_patterns("*.html", "*.xlsx", "*.png"))
         if progress:
-            progress("audit of the whole release")
+            progress("audit of the whole release (the Excel annexes are written meanwhile)")
         try:
             rep = A.audit(stage_root)
             text = rep.text()
@@ -304,6 +376,7 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
         for d in others:
             shutil.rmtree(stage_root / d.name)
         if rep is None or not rep.ok:
+            pool.close(cancel=True)  # nothing writes into the staged release once it is moved aside
             failed = out / ".failed-release"
             shutil.rmtree(failed, ignore_errors=True)
             (stage_root / "AUDIT.txt").write_text(text + "\n")
@@ -312,8 +385,12 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
                                f"inspection):\n{text}")
         if progress:
             progress(f"HTML, Excel and manifest of {len(packs)} pack(s)")
-        list(_map(_finish_pack, [(p, stage_root / p.area, info, rules, rep, commit, notebooks_dir, keep_notebooks, build, parameters_dir)
-                                 for p in packs], jobs))
+        _finish_packs(packs, stage_root, info, rules, rep, commit, notebooks_dir, keep_notebooks, build, parameters_dir)
+        for i in range(len(figs), len(tasks)):
+            pool.result(i)  # the Excel annexes
+        pool.close()
+        for p in packs:
+            write_manifest(p, stage_root / p.area, info, commit, rep, parameters_dir)
         for p in packs:
             final = out / p.area
             old = out / f".old-{p.area}-{os.getpid()}"
@@ -323,6 +400,8 @@ def publish_release(build: Path, areas: list[str], out: Path, notebooks_dir: Pat
             shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(stage_root, ignore_errors=True)
     except BaseException:
+        if pool is not None:
+            pool.close(cancel=True)
         shutil.rmtree(stage_root, ignore_errors=True)
         raise
     return ReleaseResult(areas, rep, prot)
@@ -358,6 +437,12 @@ def _copy_notebooks(area_build: Path, st: Path):
         (dst / nb.name).write_text(sanitise_text(text) + ("" if text.endswith("\n") else "\n"))
 
 
+@functools.lru_cache(maxsize=1)
+def _installed_packages() -> list[tuple[str, str]]:
+    """(name, version) of every installed distribution (read once per process: the scan takes a while)."""
+    return sorted({(d.metadata["Name"], d.version) for d in distributions() if d.metadata["Name"]}, key=lambda t: t[0].lower())
+
+
 def write_manifest(pack: Pack, st: Path, info: dict, commit: str, rep, parameters_dir):
     root = project.root()
     params = pack.params
@@ -386,7 +471,7 @@ def write_manifest(pack: Pack, st: Path, info: dict, commit: str, rep, parameter
     for f in sorted(st.rglob("*")):
         if f.is_file() and f.name != "manifest.json":
             files[f.relative_to(st).as_posix()] = sha256(f)
-    pkgs = sorted({(d.metadata["Name"], d.version) for d in distributions() if d.metadata["Name"]}, key=lambda t: t[0].lower())
+    pkgs = _installed_packages()
     d = params.to_dict()
     manifest = {
         "area": pack.area,

@@ -204,6 +204,19 @@ def output_checks(pack, rules: D.Rules) -> pd.DataFrame:
 
 def write_pack(pack, st: Path, info: dict, rules: D.Rules, prot, rep, commit: str, notebooks_dir: Path):
     """HTML and Excel of one pack (the tables, figures and disclosure metadata are already in ``st``)."""
+    write_html(pack, st, info, rules, rep, commit, notebooks_dir)
+    write_pack_excel(pack, st, info, rules)
+
+
+def write_pack_excel(pack, st: Path, info: dict, rules: D.Rules):
+    """The pack's Excel annex (gptables): one sheet per table, the output-checking sheet, notes and cover."""
+    title = f"Social prescribing evaluation pack: {reference.area(pack.area).name}"
+    write_excel(pack, st / f"{pack.area}_tables.xlsx", title, bool(info.get("synthetic")), info, rules, output_checks(pack, rules),
+                pack.params.to_dict())
+
+
+def write_html(pack, st: Path, info: dict, rules: D.Rules, rep, commit: str, notebooks_dir: Path):
+    """The pack's HTML page (Jinja2): findings, sections, tables, figures and annexes."""
     area = pack.area
     name = reference.area(area).name
     title = f"Social prescribing evaluation pack: {name}"
@@ -259,7 +272,6 @@ def write_pack(pack, st: Path, info: dict, rules: D.Rules, prot, rep, commit: st
         rounding_base=rules.rounding_base, n_packs=len(rep.packs), weaker=weaker,
         key_findings=[_inline(f[3]) for f in key], sections=sections, limitations=[html.escape(x) for x in LIMITATIONS], annexes=annexes)
     (st / f"{area}_pack.html").write_text(sanitise_text(out))
-    write_excel(pack, st / f"{area}_tables.xlsx", title, synthetic, info, rules, checks, params)
 
 
 def _data_label(info: dict) -> str:
