@@ -998,7 +998,8 @@ def write_validated(ex: Extracts, directory: Path | str) -> Path:
 class ValidatedExtracts:
     """An extract validated earlier in the same build (:func:`write_validated`): each table is read
     from its Parquet file the first time it is used, after its checksum is verified, so a notebook that
-    never touches activity never reads it."""
+    never touches activity never reads it; a later notebook in the same kernel reuses what an earlier
+    one read (frozensets and copy-on-write DataFrames, see ``_SHARED``)."""
 
     def __init__(self, directory: Path | str):
         from spstudy.inputs.checksums import sha256
@@ -1012,12 +1013,22 @@ class ValidatedExtracts:
         self.files = {k: Path(v) for k, v in meta["files"].items()}
         self._cache: dict = {}
 
-    def _read(self, name: str, fname: str, reader):
+    def _read(self, name: str, fname: str, reader, share: bool = True):
         if name not in self._cache:
-            f = self.dir / fname
-            if self._sha256(f) != self._sha[fname]:
-                raise ExtractError(f, None, "the validated copy of the extract changed during the build (checksum mismatch)")
-            self._cache[name] = reader(f)
+            key = (str(self.dir.resolve()), fname, self._sha[fname])
+            if share and key in _SHARED:
+                got = _SHARED[key]
+            else:
+                f = self.dir / fname
+                if self._sha256(f) != self._sha[fname]:
+                    raise ExtractError(f, None, "the validated copy of the extract changed during the build (checksum mismatch)")
+                got = reader(f)
+                if share:
+                    if any(k[0] != key[0] for k in _SHARED):  # one build's tables at a time
+                        _SHARED.clear()
+                    _SHARED[key] = got
+            # pandas copy-on-write: a shallow copy shares memory, but a change made through it never reaches another
+            self._cache[name] = got.copy(deep=False) if isinstance(got, pd.DataFrame) else got
         return self._cache[name]
 
     def table(self, name: str) -> pd.DataFrame:
@@ -1043,7 +1054,13 @@ class ValidatedExtracts:
             led.records = [{k: (int(v) if k == "rows" else v) for k, v in r.items()} for r in df.to_dict("records")]
             return led
 
-        return self._read("ledger", "ledger.csv", read)
+        return self._read("ledger", "ledger.csv", read, share=False)
+
+
+#: Tables of a validated extract already read by this process, by (folder, file, SHA-256 checked when
+#: read). A build's worker kernel runs many notebooks, one after another; each reads a table from disk
+#: once. Only the most recent build's folder is kept. Shared as shallow copies (see ``_read``).
+_SHARED: dict = {}
 
 
 class AreaExtracts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -218,3 +219,31 @@ def test_read_pool_fraction(tmp_path):
     (tmp_path / "extract_info.json").write_text(json.dumps({"pool_fraction": 2}))
     with pytest.raises(ValueError, match="pool_fraction"):
         read_pool_fraction(tmp_path)
+
+
+def test_notebooks_of_one_kernel_share_validated_tables_without_seeing_each_others_changes(tiny, params, tmp_path, monkeypatch):
+    """A worker kernel runs notebook after notebook on one validated extract: the second reads nothing
+    from disk, and a column one notebook adds or a value it overwrites never reaches the next."""
+    from spstudy.inputs import extracts as E
+
+    tables, d = tiny
+    v = E.write_validated(load_extracts(params, write_tables(tables, d / "csv", "csv")), tmp_path / "validated")
+    monkeypatch.setattr(E, "_SHARED", {})
+    reads = []
+    real = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda f, *a, **k: (reads.append(Path(f).name), real(f, *a, **k))[1])
+    first = E.ValidatedExtracts(v)
+    p1 = first.persons
+    p1["added"] = 1
+    p1.loc[0, "birth_year"] = 1800
+    second = E.ValidatedExtracts(v)
+    p2 = second.persons
+    assert reads == ["persons.parquet"]
+    assert "added" not in p2.columns and p2.loc[0, "birth_year"] != 1800
+    pd.testing.assert_frame_equal(p2, real(v / "persons.parquet"))
+    assert second.referred_ever == first.referred_ever
+    # another build's folder replaces what was kept
+    other = E.write_validated(load_extracts(params, write_tables(tables, d / "csv2", "csv")), tmp_path / "validated2")
+    E.ValidatedExtracts(other).persons
+    assert reads == ["persons.parquet", "referred_ever.parquet", "persons.parquet"]
+    assert {k[0] for k in E._SHARED} == {str(other.resolve())}
