@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -62,3 +63,33 @@ def test_an_areas_notebooks_run_as_independent_chains_unless_one_builds_on_anoth
     # the shipped notebooks: only the SROI notebook builds on another (the evaluation's shared result)
     shipped = [[p.stem for p in c] for c in packs.chains(packs.notebooks())]
     assert ["03_service_use_evaluation", "04_social_return_on_investment"] in shipped and len(shipped) == 4
+
+
+def _square(x):
+    import time
+
+    time.sleep(0.1)  # long enough that both workers take tasks
+    return x * x
+
+
+def _fail():
+    raise ValueError("deliberate failure in a release task")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_release_task_pool_returns_results_in_order_and_reports_a_failing_task(jobs, tmp_path):
+    """The release's figures and Excel annexes run as forked tasks: results come back by task, whatever
+    worker ran them; a failing task's error reaches the caller, and cancelling leaves no worker behind."""
+    from spstudy.publish.release import TaskPool
+
+    tasks = [lambda i=i: (_square(i), os.getpid()) for i in range(12)]
+    pool = TaskPool(tasks, jobs)
+    got = [pool.result(i) for i in range(12)]
+    pool.close()
+    assert [g[0] for g in got] == [i * i for i in range(12)]
+    assert (len({g[1] for g in got}) > 1 or jobs == 1) and (jobs > 1 or {g[1] for g in got} == {os.getpid()})
+    pool = TaskPool([lambda: 1, _fail, lambda: (tmp_path / "late").write_text("x")], jobs)
+    assert pool.result(0) == 1
+    with pytest.raises(ValueError, match="deliberate failure"):
+        pool.result(1)
+    pool.close(cancel=True)
