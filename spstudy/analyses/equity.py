@@ -141,6 +141,51 @@ def _quarter_label(d: pd.Series) -> pd.Series:
     return pd.Series([f"{x.year} Q{x.quarter}" for x in p], index=d.index, dtype=object)
 
 
+PERSON_COLUMNS = ["person_id", "age", "sex", "ethnicity_code", "ethnic_group", "ethnic_detail", "proficiency", "language", "interpreter",
+                  "lsoa21_code", "resident_borough_code", "imd_decile", "imd_quintile", "practice_code", "borough_code", "borough_name",
+                  "pcn_code", "person_years", "weight", "referrals", "exposure", "model_age_band"]
+
+
+def _coded_persons(persons: pd.DataFrame, referrals: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, mid: pd.Timestamp,
+                   pool_fraction: float) -> pd.DataFrame:
+    """Every person of the extract coded for the equity analysis (the same for every area): groups,
+    deprivation, registered practice, person-years in the study period and the sampling weight."""
+    gp = reference.gp_practices().set_index("practice_code")
+    imd = reference.imd2025().set_index("lsoa21_code")["imd2025_imd_decile"]
+    lk = reference.lsoa21_lookup().set_index("lsoa21_code")
+    bnames = reference.BOROUGHS.set_index("borough_code")["borough_name"]
+    p = pd.DataFrame({"person_id": persons["person_id"].astype(object).to_numpy()})
+    by = persons["birth_year"].astype("float64").to_numpy()
+    p["age"] = mid.year - by
+    p["sex"] = persons["sex"].astype(object).to_numpy()
+    p["ethnicity_code"] = as_object(persons["ethnicity"]).to_numpy()
+    p["ethnic_group"] = code_ethnicity(persons["ethnicity"]).to_numpy()
+    p["ethnic_detail"] = code_ethnicity(persons["ethnicity"], "detailed").to_numpy()
+    p["proficiency"] = code_proficiency(persons["english_proficiency"]).to_numpy()
+    p["language"] = code_language(persons["main_language"]).to_numpy()
+    p["interpreter"] = code_interpreter(persons["interpreter_needed"]).to_numpy()
+    p["lsoa21_code"] = persons["lsoa21_code"].astype(object).to_numpy()
+    p["resident_borough_code"] = p["lsoa21_code"].map(lk["borough_code"])
+    p["imd_decile"] = p["lsoa21_code"].map(imd).astype("float64")
+    p["imd_quintile"] = imd_quintile(p["imd_decile"]).to_numpy()
+    p["practice_code"] = persons["practice_code"].astype(object).to_numpy()
+    p["borough_code"] = p["practice_code"].map(gp["borough_code"])
+    p["borough_name"] = p["borough_code"].map(bnames)
+    p["pcn_code"] = p["practice_code"].map(gp["pcn_code"])
+    rs = pd.to_datetime(persons["registration_start"]).to_numpy()
+    re_ = pd.to_datetime(persons["registration_end"]).fillna(end).to_numpy()
+    lo = np.maximum(rs, start.to_datetime64())
+    hi = np.minimum(re_, end.to_datetime64())
+    days = (hi - lo).astype("timedelta64[D]").astype(float) + 1
+    p["person_years"] = np.clip(days, 0, None) / 365.25
+
+    referred_any = set(referrals["person_id"].astype(object))
+    p["weight"] = np.where(p["person_id"].isin(referred_any), 1.0, 1.0 / pool_fraction)
+    p["exposure"] = p["weight"] * p["person_years"]
+    p["model_age_band"] = model_age_band(p["age"]).to_numpy()
+    return p
+
+
 def prepare(extracts, area: reference.Area, study_start, study_end, pool_fraction: float = 1.0) -> EquityData:
     """Code the extract for ``area`` (a :class:`spstudy.inputs.extracts.Extracts`, or anything with
     ``persons`` and ``referrals`` DataFrames in the data contract).
@@ -168,44 +213,20 @@ def prepare(extracts, area: reference.Area, study_start, study_end, pool_fractio
     mid = start + (end - start) / 2
 
     gp = reference.gp_practices().set_index("practice_code")
-    imd = reference.imd2025().set_index("lsoa21_code")["imd2025_imd_decile"]
-    lk = reference.lsoa21_lookup().set_index("lsoa21_code")
     bnames = reference.BOROUGHS.set_index("borough_code")["borough_name"]
 
-    p = pd.DataFrame({"person_id": persons["person_id"].astype(object).to_numpy()})
-    by = persons["birth_year"].astype("float64").to_numpy()
-    p["age"] = mid.year - by
-    p["sex"] = persons["sex"].astype(object).to_numpy()
-    p["ethnicity_code"] = as_object(persons["ethnicity"]).to_numpy()
-    p["ethnic_group"] = code_ethnicity(persons["ethnicity"]).to_numpy()
-    p["ethnic_detail"] = code_ethnicity(persons["ethnicity"], "detailed").to_numpy()
-    p["proficiency"] = code_proficiency(persons["english_proficiency"]).to_numpy()
-    p["language"] = code_language(persons["main_language"]).to_numpy()
-    p["interpreter"] = code_interpreter(persons["interpreter_needed"]).to_numpy()
-    p["lsoa21_code"] = persons["lsoa21_code"].astype(object).to_numpy()
-    p["resident_borough_code"] = p["lsoa21_code"].map(lk["borough_code"])
-    p["imd_decile"] = p["lsoa21_code"].map(imd).astype("float64")
-    p["imd_quintile"] = imd_quintile(p["imd_decile"]).to_numpy()
-    p["practice_code"] = persons["practice_code"].astype(object).to_numpy()
-    p["borough_code"] = p["practice_code"].map(gp["borough_code"])
-    p["borough_name"] = p["borough_code"].map(bnames)
-    p["pcn_code"] = p["practice_code"].map(gp["pcn_code"])
-    rs = pd.to_datetime(persons["registration_start"]).to_numpy()
-    re_ = pd.to_datetime(persons["registration_end"]).fillna(end).to_numpy()
-    lo = np.maximum(rs, start.to_datetime64())
-    hi = np.minimum(re_, end.to_datetime64())
-    days = (hi - lo).astype("timedelta64[D]").astype(float) + 1
-    p["person_years"] = np.clip(days, 0, None) / 365.25
+    def make():
+        return _coded_persons(persons, referrals, start, end, mid, pool_fraction)
 
+    # the same coding for every area of a build: a worker kernel codes the region once (see ValidatedExtracts.derived)
+    derived = getattr(extracts, "derived", None)
+    p = (derived(("equity.coded_persons", str(start), str(end), float(pool_fraction)), make) if derived else make()).copy(deep=False)
     r = referrals[(pd.to_datetime(referrals["referral_date"]) >= start) & (pd.to_datetime(referrals["referral_date"]) <= end)]
-    referred_any = set(referrals["person_id"].astype(object))
     r_all = r.reset_index(drop=True)
     r = r[r["borough_code"].isin(codes)].reset_index(drop=True)
-    p["weight"] = np.where(p["person_id"].isin(referred_any), 1.0, 1.0 / pool_fraction)
     n_ref = r.groupby(r["person_id"].astype(object)).size()
     p["referrals"] = p["person_id"].map(n_ref).fillna(0).astype(int)
-    p["exposure"] = p["weight"] * p["person_years"]
-    p["model_age_band"] = model_age_band(p["age"]).to_numpy()
+    p = p[PERSON_COLUMNS]
     pop = p[p["borough_code"].isin(codes) & (p["person_years"] > 0)].reset_index(drop=True)
 
     pi = p.set_index("person_id")

@@ -1036,6 +1036,18 @@ class ValidatedExtracts:
             raise KeyError(name)
         return self._read(name, f"{name}.parquet", pd.read_parquet)
 
+    def derived(self, key: tuple, make):
+        """``make()``, computed once per process for this validated extract and ``key``: for a result
+        that depends only on the extract and the arguments in ``key`` (the equity analysis codes every
+        person of the region the same way for each area). Callers treat it as read-only (DataFrames
+        are copy-on-write, so a shallow copy can be changed safely)."""
+        k = (str(self.dir.resolve()), "derived", key)
+        if k not in _SHARED:
+            if any(x[0] != k[0] for x in _SHARED):
+                _SHARED.clear()
+            _SHARED[k] = make()
+        return _SHARED[k]
+
     persons = property(lambda self: self.table("persons"))
     referrals = property(lambda self: self.table("referrals"))
     activity = property(lambda self: self.table("activity"))

@@ -242,6 +242,10 @@ def test_notebooks_of_one_kernel_share_validated_tables_without_seeing_each_othe
     assert "added" not in p2.columns and p2.loc[0, "birth_year"] != 1800
     pd.testing.assert_frame_equal(p2, real(v / "persons.parquet"))
     assert second.referred_ever == first.referred_ever
+    made = []
+    assert first.derived(("k", 1), lambda: made.append(1) or "coded") == "coded"
+    assert second.derived(("k", 1), lambda: made.append(2) or "again") == "coded" and made == [1]  # once per process
+    assert second.derived(("k", 2), lambda: made.append(3) or "other") == "other" and made == [1, 3]  # per key
     # another build's folder replaces what was kept
     other = E.write_validated(load_extracts(params, write_tables(tables, d / "csv2", "csv")), tmp_path / "validated2")
     E.ValidatedExtracts(other).persons
