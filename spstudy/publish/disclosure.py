@@ -576,7 +576,7 @@ def apply(spec: TableSpec, raw: pd.DataFrame, keys: dict, suppressed_keys: set, 
             else:
                 rows.append(r)
                 new.append(rules.round(float(before[r])))
-        if data[col].dtype in (np.dtype("int64"), np.dtype("float64")) and (data[col].dtype.kind == "f" or not any(map(math.isnan, new))):
+        if data[col].dtype == np.dtype("float64"):  # check_table makes every count float64; anything else keeps .at's checks
             arr = data[col].to_numpy(copy=True)
             arr[rows] = new
             data[col] = arr

@@ -87,14 +87,24 @@ def git_commit() -> str:
 def chains(nbs: list[Path]) -> list[list[Path]]:
     """The notebooks of one area as independent chains: a notebook that declares in its header
     ``spstudy: {after: [NN_name]}`` runs after (and in the same kernel as) the notebook it builds on;
-    every other notebook is a chain of its own, so an area's notebooks can run in parallel."""
+    every other notebook is a chain of its own, so an area's notebooks can run in parallel. A
+    dependency that is not an earlier notebook of the run is an error (running without it would race)."""
     import jupytext
 
     by_stem = {p.stem: p for p in nbs}
     after: dict[str, list[str]] = {}
     for p in nbs:
         deps = (jupytext.read(p).metadata.get("spstudy") or {}).get("after") or []
-        after[p.stem] = [d for d in deps if d in by_stem]
+        if isinstance(deps, str):
+            deps = [deps]
+        for d in deps:
+            if d not in by_stem:
+                have = sorted(q.stem for q in p.parent.glob("[0-9][0-9]_*.py"))
+                raise SystemExit(f"{p.name} runs after {d!r} (its header's spstudy: after:), which is "
+                                 + ("not selected: add --notebook " + d if d in have else f"not a notebook in {p.parent} (have: {have})"))
+            if d >= p.stem:
+                raise SystemExit(f"{p.name} runs after {d!r}, which is not an earlier notebook: notebooks run in name order")
+        after[p.stem] = list(deps)
     out: list[list[Path]] = []
     placed: dict[str, int] = {}
     for p in nbs:  # notebooks are in name order; a notebook builds only on earlier ones
@@ -117,6 +127,9 @@ def chains(nbs: list[Path]) -> list[list[Path]]:
         placed[p.stem] = i
     return [sorted(c) for c in out if c]
 
+
+#: prefix of the worker's messages on its stdout (anything else there is a kernel's own output)
+PROTOCOL = "@@spstudy-worker@@ "
 
 #: modules every notebook imports; a worker's kernel imports them while the extract is validated
 WARM_UP = ("import spstudy.publish.publisher, spstudy.publish.charts, spstudy.publish.findings, spstudy.analyses.needs, "
@@ -165,7 +178,7 @@ def _worker(argv) -> int:
                     raise
                 time.sleep(2)
         client.execute_cell(warm.cells[0], 0)
-        print(json.dumps({"ready": True}), flush=True)
+        print(PROTOCOL + json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
             if not line.strip():
                 continue
@@ -189,10 +202,10 @@ def _worker(argv) -> int:
                 except CellExecutionError as e:
                     ok, why = False, f"{e.ename}: {str(e.evalue).strip().splitlines()[-1] if str(e.evalue).strip() else ''}".strip()
                 nbformat.write(nb, Path(spec["out_dir"]) / f"{stem}.ipynb")
-                print(json.dumps({"notebook": stem, "ok": ok, "why": why, "seconds": time.time() - t}), flush=True)
+                print(PROTOCOL + json.dumps({"notebook": stem, "ok": ok, "why": why, "seconds": time.time() - t}), flush=True)
                 if not ok:
                     break
-            print(json.dumps({"unit_done": True}), flush=True)
+            print(PROTOCOL + json.dumps({"unit_done": True}), flush=True)
     finally:
         if cm is not None:
             cm.__exit__(None, None, None)
@@ -207,7 +220,7 @@ class Runner:
         self.kernel, self.cwd, self.log = kernel, str(cwd), log
         self.stop = threading.Event()
         self.procs: set[subprocess.Popen] = set()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # also taken by the Ctrl-C handler, which may interrupt a holder
         self.spare: list[subprocess.Popen] = []
 
     def start_workers(self):
@@ -228,9 +241,9 @@ class Runner:
             return p
 
     def _read(self, p) -> dict | None:
-        for line in p.stdout:
-            if line.startswith("{"):
-                return json.loads(line)
+        for line in p.stdout:  # other lines (a kernel's own output) are not the worker's messages
+            if line.startswith(PROTOCOL):
+                return json.loads(line[len(PROTOCOL):])
         return None  # the worker ended
 
     def _died(self, p) -> str:
@@ -254,12 +267,32 @@ class Runner:
                         return u
                 return None
 
+        finished: list[dict] = []  # units that ran to the end (each notebook recorded, or a failure)
+
         def serve(p):
+            try:
+                _serve(p)
+            except BaseException as e:  # a unit must never vanish without a record: fail its area, stop the build
+                if not self.stop.is_set():
+                    cur = current.get(threading.get_ident())
+                    if cur is not None:
+                        on_record(cur, {"notebook": "runner", "ok": False, "why": f"{type(e).__name__}: {e}", "seconds": 0.0})
+                        with qlock:
+                            failed_areas.add(cur["area"])
+                            finished.append(cur)
+                    errors.append(e)
+                    self.stop.set()
+
+        current: dict = {}
+        errors: list = []
+
+        def _serve(p):
             ready = self._read(p)
             while True:
                 if self.stop.is_set():
                     return
                 u = next_unit()
+                current[threading.get_ident()] = u
                 if u is None:
                     break
                 if ready is None:  # the worker never started (or died): say why, and start another
@@ -267,6 +300,7 @@ class Runner:
                     on_record(u, rec)
                     with qlock:
                         failed_areas.add(u["area"])
+                        finished.append(u)
                     with self.lock:
                         self.procs.discard(p)
                     p = self._spawn()
@@ -283,12 +317,15 @@ class Runner:
                         on_record(u, rec)
                         with qlock:
                             failed_areas.add(u["area"])
+                            finished.append(u)
                         with self.lock:
                             self.procs.discard(p)
                         p = self._spawn()
                         ready = self._read(p)
                         break
                     if r.get("unit_done"):
+                        with qlock:
+                            finished.append(u)
                         break
                     on_record(u, r)
                     if not r["ok"]:
@@ -307,8 +344,15 @@ class Runner:
         for t in workers:
             while t.is_alive():
                 t.join(timeout=0.2)
+        if errors:
+            raise RuntimeError(f"the batch runner failed: {type(errors[0]).__name__}: {errors[0]}") from errors[0]
         if self.stop.is_set():
             raise Interrupted()
+        done = {id(u) for u in finished}
+        for u in units:  # every unit ran to its end, or its area failed (and the rest of that area was skipped)
+            if id(u) not in done and u["area"] not in failed_areas:
+                on_record(u, {"notebook": " + ".join(Path(n).stem for n in u["notebooks"]), "ok": False,
+                              "why": "never ran (the batch runner lost it)", "seconds": 0.0})
 
     def close(self):
         with self.lock:

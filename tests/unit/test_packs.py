@@ -52,7 +52,7 @@ def test_an_areas_notebooks_run_as_independent_chains_unless_one_builds_on_anoth
     header = "# ---\n# jupyter:\n#   spstudy:\n#     after:\n#     - {dep}\n# ---\n\n"
     d = tmp_path / "nb"
     d.mkdir()
-    for name, dep in (("01_a", None), ("02_b", None), ("03_c", None), ("04_d", "03_c"), ("05_e", "04_d"), ("06_f", "99_missing")):
+    for name, dep in (("01_a", None), ("02_b", None), ("03_c", None), ("04_d", "03_c"), ("05_e", "04_d"), ("06_f", None)):
         (d / f"{name}.py").write_text((header.format(dep=dep) if dep else "") + "# %%\nx = 1\n")
     got = [[p.stem for p in c] for c in packs.chains(packs.notebooks(directory=d))]
     assert got == [["01_a"], ["02_b"], ["03_c", "04_d", "05_e"], ["06_f"]]
@@ -60,6 +60,16 @@ def test_an_areas_notebooks_run_as_independent_chains_unless_one_builds_on_anoth
     assert [(u["area"], [p.rsplit("/", 1)[1] for p in u["notebooks"]]) for u in units][:2] == [
         ("camden", ["03_c.py", "04_d.py", "05_e.py"]), ("camden", ["01_a.py"])]  # the longest chain of each area starts first
     assert len(units) == 8
+    # a dependency left out of the run, misspelt, or later in name order would be a race: an error
+    with pytest.raises(SystemExit, match="not selected: add --notebook 03_c"):
+        packs.chains(packs.notebooks(["04_d"], directory=d))
+    (d / "07_g.py").write_text(header.format(dep="99_missing") + "# %%\nx = 1\n")
+    with pytest.raises(SystemExit, match="not a notebook"):
+        packs.chains(packs.notebooks(directory=d))
+    (d / "07_g.py").write_text(header.format(dep="08_h") + "# %%\nx = 1\n")
+    (d / "08_h.py").write_text("# %%\nx = 1\n")
+    with pytest.raises(SystemExit, match="not an earlier notebook"):
+        packs.chains(packs.notebooks(directory=d))
     # the shipped notebooks: only the SROI notebook builds on another (the evaluation's shared result)
     shipped = [[p.stem for p in c] for c in packs.chains(packs.notebooks())]
     assert ["03_service_use_evaluation", "04_social_return_on_investment"] in shipped and len(shipped) == 4
