@@ -286,6 +286,17 @@ class Runner:
         current: dict = {}
         errors: list = []
 
+        def worker_died(p, u):
+            """The worker ended under unit ``u``: fail its area with the worker's last words, start another."""
+            on_record(u, {"notebook": "kernel", "ok": False, "why": self._died(p), "seconds": 0.0})
+            with qlock:
+                failed_areas.add(u["area"])
+                finished.append(u)
+            with self.lock:
+                self.procs.discard(p)
+            q = self._spawn()
+            return q, self._read(q)
+
         def _serve(p):
             ready = self._read(p)
             while True:
@@ -296,15 +307,7 @@ class Runner:
                 if u is None:
                     break
                 if ready is None:  # the worker never started (or died): say why, and start another
-                    rec = {"notebook": "kernel", "ok": False, "why": self._died(p), "seconds": 0.0}
-                    on_record(u, rec)
-                    with qlock:
-                        failed_areas.add(u["area"])
-                        finished.append(u)
-                    with self.lock:
-                        self.procs.discard(p)
-                    p = self._spawn()
-                    ready = self._read(p)
+                    p, ready = worker_died(p, u)
                     continue
                 p.stdin.write(json.dumps(u) + "\n")
                 p.stdin.flush()
@@ -313,15 +316,7 @@ class Runner:
                     if r is None:
                         if self.stop.is_set():
                             return
-                        rec = {"notebook": "kernel", "ok": False, "why": self._died(p), "seconds": 0.0}
-                        on_record(u, rec)
-                        with qlock:
-                            failed_areas.add(u["area"])
-                            finished.append(u)
-                        with self.lock:
-                            self.procs.discard(p)
-                        p = self._spawn()
-                        ready = self._read(p)
+                        p, ready = worker_died(p, u)
                         break
                     if r.get("unit_done"):
                         with qlock:
