@@ -49,6 +49,7 @@ __all__ = [
     "add_subgroup_columns",
     "did_long",
     "poisson_did_fit",
+    "SaturatedPoissonFit",
     "fit_ratio_of_rate_ratios",
     "holm",
     "wald_equality_test",
@@ -169,17 +170,89 @@ def _cell_events(L: pd.DataFrame) -> dict:
             "events_comparator_pre": int(g.get((0, 0), 0)), "events_comparator_post": int(g.get((0, 1), 0))}
 
 
+class SaturatedPoissonFit:
+    """The fit of a Poisson GLM that is saturated in its cells, in closed form (:func:`poisson_did_fit`).
+
+    Same attributes as the statsmodels results it replaces where the analyses read them:
+    ``params``, ``bse``, ``pvalues`` (two-sided Wald, normal) and ``cov_params()``, indexed by the
+    design's column names."""
+
+    def __init__(self, params: pd.Series, cov: pd.DataFrame):
+        self.params = params
+        self._cov = cov
+        self.bse = pd.Series(np.sqrt(np.diag(cov.to_numpy())), index=params.index)
+        self.pvalues = pd.Series(2 * stats.norm.sf(np.abs(params.to_numpy() / self.bse.to_numpy())), index=params.index)
+
+    def cov_params(self) -> pd.DataFrame:
+        return self._cov
+
+
+def _saturated_fit(y, w, t, X: pd.DataFrame, groups: np.ndarray) -> SaturatedPoissonFit | None:
+    """Closed-form MLE and cluster-robust covariance of the Poisson GLM ``y ~ X`` with offset log(t)
+    and variance weights ``w``, when ``X`` is saturated: it takes one row per cell (a distinct row
+    of X), as many cells as columns, and its cell rows are linearly independent. None otherwise,
+    or when a cell has no events (the MLE is then at infinity).
+
+    In the cell parametrisation theta_c = log rate of cell c the MLE is theta_c = log(Y_c / T_c),
+    Y_c = sum of w*y and T_c = sum of w*t over the cell (a saturated log-linear model reproduces
+    its cells: Agresti 2013, Categorical Data Analysis, 3rd ed., s.9.1). The design's coefficients
+    are beta = B^-1 theta (B: the cell rows of X). The sandwich is statsmodels' ``cov_type="cluster"``
+    exactly: bread = the inverse Hessian diag(1 / Y_c) (canonical link), meat = the sum over
+    clusters of the outer products of the cluster's summed scores w*(y - mu), with its small-sample
+    factor G / (G - 1) x (N - 1) / (N - K); both transform with B^-1, so the covariance of beta is
+    B^-1 V_theta B^-T. The tests check every number against statsmodels."""
+    Xa = X.to_numpy(dtype=float)
+    n, k = Xa.shape
+    if n <= k:
+        return None
+    cell = np.zeros(n, dtype=np.int64)
+    for j in range(k):  # the cell of each row: its distinct row of X, by successive factorising
+        code, levels = pd.factorize(Xa[:, j])
+        cell = pd.factorize(cell * len(levels) + code)[0].astype(np.int64)
+        if cell.max() >= k:
+            return None
+    first = np.unique(cell, return_index=True)[1]
+    B = Xa[first]
+    if len(B) != k or np.linalg.matrix_rank(B) < k:
+        return None
+    Y = np.bincount(cell, weights=w * y, minlength=k)
+    T = np.bincount(cell, weights=w * t, minlength=k)
+    if (Y <= 0).any() or (T <= 0).any():
+        return None
+    lam = Y / T
+    G = int(groups.max()) + 1
+    S = np.bincount(groups.astype(np.int64) * k + cell, weights=w * (y - lam[cell] * t), minlength=G * k).reshape(G, k)
+    V = (S.T @ S) / np.outer(Y, Y) * (G / (G - 1) * (n - 1) / (n - k))
+    Binv = np.linalg.inv(B)
+    beta = Binv @ np.log(lam)
+    cov = Binv @ V @ Binv.T
+    names = list(X.columns)
+    return SaturatedPoissonFit(pd.Series(beta, index=names), pd.DataFrame(cov, index=names, columns=names))
+
+
 def poisson_did_fit(L: pd.DataFrame, X: pd.DataFrame) -> tuple[object, bool]:
     """The matched DiD's Poisson GLM on long data (:func:`did_long`) with design matrix ``X``:
     log(person-years) offset, var_weights = matching weights (when not all 1), cluster-robust
-    (sandwich) errors by matched set when there are at least 3 sets. Returns (statsmodels fit,
-    whether the errors are cluster-robust)."""
+    (sandwich) errors by matched set when there are at least 3 sets. Returns (the fit, whether the
+    errors are cluster-robust).
+
+    The designs the analyses use are saturated in their cells (treated x post, within each
+    subgroup for the interaction test): for them, when every cell has events and the errors are
+    cluster-robust, the fit is the closed form of :func:`_saturated_fit` (the same numbers as
+    statsmodels, to its convergence tolerance, without iterating); otherwise it is statsmodels'
+    GLM."""
     import statsmodels.api as sm
 
     w = L["weight"].to_numpy(dtype=float)
-    kw = {} if np.allclose(w, 1.0) else {"var_weights": w}
-    model = sm.GLM(L["events"].to_numpy(dtype=float), X, family=sm.families.Poisson(), offset=np.log(L["days"].to_numpy(dtype=float) / 365.25), **kw)
+    y = L["events"].to_numpy(dtype=float)
+    t = L["days"].to_numpy(dtype=float) / 365.25
     groups = pd.factorize(L["subclass"])[0]
+    if groups.max() >= 2:
+        fit = _saturated_fit(y, w, t, X, groups)
+        if fit is not None:
+            return fit, True
+    kw = {} if np.allclose(w, 1.0) else {"var_weights": w}
+    model = sm.GLM(y, X, family=sm.families.Poisson(), offset=np.log(t), **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if groups.max() >= 2:
