@@ -279,7 +279,8 @@ def _solve_group(problem: Problem, keys, rels, extra, want, need, n_models: int,
         return INF if v >= CAP / 10 else v
 
     todo = list(want)
-    if need:
+    n_dirs = 2 + CERTIFY_ROUNDS + (6 if need and any(need.get(k, (0, False))[0] > 2 for k in want) else 0)
+    if need and 2 * len(want) > n_dirs:  # else solving each cell exactly (2 LPs a cell) is no more work than the directions
         seen_lo = np.full(len(want), np.inf)
         seen_hi = np.full(len(want), -np.inf)
         rng = np.random.default_rng(len(keys))
@@ -287,6 +288,7 @@ def _solve_group(problem: Problem, keys, rels, extra, want, need, n_models: int,
         dirs = [np.ones(len(want)), -np.ones(len(want))] + [rng.choice([-1.0, 1.0], len(want)) for _ in range(CERTIFY_ROUNDS)]
         if hard.any():
             dirs += [hard, -hard] + [hard * rng.choice([-1.0, 1.0], len(want)) for _ in range(4)]
+        assert len(dirs) == n_dirs
 
         def push_all(ds):
             nonlocal seen_lo, seen_hi
@@ -340,7 +342,9 @@ def intervals(problem: Problem, targets, cache: dict | None = None, need: dict |
     ``need`` (target -> (values, continuous)) says how wide an interval must be to protect the cell:
     feasible points found by a few LPs with random objectives already prove most cells wide enough
     (their returned interval is then an inner bound, "at least this wide"); only the others are
-    solved exactly, min and max. Without ``need`` every target is solved exactly. ``cache`` (a dict
+    solved exactly, min and max. A group with so few targets that solving each exactly takes no more
+LPs than the directions would (two per cell) is solved exactly. Without ``need`` every target is
+solved exactly. ``cache`` (a dict
     kept between calls) reuses the answer for a group of cells that has not changed. ``stop_after``
     (with ``need``): stop once that many cells are proven too narrow; cells not yet decided are then
     left out of the answer."""

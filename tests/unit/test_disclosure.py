@@ -223,6 +223,25 @@ def test_several_lp_models_at_once_give_the_same_verdicts_and_bounds_as_one(monk
             assert (iv.lo, iv.hi) == pytest.approx((got[2][1][k].lo, got[2][1][k].hi), abs=1e-6), k
 
 
+def test_a_few_targets_are_solved_exactly_with_the_same_verdicts_as_the_directions(monkeypatch):
+    """Re-checks after a suppression ask about a few cells of a large group: those are solved
+    exactly (2 LPs a cell) instead of pushing 16 directions. The exposed cells must be the ones the
+    direction search finds, and each interval contains the points the directions reached."""
+    p, sup, rnd = _hierarchy(2)
+    few = ["l0.0.0", "l1.0.0"] + sorted(sup - {"l0.0.0", "l1.0.0"})[:2] + sorted(rnd)[:1]  # two built to be exposed
+    assert {"l0.0.0", "l1.0.0"} <= sup
+    calls = []
+    push = A._GroupModel.push
+    monkeypatch.setattr(A._GroupModel, "push", lambda self, d: calls.append(len(d)) or push(self, d))
+    exact = A.exposures(p, sup, rnd, R.protection_values, only=set(few))
+    assert not calls, "a group with 5 targets must not push directions"
+    monkeypatch.setattr(A, "CERTIFY_ROUNDS", 0)  # so that 5 targets (10 LPs) are more work than the 8 directions
+    dirs = A.exposures(p, sup, rnd, R.protection_values, only=set(few))
+    assert calls, "the direction search ran"
+    assert [(e.key, e.kind) for e in exact] == [(e.key, e.kind) for e in dirs]
+    assert {e.key for e in exact} >= {"l0.0.0", "l1.0.0"}
+
+
 def test_creating_lp_models_from_threads_leaves_stdout_where_it_was():
     """_highs() points file descriptor 1 at /dev/null while HiGHS prints its banner; two threads doing
     that at once used to leave the whole process writing its stdout to /dev/null."""
