@@ -616,7 +616,8 @@ def _check_workforce(w: pd.DataFrame, br: _Breaches):
 def _exact_duplicates(a: pd.DataFrame, pos: np.ndarray, extra: pd.DataFrame | None) -> np.ndarray:
     """Rows repeating an earlier row's person, date, setting (and any non-contract columns, e.g. an
     appointment id): one int64 key per row; O(n) when the file is sorted by person, date and setting
-    (as the generator writes it), a sort otherwise."""
+    (as the generator writes it: then only the rows in a run of equal keys have their other columns
+    compared), a sort otherwise."""
     from spstudy.inputs.contract import ACTIVITY_SETTINGS
 
     day = a["activity_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
@@ -624,16 +625,26 @@ def _exact_duplicates(a: pd.DataFrame, pos: np.ndarray, extra: pd.DataFrame | No
     code = _positions(a["setting"], pd.Series(list(ACTIVITY_SETTINGS))).astype(np.int64)
     key = (pos.astype(np.int64) << 26) | (day << 8) | (code + 1)
     if extra is not None and extra.shape[1]:
+        rows = np.arange(len(key))
+        if len(key) > 1 and np.all(key[1:] >= key[:-1]):
+            # sorted: only rows in a run of equal keys can repeat one another; compare their extra columns only
+            same = key[1:] == key[:-1]
+            in_run = np.zeros(len(key), dtype=bool)
+            in_run[1:] |= same
+            in_run[:-1] |= same
+            rows = np.flatnonzero(in_run)
+        sub = extra.iloc[rows] if len(rows) < len(key) else extra
         if extra.shape[1] == 1:
-            h = pd.factorize(extra.iloc[:, 0], use_na_sentinel=False)[0].astype(np.int64)
+            h = pd.factorize(sub.iloc[:, 0], use_na_sentinel=False)[0].astype(np.int64)
         else:
-            h = pd.util.hash_pandas_object(extra, index=False).to_numpy().view(np.int64)
-        order = np.lexsort((h, key))  # stable: the first of equal rows keeps its place and is kept
-        ks, hs = key[order], h[order]
-        rep = np.zeros(len(key), dtype=bool)
+            h = pd.util.hash_pandas_object(sub, index=False).to_numpy().view(np.int64)
+        k = key[rows]
+        order = np.lexsort((h, k))  # stable: the first of equal rows keeps its place and is kept
+        ks, hs = k[order], h[order]
+        rep = np.zeros(len(rows), dtype=bool)
         rep[1:] = (ks[1:] == ks[:-1]) & (hs[1:] == hs[:-1])
         dup = np.zeros(len(key), dtype=bool)
-        dup[order] = rep
+        dup[rows[order]] = rep
         return dup
     dup = np.zeros(len(key), dtype=bool)
     if len(key) > 1:

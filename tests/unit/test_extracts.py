@@ -251,3 +251,30 @@ def test_notebooks_of_one_kernel_share_validated_tables_without_seeing_each_othe
     E.ValidatedExtracts(other).persons
     assert reads == ["persons.parquet", "referred_ever.parquet", "persons.parquet"]
     assert {k[0] for k in E._SHARED} == {str(other.resolve())}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_duplicates_are_pandas_duplicated(seed):
+    """Which activity rows repeat an earlier row (person, date, setting and every non-contract
+    column) is what pandas' ``duplicated(keep="first")`` says, whether the file is sorted (only runs
+    of equal keys are compared) or not (a full sort), with one or two extra columns and missing values."""
+    import numpy as np
+
+    from spstudy.inputs import extracts as X
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    a = pd.DataFrame({"person_id": rng.choice([f"P{i}" for i in range(40)], n),
+                      "activity_date": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 30, n), unit="D"),
+                      "setting": rng.choice(["gp", "ae", "elective"], n)})
+    extra = pd.DataFrame({"event_id": rng.choice(["e1", "e2", "e3", None], n), "clinic": rng.choice(["x", "y"], n)})
+    persons = pd.Series(sorted(a["person_id"].unique()))
+    for ordered in (True, False):
+        idx = a.sort_values(["person_id", "activity_date", "setting"], kind="stable").index if ordered else a.index
+        aa, ee = a.loc[idx].reset_index(drop=True), extra.loc[idx].reset_index(drop=True)
+        pos = X._positions(aa["person_id"], persons)
+        for cols in (["event_id"], ["event_id", "clinic"]):
+            got = X._exact_duplicates(aa, pos, ee[cols])
+            want = pd.concat([aa, ee[cols]], axis=1).duplicated(keep="first").to_numpy()
+            assert got.sum() > 0 and (got == want).all(), (ordered, cols)
+        assert (X._exact_duplicates(aa, pos, None) == aa.duplicated(keep="first").to_numpy()).all()
