@@ -205,13 +205,20 @@ def _saturated_fit(y, w, t, X: pd.DataFrame, groups: np.ndarray) -> SaturatedPoi
     n, k = Xa.shape
     if n <= k:
         return None
-    cell = np.zeros(n, dtype=np.int64)
-    for j in range(k):  # the cell of each row: its distinct row of X, by successive factorising
-        code, levels = pd.factorize(Xa[:, j])
-        cell = pd.factorize(cell * len(levels) + code)[0].astype(np.int64)
-        if cell.max() >= k:
+    if k < 63 and ((Xa == 0) | (Xa == 1)).all():  # indicator columns: a row's bits are its cell
+        bits = (Xa.astype(bool) @ (np.int64(1) << np.arange(k, dtype=np.int64))).astype(np.int64)
+        _, first, cell = np.unique(bits, return_index=True, return_inverse=True)
+        if len(first) != k:
             return None
-    first = np.unique(cell, return_index=True)[1]
+    else:
+        cell = np.zeros(n, dtype=np.int64)
+        for j in range(k):  # the cell of each row: its distinct row of X, by successive factorising
+            code, levels = pd.factorize(Xa[:, j])
+            cell = pd.factorize(cell * len(levels) + code)[0].astype(np.int64)
+            if cell.max() >= k:
+                return None
+        first = np.unique(cell, return_index=True)[1]
+    cell = np.asarray(cell, dtype=np.int64).reshape(-1)
     B = Xa[first]
     if len(B) != k or np.linalg.matrix_rank(B) < k:
         return None
@@ -241,8 +248,6 @@ def poisson_did_fit(L: pd.DataFrame, X: pd.DataFrame) -> tuple[object, bool]:
     cluster-robust, the fit is the closed form of :func:`_saturated_fit` (the same numbers as
     statsmodels, to its convergence tolerance, without iterating); otherwise it is statsmodels'
     GLM."""
-    import statsmodels.api as sm
-
     w = L["weight"].to_numpy(dtype=float)
     y = L["events"].to_numpy(dtype=float)
     t = L["days"].to_numpy(dtype=float) / 365.25
@@ -251,6 +256,8 @@ def poisson_did_fit(L: pd.DataFrame, X: pd.DataFrame) -> tuple[object, bool]:
         fit = _saturated_fit(y, w, t, X, groups)
         if fit is not None:
             return fit, True
+    import statsmodels.api as sm
+
     kw = {} if np.allclose(w, 1.0) else {"var_weights": w}
     model = sm.GLM(y, X, family=sm.families.Poisson(), offset=np.log(t), **kw)
     with warnings.catch_warnings():
