@@ -988,20 +988,26 @@ def sample_extract(src_dir: Path | str, out_dir: Path | str, n_persons: int, see
 VALIDATED_TABLES = ("persons", "referrals", "activity", "wellbeing", "workforce")
 
 
+VALIDATED_SUFFIX = ".arrow"
+
+
 def write_validated(ex: Extracts, directory: Path | str) -> Path:
-    """Write a validated extract as Parquet for the notebooks of one build (so it is validated once,
-    not once per notebook), with the ledger, the sampling metadata and a SHA-256 of every file.
-    The folder lives in the build's private area and is never published."""
+    """Write a validated extract for the notebooks of one build (so it is validated once, not once
+    per notebook), with the ledger, the sampling metadata and a SHA-256 of every file. The tables
+    are Arrow IPC files (Feather v2, uncompressed): a private copy read back within minutes, so
+    writing and reading fast matters more than size (7.2 M activity rows: written in about 0.2 s
+    and read in 0.25 s, against 0.8 s and 0.5 s as Parquet); dtypes round-trip exactly. The folder
+    lives in the build's private area and is never published."""
     from spstudy.inputs.checksums import sha256
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     for t in VALIDATED_TABLES:
-        ex.table(t).to_parquet(d / f"{t}.parquet", index=False)
-    pd.DataFrame({"person_id": sorted(ex.referred_ever)}).to_parquet(d / "referred_ever.parquet", index=False)
+        ex.table(t).to_feather(d / f"{t}{VALIDATED_SUFFIX}", compression="uncompressed")
+    pd.DataFrame({"person_id": sorted(ex.referred_ever)}).to_feather(d / f"referred_ever{VALIDATED_SUFFIX}", compression="uncompressed")
     ex.ledger.to_frame().to_csv(d / "ledger.csv", index=False, lineterminator="\n")
     meta = {"pool_fraction": ex.pool_fraction, "extract_info": ex.extract_info, "files": {k: Path(v).name for k, v in ex.files.items()},
-            "sha256": {f.name: sha256(f) for f in sorted(d.glob("*")) if f.suffix in (".parquet", ".csv")}}
+            "sha256": {f.name: sha256(f) for f in sorted(d.glob("*")) if f.suffix in (VALIDATED_SUFFIX, ".csv")}}
     (d / "validated.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
     return d
 
@@ -1045,7 +1051,7 @@ class ValidatedExtracts:
     def table(self, name: str) -> pd.DataFrame:
         if name not in VALIDATED_TABLES:
             raise KeyError(name)
-        return self._read(name, f"{name}.parquet", pd.read_parquet)
+        return self._read(name, f"{name}{VALIDATED_SUFFIX}", pd.read_feather)
 
     def derived(self, key: tuple, make):
         """``make()``, computed once per process for this validated extract and ``key``: for a result
@@ -1067,7 +1073,7 @@ class ValidatedExtracts:
 
     @property
     def referred_ever(self) -> frozenset:
-        return self._read("referred_ever", "referred_ever.parquet", lambda f: frozenset(pd.read_parquet(f)["person_id"]))
+        return self._read("referred_ever", f"referred_ever{VALIDATED_SUFFIX}", lambda f: frozenset(pd.read_feather(f)["person_id"]))
 
     @property
     def ledger(self) -> Ledger:

@@ -230,17 +230,17 @@ def test_notebooks_of_one_kernel_share_validated_tables_without_seeing_each_othe
     v = E.write_validated(load_extracts(params, write_tables(tables, d / "csv", "csv")), tmp_path / "validated")
     monkeypatch.setattr(E, "_SHARED", {})
     reads = []
-    real = pd.read_parquet
-    monkeypatch.setattr(pd, "read_parquet", lambda f, *a, **k: (reads.append(Path(f).name), real(f, *a, **k))[1])
+    real = pd.read_feather
+    monkeypatch.setattr(pd, "read_feather", lambda f, *a, **k: (reads.append(Path(f).name), real(f, *a, **k))[1])
     first = E.ValidatedExtracts(v)
     p1 = first.persons
     p1["added"] = 1
     p1.loc[0, "birth_year"] = 1800
     second = E.ValidatedExtracts(v)
     p2 = second.persons
-    assert reads == ["persons.parquet"]
+    assert reads == ["persons.arrow"]
     assert "added" not in p2.columns and p2.loc[0, "birth_year"] != 1800
-    pd.testing.assert_frame_equal(p2, real(v / "persons.parquet"))
+    pd.testing.assert_frame_equal(p2, real(v / "persons.arrow"))
     assert second.referred_ever == first.referred_ever
     made = []
     assert first.derived(("k", 1), lambda: made.append(1) or "coded") == "coded"
@@ -249,7 +249,7 @@ def test_notebooks_of_one_kernel_share_validated_tables_without_seeing_each_othe
     # another build's folder replaces what was kept
     other = E.write_validated(load_extracts(params, write_tables(tables, d / "csv2", "csv")), tmp_path / "validated2")
     E.ValidatedExtracts(other).persons
-    assert reads == ["persons.parquet", "referred_ever.parquet", "persons.parquet"]
+    assert reads == ["persons.arrow", "referred_ever.arrow", "persons.arrow"]
     assert {k[0] for k in E._SHARED} == {str(other.resolve())}
 
 
