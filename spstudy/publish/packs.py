@@ -397,6 +397,8 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
     """Build and publish the packs of ``areas``; returns (list of AreaResult, ReleaseResult or None).
     ``keep_build`` (tests only) copies the private build folder there before it is deleted; it is
     never part of a pack."""
+    from spstudy.publish.release import ReleaseError, publish_release
+
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -432,10 +434,6 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
                                                       "extracts_dir": str(Path(extracts_dir).resolve()) if extracts_dir else None,
                                                       "validated": validated}))
         by_area = {a: AreaResult(a) for a in areas}
-        # the release's modules (matplotlib, Jinja2, gptables, HiGHS: about a second) are imported while the
-        # notebooks run, when this process only waits, instead of before the workers and the validation start
-        prefetch = threading.Thread(target=_import_release_modules, daemon=True)
-        prefetch.start()
         t0 = time.time()
 
         def on_record(u, r):
@@ -454,9 +452,6 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
             raise
         runner.close()
         results = [by_area[a] for a in areas]
-        prefetch.join()
-        from spstudy.publish.release import ReleaseError, publish_release
-
         if all(r.ok for r in results):
             info = _extract_info(areas[0], parameters_dir, extracts_dir)
             with _release_lock(out):
@@ -488,17 +483,6 @@ def run(areas: list[str], out: Path, jobs: int = 2, notebook_names: list[str] | 
             shutil.copytree(build, keep_build, dirs_exist_ok=True)
         shutil.rmtree(build, ignore_errors=True)  # only this run's build folder
     return results, release
-
-
-def _import_release_modules():
-    """Import what the release uses (errors surface when the release imports them itself). Modules
-    imported here are also inherited by the release's forked workers."""
-    with contextlib.suppress(Exception):
-        import gptables  # noqa: F401
-        import highspy  # noqa: F401
-
-        import spstudy.publish.release  # noqa: F401
-        import spstudy.publish.report  # noqa: F401
 
 
 def validate_once(areas: list[str], build: Path, parameters_dir, extracts_dir, log) -> dict[str, str]:
