@@ -1003,7 +1003,7 @@ def write_validated(ex: Extracts, directory: Path | str) -> Path:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     for t in VALIDATED_TABLES:
-        ex.table(t).to_feather(d / f"{t}{VALIDATED_SUFFIX}", compression="uncompressed")
+        ex.table(t).reset_index(drop=True).to_feather(d / f"{t}{VALIDATED_SUFFIX}", compression="uncompressed")
     pd.DataFrame({"person_id": sorted(ex.referred_ever)}).to_feather(d / f"referred_ever{VALIDATED_SUFFIX}", compression="uncompressed")
     ex.ledger.to_frame().to_csv(d / "ledger.csv", index=False, lineterminator="\n")
     meta = {"pool_fraction": ex.pool_fraction, "extract_info": ex.extract_info, "files": {k: Path(v).name for k, v in ex.files.items()},
@@ -1014,7 +1014,7 @@ def write_validated(ex: Extracts, directory: Path | str) -> Path:
 
 class ValidatedExtracts:
     """An extract validated earlier in the same build (:func:`write_validated`): each table is read
-    from its Parquet file the first time it is used, after its checksum is verified, so a notebook that
+    from its Arrow IPC file the first time it is used, after its checksum is verified, so a notebook that
     never touches activity never reads it; a later notebook in the same kernel reuses what an earlier
     one read (frozensets and copy-on-write DataFrames, see ``_SHARED``)."""
 

@@ -203,8 +203,9 @@ def _saturated_fit(y, w, t, X: pd.DataFrame, groups: np.ndarray) -> SaturatedPoi
     B^-1 V_theta B^-T. The tests check every number against statsmodels."""
     Xa = X.to_numpy(dtype=float)
     n, k = Xa.shape
-    if n <= k:
-        return None
+    if n <= k or (groups < 0).any() or not (np.isfinite(Xa).all() and np.isfinite(y).all() and np.isfinite(w).all()
+                                            and np.isfinite(t).all()):
+        return None  # a missing value or matched set: statsmodels' fit says what it does with it
     if k < 63 and ((Xa == 0) | (Xa == 1)).all():  # indicator columns: a row's bits are its cell
         bits = (Xa.astype(bool) @ (np.int64(1) << np.arange(k, dtype=np.int64))).astype(np.int64)
         _, first, cell = np.unique(bits, return_index=True, return_inverse=True)

@@ -288,7 +288,8 @@ def _solve_group(problem: Problem, keys, rels, extra, want, need, n_models: int,
         dirs = [np.ones(len(want)), -np.ones(len(want))] + [rng.choice([-1.0, 1.0], len(want)) for _ in range(CERTIFY_ROUNDS)]
         if hard.any():
             dirs += [hard, -hard] + [hard * rng.choice([-1.0, 1.0], len(want)) for _ in range(4)]
-        assert len(dirs) == n_dirs
+        if len(dirs) != n_dirs:  # pragma: no cover - the count above must follow the list
+            raise AssertionError(f"{len(dirs)} directions, {n_dirs} counted")
 
         def push_all(ds):
             nonlocal seen_lo, seen_hi
@@ -343,9 +344,8 @@ def intervals(problem: Problem, targets, cache: dict | None = None, need: dict |
     feasible points found by a few LPs with random objectives already prove most cells wide enough
     (their returned interval is then an inner bound, "at least this wide"); only the others are
     solved exactly, min and max. A group with so few targets that solving each exactly takes no more
-LPs than the directions would (two per cell) is solved exactly. Without ``need`` every target is
-solved exactly. ``cache`` (a dict
-    kept between calls) reuses the answer for a group of cells that has not changed. ``stop_after``
+    LPs than the directions would (two per cell) is solved exactly. Without ``need`` every target is
+    solved exactly. ``cache`` (a dict kept between calls) reuses the answer for a group of cells that has not changed. ``stop_after``
     (with ``need``): stop once that many cells are proven too narrow; cells not yet decided are then
     left out of the answer."""
     targets = set(targets)

@@ -269,10 +269,16 @@ def test_exact_duplicates_are_pandas_duplicated(seed):
                       "setting": rng.choice(["gp", "ae", "elective"], n)})
     extra = pd.DataFrame({"event_id": rng.choice(["e1", "e2", "e3", None], n), "clinic": rng.choice(["x", "y"], n)})
     persons = pd.Series(sorted(a["person_id"].unique()))
+    from spstudy.inputs.contract import ACTIVITY_SETTINGS
+
+    order = a.assign(_s=a["setting"].map({v: i for i, v in enumerate(ACTIVITY_SETTINGS)}))
     for ordered in (True, False):
-        idx = a.sort_values(["person_id", "activity_date", "setting"], kind="stable").index if ordered else a.index
+        idx = order.sort_values(["person_id", "activity_date", "_s"], kind="stable").index if ordered else a.index
         aa, ee = a.loc[idx].reset_index(drop=True), extra.loc[idx].reset_index(drop=True)
         pos = X._positions(aa["person_id"], persons)
+        day = aa["activity_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        key = (pos.astype(np.int64) << 26) | ((day - day.min()) << 8) | (X._positions(aa["setting"], pd.Series(list(ACTIVITY_SETTINGS))) + 1)
+        assert bool(np.all(key[1:] >= key[:-1])) == ordered, "the sorted case must take the fast path"
         for cols in (["event_id"], ["event_id", "clinic"]):
             got = X._exact_duplicates(aa, pos, ee[cols])
             want = pd.concat([aa, ee[cols]], axis=1).duplicated(keep="first").to_numpy()

@@ -168,3 +168,23 @@ def test_closed_form_fit_falls_back_to_statsmodels():
     args = (L["events"].to_numpy(float), L["weight"].to_numpy(float), L["days"].to_numpy(float) / 365.25)
     assert S._saturated_fit(*args, X.assign(dup=X["treated"] * 2), g) is None
     assert S._saturated_fit(*args, X, g) is not None
+
+
+def test_closed_form_fit_of_a_design_that_is_not_0_1_and_missing_values_fall_back():
+    """Saturated designs whose columns are not indicators (here a column coded 0/2) go through the
+    factorising path, still equal to statsmodels; a missing matched set or event count falls back to
+    statsmodels' own handling."""
+    rng = np.random.default_rng(7)
+    L = _long(rng, 120, 2, 1)
+    X = pd.DataFrame({"const": 1.0, "treated": L["treated"] * 2.0, "post": L["post"] * 1.0, "treated_post": (L["treated"] * L["post"]) * 1.0})
+    fit, _ = S.poisson_did_fit(L, X)
+    assert isinstance(fit, S.SaturatedPoissonFit)
+    ref = _glm_cluster(L, X)
+    np.testing.assert_allclose(fit.params.to_numpy(), ref.params.to_numpy(), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(fit.cov_params().to_numpy(), ref.cov_params().to_numpy(), rtol=1e-6, atol=1e-12)
+    g = pd.factorize(L["subclass"])[0]
+    args = (L["events"].to_numpy(float), L["weight"].to_numpy(float), L["days"].to_numpy(float) / 365.25)
+    assert S._saturated_fit(*args, X, np.where(np.arange(len(g)) == 0, -1, g)) is None
+    y = args[0].copy()
+    y[3] = np.nan
+    assert S._saturated_fit(y, *args[1:], X, g) is None
